@@ -1,0 +1,156 @@
+//! `cireg`: the cancer imaging metadata registry. This binary only parses arguments and starts
+//! things; the work is in the library crates.
+
+mod bench;
+mod demo;
+mod publish;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cireg", version, about = "Metadata registry of a federated European cancer imaging infrastructure")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the event log is: an embedded file under the data directory, or NATS JetStream.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LogArgs {
+    /// Directory for the store (and the embedded log when --nats is not given).
+    #[arg(long, default_value = "cireg-data", env = "CIREG_DATA")]
+    pub data: PathBuf,
+    /// NATS server URL; the event log is then the JetStream stream CIREG_EVENTS.
+    #[arg(long, env = "CIREG_NATS")]
+    pub nats: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry: ingest (HTTP and NATS), projector and HTTP API in one process.
+    Serve(serve::ServeArgs),
+    /// Send events (files with one event, a JSON array, or one event per line) and print each answer.
+    Publish(publish::PublishArgs),
+    /// Print the synthetic demo catalogue as events, one per line.
+    Demo {
+        /// Write a JSON array (a CloudEvents batch) to this file instead of lines on stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Replay the whole log into a fresh store, then replace the old store with it.
+    Rebuild {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Public base URL the IRIs are minted under (must match `serve`'s).
+        #[arg(long, env = "CIREG_PUBLIC_BASE", default_value = "http://127.0.0.1:8080")]
+        public_base: String,
+    },
+    /// Check events against the schemas, offline. Exits non-zero if any is invalid.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print every quad of the store as sorted N-Quads (for comparing stores).
+    Dump {
+        #[arg(long, default_value = "cireg-data", env = "CIREG_DATA")]
+        data: PathBuf,
+    },
+    /// Measure ingest and projection against raw JetStream publish and raw Oxigraph bulk load.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CIREG_LOG").unwrap_or_else(|_| "info,cireg=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Publish(args) => publish::publish(args).await,
+            Command::Demo { out } => write_demo(out),
+            Command::Rebuild { log, public_base } => serve::rebuild(log, &public_base).await,
+            Command::Validate { files } => validate(files),
+            Command::Dump { data } => serve::dump(&data),
+            Command::Bench(args) => bench::bench(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_demo(out: Option<PathBuf>) -> anyhow::Result<()> {
+    let events = demo::demo_events();
+    match out {
+        Some(path) => std::fs::write(&path, serde_json::to_vec_pretty(&events)?)?,
+        None => {
+            for e in events {
+                println!("{}", serde_json::to_string(&e)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Splits a file into events: one object, an array, or one object per line.
+pub fn events_in(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(items)) => {
+            Ok(items.iter().map(|v| serde_json::to_vec(v).unwrap_or_default()).collect())
+        }
+        Ok(_) => Ok(vec![bytes.to_vec()]),
+        Err(_) if text.lines().filter(|l| !l.trim().is_empty()).count() > 1 => {
+            Ok(text.lines().filter(|l| !l.trim().is_empty()).map(|l| l.as_bytes().to_vec()).collect())
+        }
+        // one broken event: let validation say what is wrong with it
+        Err(_) => Ok(vec![bytes.to_vec()]),
+    }
+}
+
+fn validate(files: Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut bad = 0;
+    for file in files {
+        let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let events = events_in(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        for (i, event) in events.iter().enumerate() {
+            let at = if events.len() > 1 { format!("{}[{i}]", file.display()) } else { file.display().to_string() };
+            match cireg_model::validate_event(event) {
+                Ok(e) => println!("{at}: valid {} {}", e.event_type, e.aggregate),
+                Err(rejection) => {
+                    bad += 1;
+                    println!("{at}: INVALID");
+                    if let cireg_model::Rejection::Invalid(violations) = rejection {
+                        for v in violations {
+                            println!("  {v}");
+                        }
+                    } else {
+                        println!("  {rejection}");
+                    }
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} invalid event(s)");
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! `cireg serve`, `cireg rebuild`, `cireg dump`: wiring the library crates together.
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::{bail, Context};
+use cireg_ingest::{Ingest, Sender};
+use cireg_log::{EmbeddedLog, EventLog, JetStreamLog, JetStreamOptions};
+use cireg_projector::{Projector, PublicBase, RunOptions};
+use cireg_server::AppState;
+use oxigraph::{
+    io::{RdfFormat, RdfSerializer},
+    store::Store,
+};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::LogArgs;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "CIREG_LISTEN")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    log: LogArgs,
+    /// Public base URL: every IRI and link is minted under it (default: http://<listen address>).
+    #[arg(long, env = "CIREG_PUBLIC_BASE")]
+    public_base: Option<String>,
+    /// Load the synthetic demo catalogue when the log is empty.
+    #[arg(long)]
+    demo: bool,
+    /// Time limit of one SPARQL query, in seconds.
+    #[arg(long, default_value_t = 30)]
+    sparql_timeout: u64,
+    /// Name of this node's projector (its JetStream durable consumer); one per store.
+    #[arg(long, default_value = "cireg-projector", env = "CIREG_READER")]
+    reader: String,
+}
+
+pub async fn open_log(args: &LogArgs) -> anyhow::Result<(Arc<dyn EventLog>, Option<async_nats::Client>)> {
+    match &args.nats {
+        Some(url) => {
+            let client = async_nats::ConnectOptions::new()
+                .name("cireg")
+                .retry_on_initial_connect()
+                .connection_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await
+                .with_context(|| format!("connecting to NATS at {url}"))?;
+            let log = JetStreamLog::open(client.clone(), &JetStreamOptions::default()).await.with_context(|| {
+                format!("opening the JetStream event log at {url} (is JetStream enabled? nats-server -js)")
+            })?;
+            Ok((Arc::new(log), Some(client)))
+        }
+        None => {
+            std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
+            let path = args.data.join("log.redb");
+            let log = EmbeddedLog::open(&path)
+                .with_context(|| format!("opening the embedded log {} (is another cireg using it?)", path.display()))?;
+            Ok((Arc::new(log), None))
+        }
+    }
+}
+
+fn open_store(path: &Path) -> anyhow::Result<Store> {
+    Store::open(path).with_context(|| format!("opening the store {} (is another cireg using it?)", path.display()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.log.data).with_context(|| format!("creating {}", args.log.data.display()))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let base = PublicBase::new(args.public_base.as_deref().unwrap_or(&format!("http://{local}")))?;
+    let (log, nats) = open_log(&args.log).await?;
+    let store = open_store(&args.log.data.join("store"))?;
+    let projector = Projector::new(store.clone(), base.clone())?;
+    let ingest = Ingest::new(log.clone());
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (applied_tx, applied_rx) = watch::channel(projector.checkpoint()?);
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let log = log.clone();
+        let shutdown = shutdown_rx.clone();
+        let options = RunOptions { reader: args.reader.clone(), ..Default::default() };
+        tasks.spawn(async move {
+            if let Err(e) = cireg_projector::run(projector, log, options, applied_tx, shutdown).await {
+                error!(error = %e, "the projector stopped");
+            }
+        });
+    }
+    if let Some(client) = &nats {
+        let js = async_nats::jetstream::new(client.clone());
+        cireg_ingest::nats::ensure_streams(&js, 1).await.map_err(anyhow::Error::msg)?;
+        let (i, c, s) = (ingest.clone(), client.clone(), shutdown_rx.clone());
+        tasks.spawn(async move {
+            if let Err(e) = cireg_ingest::nats::run_submissions(i, c, s).await {
+                error!(error = %e, "the NATS submission consumer stopped");
+            }
+        });
+        let (i, c, s) = (ingest.clone(), client.clone(), shutdown_rx.clone());
+        tasks.spawn(async move {
+            if let Err(e) = cireg_ingest::nats::run_requests(i, c, s).await {
+                error!(error = %e, "the NATS request handler stopped");
+            }
+        });
+    }
+    if args.demo {
+        if log.last_seq().await? == 0 {
+            load_demo(&ingest).await;
+        } else {
+            info!("the log is not empty: not loading the demo catalogue again");
+        }
+    }
+    let state = AppState {
+        ingest,
+        store,
+        base: base.clone(),
+        catalog: Arc::new(cireg_views::CatalogInfo::default()),
+        applied: applied_rx,
+        sparql_timeout: Duration::from_secs(args.sparql_timeout),
+    };
+    println!("cireg is serving on {}/ (listening on http://{local}, log: {})", base.as_str(), log.backend());
+    let mut shutdown_http = shutdown_rx.clone();
+    let server = cireg_server::serve(listener, state, async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = shutdown_http.changed() => {}
+        }
+    });
+    let result = server.await;
+    let _ = shutdown_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    info!("stopped");
+    result.context("HTTP server")
+}
+
+async fn load_demo(ingest: &Ingest) {
+    let events = crate::demo::demo_events();
+    let mut accepted = 0;
+    for event in &events {
+        let bytes = serde_json::to_vec(event).unwrap_or_default();
+        match ingest.submit(&bytes, &Sender::Unauthenticated).await {
+            Ok(_) => accepted += 1,
+            Err(e) => warn!(problem = ?e.problem(), "demo event refused"),
+        }
+    }
+    info!(accepted, total = events.len(), "loaded the synthetic demo catalogue");
+}
+
+pub async fn rebuild(args: LogArgs, public_base: &str) -> anyhow::Result<()> {
+    let base = PublicBase::new(public_base)?;
+    let live = args.data.join("store");
+    if live.exists() {
+        // fails while a running cireg holds the store: never swap a store under a live server
+        drop(open_store(&live).context("stop `cireg serve` before rebuilding")?);
+    }
+    let (log, _nats) = open_log(&args).await?;
+    let fresh = args.data.join("store.rebuild");
+    if fresh.exists() {
+        std::fs::remove_dir_all(&fresh)?;
+    }
+    let projector = Projector::new(open_store(&fresh)?, base)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} rebuilding [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let reader = format!("cireg-rebuild-{}", std::process::id());
+    let applied = cireg_projector::rebuild(&projector, log.clone(), &reader, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish();
+    if log.backend() == "jetstream" {
+        // the rebuild's durable consumer is not needed any more
+        if let Some(client) = &_nats {
+            if let Ok(stream) = async_nats::jetstream::new(client.clone()).get_stream(cireg_log::EVENTS_STREAM).await {
+                let _ = stream.delete_consumer(&reader).await;
+            }
+        }
+    }
+    drop(projector);
+    let old = args.data.join("store.old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    if live.exists() {
+        std::fs::rename(&live, &old)?;
+    }
+    std::fs::rename(&fresh, &live)?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    println!("rebuilt {} from {applied} log events", live.display());
+    Ok(())
+}
+
+pub fn dump(data: &Path) -> anyhow::Result<()> {
+    let path = data.join("store");
+    if !path.exists() {
+        bail!("no store at {}", path.display());
+    }
+    let store = Store::open_read_only(&path).with_context(|| format!("opening {} read-only", path.display()))?;
+    let mut lines = Vec::new();
+    for quad in store.iter() {
+        let mut s = RdfSerializer::from_format(RdfFormat::NQuads).for_writer(Vec::new());
+        s.serialize_quad(&quad?)?;
+        lines.push(String::from_utf8(s.finish()?)?);
+    }
+    lines.sort();
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        std::io::Write::write_all(&mut out, line.as_bytes())?;
+    }
+    Ok(())
+}

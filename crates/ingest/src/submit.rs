@@ -1,0 +1,225 @@
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use bytes::Bytes;
+use cireg_log::{AppendRequest, Appended, EventLog, LogError};
+use cireg_model::{
+    subject_for, validate_event, Aggregate, AggregateState, Decision, Event, EventType, Problem, ProviderId, Rejection,
+};
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+/// Who sends: the transport's word on which provider is speaking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    /// The transport does not identify the provider (HTTP without authentication, until the
+    /// security issue lands); the event's own `source` is trusted.
+    Unauthenticated,
+    /// The transport identified this provider (e.g. the NATS subject it published on).
+    Provider(ProviderId),
+}
+
+/// An event that is in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub id: String,
+    /// Its log sequence.
+    pub sequence: u64,
+    /// True when this was a re-send of an event already in the log.
+    pub duplicate: bool,
+}
+
+#[derive(Debug)]
+pub enum IngestError {
+    Rejected {
+        rejection: Rejection,
+        event_id: Option<String>,
+    },
+    /// The log cannot take the event now; nothing was appended; send it again later.
+    Unavailable(String),
+}
+
+impl IngestError {
+    pub fn problem(&self) -> Problem {
+        match self {
+            IngestError::Rejected { rejection, event_id } => Problem::from_rejection(rejection, event_id.as_deref()),
+            IngestError::Unavailable(detail) => Problem::new(
+                503,
+                "log-unavailable",
+                "The event log is unavailable; nothing was appended, send the event again later",
+                Some(detail.clone()),
+            ),
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub invalid: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub unavailable: AtomicU64,
+}
+
+/// Validates and appends events. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    log: Arc<dyn EventLog>,
+    /// Aggregates folded from the log, keyed by subject, valid while their `last_seq` is the
+    /// subject's last sequence in the log.
+    cache: Arc<Mutex<HashMap<String, Aggregate>>>,
+    stats: Arc<IngestStats>,
+}
+
+const CACHE_LIMIT: usize = 50_000;
+
+fn event_id_of(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<IdOnly>(bytes).ok()?.id?.as_str().map(str::to_owned)
+}
+
+impl Ingest {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Ingest { log, cache: Arc::default(), stats: Arc::default() }
+    }
+
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    /// Validates `bytes` as one event and appends it. Nothing is appended unless everything
+    /// passes.
+    pub async fn submit(&self, bytes: &[u8], sender: &Sender) -> Result<Accepted, IngestError> {
+        let result = self.submit_inner(bytes, sender).await;
+        let counter = match &result {
+            Ok(a) if a.duplicate => &self.stats.duplicates,
+            Ok(_) => &self.stats.accepted,
+            Err(IngestError::Rejected { rejection: Rejection::Invalid(_), .. }) => &self.stats.invalid,
+            Err(IngestError::Rejected { rejection: Rejection::Conflict { .. }, .. }) => &self.stats.conflicts,
+            Err(IngestError::Rejected { rejection: Rejection::Forbidden(_), .. }) => &self.stats.forbidden,
+            Err(IngestError::Unavailable(_)) => &self.stats.unavailable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn submit_inner(&self, bytes: &[u8], sender: &Sender) -> Result<Accepted, IngestError> {
+        let event = validate_event(bytes)
+            .map_err(|rejection| IngestError::Rejected { rejection, event_id: event_id_of(bytes) })?;
+        let reject = |rejection: Rejection| IngestError::Rejected { rejection, event_id: Some(event.id.clone()) };
+        if let Sender::Provider(p) = sender {
+            if *p != event.provider {
+                return Err(reject(Rejection::Forbidden(format!(
+                    "the event's source names provider {}, but it was sent as provider {p}",
+                    event.provider
+                ))));
+            }
+        }
+        let subject = event.subject();
+        let aggregate = self.aggregate(&subject).await?;
+        let registered = if event.event_type == EventType::DatasetPublished {
+            let provider_subject = subject_for(&event.provider, EventType::ProviderRegistered, event.provider.as_str());
+            matches!(self.aggregate(&provider_subject).await?.state, AggregateState::Provider { .. })
+        } else {
+            true
+        };
+        match aggregate.decide(&event, registered).map_err(reject)? {
+            Decision::Duplicate { seq } => Ok(Accepted { id: event.id.clone(), sequence: seq, duplicate: true }),
+            Decision::Append { expected_last_seq } => self.append(event, subject, aggregate, expected_last_seq).await,
+        }
+    }
+
+    async fn append(
+        &self,
+        event: Event,
+        subject: String,
+        mut aggregate: Aggregate,
+        expected_last_seq: u64,
+    ) -> Result<Accepted, IngestError> {
+        let request = AppendRequest {
+            subject: subject.clone(),
+            event_id: event.id.clone(),
+            payload: Bytes::from(event.to_bytes()),
+            expected_last_subject_seq: expected_last_seq,
+        };
+        match self.log.append(request).await {
+            Ok(Appended::New(seq)) => {
+                aggregate.apply(seq, &event);
+                self.remember(subject, aggregate);
+                Ok(Accepted { id: event.id, sequence: seq, duplicate: false })
+            }
+            Ok(Appended::Duplicate(seq)) => Ok(Accepted { id: event.id, sequence: seq, duplicate: true }),
+            Err(LogError::Conflict { .. }) => {
+                self.forget(&subject);
+                Err(IngestError::Rejected {
+                    rejection: Rejection::conflict(format!(
+                        "another change to {} landed while this one was checked; nothing was appended: \
+                         re-read the dataset and send the change again",
+                        event.aggregate
+                    )),
+                    event_id: Some(event.id),
+                })
+            }
+            Err(e) => Err(IngestError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The aggregate on `subject` as the log has it now.
+    async fn aggregate(&self, subject: &str) -> Result<Aggregate, IngestError> {
+        let unavailable = |e: LogError| IngestError::Unavailable(e.to_string());
+        let last = self.log.last_seq_of_subject(subject).await.map_err(unavailable)?;
+        if last == 0 {
+            return Ok(Aggregate::default());
+        }
+        if let Some(cached) = self.cache.lock().ok().and_then(|c| c.get(subject).cloned()) {
+            if cached.last_seq == last {
+                return Ok(cached);
+            }
+        }
+        debug!(subject, "folding aggregate from the log");
+        let mut aggregate = Aggregate::default();
+        for stored in self.log.read_subject(subject).await.map_err(unavailable)? {
+            match Event::parse_stored(&stored.payload) {
+                Ok(event) => aggregate.apply(stored.seq, &event),
+                Err(e) => {
+                    return Err(IngestError::Unavailable(format!(
+                        "log sequence {} on {subject} is unreadable: {e}",
+                        stored.seq
+                    )))
+                }
+            }
+        }
+        self.remember(subject.to_owned(), aggregate.clone());
+        Ok(aggregate)
+    }
+
+    fn remember(&self, subject: String, aggregate: Aggregate) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(subject, aggregate);
+        }
+    }
+
+    fn forget(&self, subject: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(subject);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The JetStream log. Works with nats-server 2.9 and later: it uses streams, consumers, message
+//! ids and expected-subject-sequence headers, and nothing newer (no KV, no multi-filter consumers).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{self, pull, AckPolicy, DeliverPolicy},
+    context::PublishErrorKind,
+    stream::{self, LastRawMessageErrorKind, StorageType},
+};
+use futures::{FutureExt, StreamExt};
+
+use crate::{AppendRequest, Appended, EventLog, Follower, LogError, StoredEvent};
+
+/// The canonical event stream.
+pub const EVENTS_STREAM: &str = "CIREG_EVENTS";
+
+/// The subjects of the canonical stream: every aggregate subject.
+pub const EVENTS_SUBJECTS: &str = "cireg.events.>";
+
+/// How the JetStream log is set up.
+#[derive(Debug, Clone)]
+pub struct JetStreamOptions {
+    /// Stream replicas (1 on a single server, 3 on a cluster).
+    pub replicas: usize,
+    /// How long JetStream itself remembers event ids; the ingest path also recognises re-sends of
+    /// older events from the aggregate's history.
+    pub duplicate_window: Duration,
+}
+
+impl Default for JetStreamOptions {
+    fn default() -> Self {
+        JetStreamOptions { replicas: 1, duplicate_window: Duration::from_secs(24 * 3600) }
+    }
+}
+
+pub struct JetStreamLog {
+    client: async_nats::Client,
+    context: jetstream::Context,
+    stream: stream::Stream,
+}
+
+fn unavailable<E: std::fmt::Display>(e: E) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+impl JetStreamLog {
+    /// Uses `client`'s JetStream, creating the event stream if it does not exist.
+    pub async fn open(client: async_nats::Client, options: &JetStreamOptions) -> Result<Self, LogError> {
+        let context = jetstream::new(client.clone());
+        let stream = context
+            .get_or_create_stream(stream::Config {
+                name: EVENTS_STREAM.to_owned(),
+                description: Some("cireg canonical event log: validated provider events".to_owned()),
+                subjects: vec![EVENTS_SUBJECTS.to_owned()],
+                storage: StorageType::File,
+                num_replicas: options.replicas,
+                duplicate_window: options.duplicate_window,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(JetStreamLog { client, context, stream })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn context(&self) -> &jetstream::Context {
+        &self.context
+    }
+}
+
+fn stored(message: &jetstream::Message) -> Result<StoredEvent, LogError> {
+    let info = message.info().map_err(unavailable)?;
+    Ok(StoredEvent {
+        seq: info.stream_sequence,
+        subject: message.subject.to_string(),
+        payload: message.payload.clone(),
+        appended_at_nanos: info.published.unix_timestamp_nanos(),
+    })
+}
+
+#[async_trait::async_trait]
+impl EventLog for JetStreamLog {
+    async fn append(&self, request: AppendRequest) -> Result<Appended, LogError> {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(request.payload)
+            .message_id(&request.event_id)
+            .expected_last_subject_sequence(request.expected_last_subject_seq);
+        let ack = self.context.send_publish(request.subject.clone(), publish).await.map_err(unavailable)?.await;
+        match ack {
+            Ok(ack) if ack.duplicate => Ok(Appended::Duplicate(ack.sequence)),
+            Ok(ack) => Ok(Appended::New(ack.sequence)),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(LogError::Conflict { subject: request.subject, expected: request.expected_last_subject_seq })
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn last_seq(&self) -> Result<u64, LogError> {
+        let info = self.stream.get_info().await.map_err(unavailable)?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn last_seq_of_subject(&self, subject: &str) -> Result<u64, LogError> {
+        match self.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(m.sequence),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn read_subject(&self, subject: &str) -> Result<Vec<StoredEvent>, LogError> {
+        let last = self.last_seq_of_subject(subject).await?;
+        if last == 0 {
+            return Ok(Vec::new());
+        }
+        let consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: subject.to_owned(),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(message) =
+            tokio::time::timeout(Duration::from_secs(10), messages.next()).await.map_err(unavailable)?
+        {
+            let message = message.map_err(unavailable)?;
+            let event = stored(&message)?;
+            let seq = event.seq;
+            out.push(event);
+            if seq >= last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn purge_subject(&self, subject: &str) -> Result<u64, LogError> {
+        let purged = self.stream.purge().filter(subject).await.map_err(unavailable)?;
+        Ok(purged.purged)
+    }
+
+    async fn follow(&self, from_seq: u64, reader: &str) -> Result<Box<dyn Follower>, LogError> {
+        // The store's checkpoint is the truth about where a reader stands, so the durable consumer
+        // is recreated at that point on every start.
+        let _ = self.stream.delete_consumer(reader).await;
+        let consumer = self
+            .stream
+            .create_consumer(pull::Config {
+                durable_name: Some(reader.to_owned()),
+                description: Some("cireg projector".to_owned()),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from_seq.max(1) },
+                ack_policy: AckPolicy::All,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 100_000,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let messages = consumer.stream().max_messages_per_batch(1000).messages().await.map_err(unavailable)?;
+        Ok(Box::new(JetStreamFollower { messages, pending_ack: None, next: from_seq.max(1) }))
+    }
+
+    fn backend(&self) -> &'static str {
+        "jetstream"
+    }
+}
+
+struct JetStreamFollower {
+    messages: consumer::pull::Stream,
+    pending_ack: Option<jetstream::Message>,
+    /// The next sequence this reader has not returned yet; redeliveries below it are dropped.
+    next: u64,
+}
+
+impl JetStreamFollower {
+    fn take(&mut self, message: jetstream::Message, out: &mut Vec<StoredEvent>) -> Result<(), LogError> {
+        let event = stored(&message)?;
+        if event.seq >= self.next {
+            self.next = event.seq + 1;
+            out.push(event);
+        }
+        self.pending_ack = Some(message);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Follower for JetStreamFollower {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<StoredEvent>, LogError> {
+        let mut out = Vec::new();
+        let first = match tokio::time::timeout(wait, self.messages.next()).await {
+            Err(_) => return Ok(out),
+            Ok(None) => return Err(LogError::Unavailable("the consumer's message stream ended".into())),
+            Ok(Some(m)) => m.map_err(unavailable)?,
+        };
+        self.take(first, &mut out)?;
+        while out.len() < max.max(1) {
+            match self.messages.next().now_or_never() {
+                Some(Some(m)) => {
+                    let m = m.map_err(unavailable)?;
+                    self.take(m, &mut out)?;
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn confirm(&mut self) -> Result<(), LogError> {
+        if let Some(message) = self.pending_ack.take() {
+            message.ack().await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}

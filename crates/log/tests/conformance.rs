@@ -1,0 +1,128 @@
+//! One conformance suite, run against both backends: they must behave the same.
+#![allow(clippy::unwrap_used)]
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use cireg_log::{AppendRequest, Appended, EmbeddedLog, EventLog, JetStreamLog, JetStreamOptions, LogError};
+use cireg_testkit::NatsServer;
+
+fn req(subject: &str, id: &str, expected: u64) -> AppendRequest {
+    AppendRequest {
+        subject: subject.to_owned(),
+        event_id: id.to_owned(),
+        payload: Bytes::from(format!("{{\"id\":\"{id}\"}}")),
+        expected_last_subject_seq: expected,
+    }
+}
+
+const A: &str = "cireg.events.p1.dataset.a";
+const B: &str = "cireg.events.p1.dataset.b";
+
+async fn conformance(log: Arc<dyn EventLog>) {
+    assert_eq!(log.last_seq().await.unwrap(), 0);
+    assert_eq!(log.last_seq_of_subject(A).await.unwrap(), 0);
+
+    // append, in order
+    assert_eq!(log.append(req(A, "e1", 0)).await.unwrap(), Appended::New(1));
+    assert_eq!(log.append(req(B, "e2", 0)).await.unwrap(), Appended::New(2));
+    assert_eq!(log.append(req(A, "e3", 1)).await.unwrap(), Appended::New(3));
+    assert_eq!(log.last_seq().await.unwrap(), 3);
+    assert_eq!(log.last_seq_of_subject(A).await.unwrap(), 3);
+
+    // a re-sent id answers with the original sequence and appends nothing
+    assert_eq!(log.append(req(A, "e1", 3)).await.unwrap(), Appended::Duplicate(1));
+    assert_eq!(log.last_seq().await.unwrap(), 3);
+
+    // optimistic concurrency: a stale expectation is a conflict, never an overwrite
+    let err = log.append(req(A, "e4", 1)).await.unwrap_err();
+    assert!(matches!(err, LogError::Conflict { .. }), "{err}");
+    let err = log.append(req(B, "e5", 0)).await.unwrap_err();
+    assert!(matches!(err, LogError::Conflict { .. }), "expected-empty on a used subject: {err}");
+    assert_eq!(log.last_seq().await.unwrap(), 3);
+
+    // two writers race on one subject: exactly one wins
+    let (x, y) = tokio::join!(log.append(req(B, "race-x", 2)), log.append(req(B, "race-y", 2)));
+    let wins = [&x, &y].iter().filter(|r| matches!(r, Ok(Appended::New(_)))).count();
+    let conflicts = [&x, &y].iter().filter(|r| matches!(r, Err(LogError::Conflict { .. }))).count();
+    assert_eq!((wins, conflicts), (1, 1), "{x:?} {y:?}");
+
+    // read back one subject in order
+    let a: Vec<u64> = log.read_subject(A).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(a, vec![1, 3]);
+    let b = log.read_subject(B).await.unwrap();
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0].subject, B);
+    assert_eq!(b[0].payload, Bytes::from_static(b"{\"id\":\"e2\"}"));
+    assert!(b[0].appended_at_nanos > 0);
+
+    // follow from the start: everything in one batch when behind
+    let mut f = log.follow(1, "conformance-reader").await.unwrap();
+    let batch = f.next_batch(100, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    f.confirm().await.unwrap();
+    // live: nothing more yet, then one new event
+    assert!(f.next_batch(100, Duration::from_millis(300)).await.unwrap().is_empty());
+    log.append(req(A, "e6", 3)).await.unwrap();
+    let batch = f.next_batch(100, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5]);
+    drop(f);
+
+    // follow from the middle
+    let mut f = log.follow(3, "conformance-reader").await.unwrap();
+    let batch = f.next_batch(2, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+    drop(f);
+
+    // erasure: a purged subject is gone from every read
+    assert_eq!(log.purge_subject(A).await.unwrap(), 3);
+    assert!(log.read_subject(A).await.unwrap().is_empty());
+    assert_eq!(log.last_seq_of_subject(A).await.unwrap(), 0);
+    let mut f = log.follow(1, "conformance-reader").await.unwrap();
+    let batch = f.next_batch(100, Duration::from_secs(5)).await.unwrap();
+    assert!(batch.iter().all(|e| e.subject == B), "{batch:?}");
+    assert_eq!(batch.len(), 2);
+}
+
+#[tokio::test]
+async fn embedded_log_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(&dir.path().join("log.redb")).unwrap();
+    conformance(Arc::new(log)).await;
+}
+
+#[tokio::test]
+async fn jetstream_log_conforms() {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let log = JetStreamLog::open(client, &JetStreamOptions::default()).await.unwrap();
+    conformance(Arc::new(log)).await;
+}
+
+#[tokio::test]
+async fn embedded_log_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    {
+        let log = EmbeddedLog::open(&path).unwrap();
+        log.append(req(A, "e1", 0)).await.unwrap();
+    }
+    let log = EmbeddedLog::open(&path).unwrap();
+    assert_eq!(log.last_seq().await.unwrap(), 1);
+    assert_eq!(log.append(req(A, "e1", 1)).await.unwrap(), Appended::Duplicate(1));
+}
+
+#[tokio::test]
+async fn jetstream_log_survives_server_restart() {
+    let mut server = NatsServer::start();
+    {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let log = JetStreamLog::open(client, &JetStreamOptions::default()).await.unwrap();
+        log.append(req(A, "e1", 0)).await.unwrap();
+    }
+    server.restart();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let log = JetStreamLog::open(client, &JetStreamOptions::default()).await.unwrap();
+    assert_eq!(log.last_seq().await.unwrap(), 1);
+    assert_eq!(log.read_subject(A).await.unwrap().len(), 1);
+}

@@ -1,0 +1,67 @@
+use std::fmt;
+
+/// One thing wrong with an event, located by a JSON pointer into the event (RFC 6901).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Violation {
+    /// JSON pointer into the submitted event, e.g. `/data/title`; empty for the whole event.
+    pub pointer: String,
+    /// What is wrong there.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pointer.is_empty() {
+            write!(f, "(event): {}", self.detail)
+        } else {
+            write!(f, "{}: {}", self.pointer, self.detail)
+        }
+    }
+}
+
+/// Why an event was refused before it reached the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The bytes are not an event of a known type that satisfies its schema (HTTP 400).
+    Invalid(Vec<Violation>),
+    /// The event is well formed but contradicts the aggregate's lifecycle or a concurrent change
+    /// (HTTP 409).
+    Conflict { detail: String, pointer: Option<String> },
+    /// The sender may not send this event (HTTP 403), e.g. a provider writing for another.
+    Forbidden(String),
+}
+
+impl Rejection {
+    pub fn invalid(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Rejection::Invalid(vec![Violation { pointer: pointer.into(), detail: detail.into() }])
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Rejection::Conflict { detail: detail.into(), pointer: None }
+    }
+
+    pub fn conflict_at(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Rejection::Conflict { detail: detail.into(), pointer: Some(pointer.into()) }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Invalid(v) => {
+                write!(f, "invalid event: ")?;
+                for (i, v) in v.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "; ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                Ok(())
+            }
+            Rejection::Conflict { detail, .. } => write!(f, "conflict: {detail}"),
+            Rejection::Forbidden(d) => write!(f, "forbidden: {d}"),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}

@@ -1,0 +1,23 @@
+//! What an event is: the CloudEvents envelope providers send, the typed payloads, the JSON Schemas
+//! that validate them, and the lifecycle rules of each aggregate (provider, dataset).
+//!
+//! Nothing here does I/O. The ingest path calls [`validate_event`] and then [`DatasetAggregate::decide`];
+//! the projector calls [`Event::parse_stored`] and the `fold`/`apply` functions.
+
+mod aggregate;
+mod envelope;
+mod error;
+mod payload;
+mod problem;
+mod schema;
+pub mod vocab;
+
+pub use aggregate::{Aggregate, AggregateState, DatasetStatus, Decision};
+pub use envelope::{subject_for, Event, EventType, ProviderId, SUBJECT_PREFIX};
+pub use error::{Rejection, Violation};
+pub use payload::{
+    AgeRange, Agent, Coding, Contact, Dataset, Deprecation, Distribution, DistributionRemoval, LangMap, Payload,
+    Period, Provider, Withdrawal,
+};
+pub use problem::Problem;
+pub use schema::{schema_files, validate_dataset_document, validate_event, SchemaFile};

@@ -1,0 +1,216 @@
+//! Typed payloads (the CloudEvents `data`) of each event type. Names follow the EUCAIM DCAT-AP v2
+//! profile; see `schemas/defs.v1.json` for the contract and the projector for the RDF mapping.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{EventType, Rejection};
+
+/// Text per BCP 47 language tag.
+pub type LangMap = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coding {
+    pub system: String,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Contact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    pub name: LangMap,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub homepage: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    pub contact_point: Contact,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Distribution {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<LangMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<LangMap>,
+    pub access_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_url: Option<String>,
+    pub format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub licence: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgeRange {
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Period {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+/// A dataset as published (and as it stands after updates).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dataset {
+    pub title: LangMap,
+    pub description: LangMap,
+    pub version: String,
+    pub keywords: BTreeMap<String, Vec<String>>,
+    pub condition: Coding,
+    pub image_modalities: Vec<Coding>,
+    pub body_parts: Vec<Coding>,
+    pub equipment_manufacturers: Vec<String>,
+    pub birth_sex: Vec<Coding>,
+    pub number_of_subjects: u64,
+    pub number_of_studies: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_series: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_range: Option<AgeRange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquisition_period: Option<Period>,
+    pub collection_methods: Vec<Coding>,
+    pub countries: Vec<String>,
+    pub access_rights: String,
+    pub applicable_legislation: Vec<String>,
+    pub contact_point: Contact,
+    pub publisher: Agent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<LangMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_page: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synthetic: bool,
+    pub distributions: Vec<Distribution>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    pub name: LangMap,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<LangMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub homepage: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    pub country: String,
+    pub contact_point: Contact,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributionRemoval {
+    pub distribution_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deprecation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<LangMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub reason: LangMap,
+}
+
+/// The typed `data` of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    ProviderRegistered(Provider),
+    DatasetPublished(Box<Dataset>),
+    /// A JSON Merge Patch (RFC 7396) of the dataset document.
+    DatasetUpdated(serde_json::Map<String, Value>),
+    DistributionAdded(Distribution),
+    DistributionRemoved(DistributionRemoval),
+    DatasetDeprecated(Deprecation),
+    DatasetWithdrawn(Withdrawal),
+}
+
+impl Payload {
+    pub(crate) fn from_data(event_type: EventType, data: Value) -> Result<Self, Rejection> {
+        fn typed<T: serde::de::DeserializeOwned>(data: Value) -> Result<T, Rejection> {
+            serde_json::from_value(data).map_err(|e| Rejection::invalid("/data", e.to_string()))
+        }
+        Ok(match event_type {
+            EventType::ProviderRegistered => Payload::ProviderRegistered(typed(data)?),
+            EventType::DatasetPublished => Payload::DatasetPublished(Box::new(typed(data)?)),
+            EventType::DatasetUpdated => match data {
+                Value::Object(patch) => Payload::DatasetUpdated(patch),
+                _ => return Err(Rejection::invalid("/data", "must be an object")),
+            },
+            EventType::DistributionAdded => Payload::DistributionAdded(typed(data)?),
+            EventType::DistributionRemoved => Payload::DistributionRemoved(typed(data)?),
+            EventType::DatasetDeprecated => Payload::DatasetDeprecated(typed(data)?),
+            EventType::DatasetWithdrawn => Payload::DatasetWithdrawn(typed(data)?),
+        })
+    }
+}
+
+/// Applies a JSON Merge Patch (RFC 7396) to `target`.
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(patch) => {
+            if !target.is_object() {
+                *target = Value::Object(serde_json::Map::new());
+            }
+            if let Value::Object(map) = target {
+                for (key, value) in patch {
+                    if value.is_null() {
+                        map.remove(key);
+                    } else {
+                        merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc7396() {
+        let mut doc = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut doc, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(doc, json!({"a": "z", "c": {"d": "e"}}));
+        let mut doc = json!({"list": [1, 2]});
+        merge_patch(&mut doc, &json!({"list": [3]}));
+        assert_eq!(doc, json!({"list": [3]}));
+    }
+}

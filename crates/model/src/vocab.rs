@@ -1,0 +1,50 @@
+//! Vocabularies: how codes become IRIs, and the namespaces the registry writes.
+
+use crate::Coding;
+
+pub const EUCAIM: &str = "https://hyperontology.eucaim.cancerimage.eu/";
+pub const SNOMED: &str = "http://snomed.info/sct";
+pub const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+pub const RADLEX: &str = "http://radlex.org/RID/";
+pub const NCIT: &str = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl";
+pub const ICD10: &str = "http://hl7.org/fhir/sid/icd-10";
+pub const CIREG_CODE: &str = "urn:cireg:code";
+
+/// The IRI of a coded concept, in the form each code system publishes its concepts under.
+pub fn coding_iri(coding: &Coding) -> String {
+    let code = &coding.code;
+    match coding.system.as_str() {
+        EUCAIM => format!("{EUCAIM}#{code}"),
+        SNOMED => format!("http://snomed.info/id/{code}"),
+        DCM => format!("{DCM}/{code}"),
+        RADLEX => format!("http://radlex.org/RID/{code}"),
+        NCIT => format!("{NCIT}#{code}"),
+        ICD10 => format!("http://id.who.int/icd/release/10/{code}"),
+        other => format!("{other}:{code}"),
+    }
+}
+
+/// EU country authority IRI of an ISO 3166-1 alpha-3 code.
+pub fn country_iri(code: &str) -> String {
+    format!("http://publications.europa.eu/resource/authority/country/{code}")
+}
+
+/// EU access-right authority IRI (PUBLIC, RESTRICTED, NON_PUBLIC).
+pub fn access_rights_iri(code: &str) -> String {
+    format!("http://publications.europa.eu/resource/authority/access-right/{code}")
+}
+
+/// EU file-type authority IRI.
+pub fn file_type_iri(code: &str) -> String {
+    format!("http://publications.europa.eu/resource/authority/file-type/{code}")
+}
+
+/// EU publisher-type vocabulary IRI.
+pub fn publisher_type_iri(code: &str) -> String {
+    format!("http://purl.org/adms/publishertype/{code}")
+}
+
+/// IANA media type IRI.
+pub fn media_type_iri(media_type: &str) -> String {
+    format!("http://www.iana.org/assignments/media-types/{media_type}")
+}

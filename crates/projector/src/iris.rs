@@ -1,0 +1,69 @@
+//! The IRIs the registry mints. They come only from the configured public base URL, so they are
+//! the same on every node and after every rebuild, whatever Host header a request had.
+
+use oxigraph::model::NamedNode;
+
+/// The public base URL, without a trailing slash, e.g. `https://registry.example.eu`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicBase(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("public base URL {0:?} is not an absolute http(s) IRI")]
+pub struct BaseError(String);
+
+impl PublicBase {
+    pub fn new(base: &str) -> Result<Self, BaseError> {
+        let trimmed = base.trim_end_matches('/');
+        let ok = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+            && NamedNode::new(format!("{trimmed}/")).is_ok()
+            && !trimmed.contains(['?', '#']);
+        if ok {
+            Ok(PublicBase(trimmed.to_owned()))
+        } else {
+            Err(BaseError(base.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn catalog(&self) -> String {
+        format!("{}/catalog", self.0)
+    }
+
+    pub fn dataset(&self, provider: &str, dataset: &str) -> String {
+        format!("{}/datasets/{provider}/{dataset}", self.0)
+    }
+
+    pub fn distribution(&self, provider: &str, dataset: &str, distribution: &str) -> String {
+        format!("{}/distributions/{distribution}", self.dataset(provider, dataset))
+    }
+
+    pub fn provider(&self, provider: &str) -> String {
+        format!("{}/providers/{provider}", self.0)
+    }
+
+    pub fn manufacturer(&self, name: &str) -> String {
+        format!("{}/manufacturers/{}", self.0, slug(name))
+    }
+}
+
+/// Lowercase ASCII letters and digits joined by '-': a stable path segment for a name.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() {
+        out.push('x');
+    }
+    out
+}

@@ -1,0 +1,17 @@
+//! Folds the event log into Oxigraph: one named graph per dataset and per provider, each replaced
+//! whole when its aggregate changes, and the last applied log sequence written in the same
+//! transaction, so a crash at any point neither loses nor doubles an event.
+//!
+//! - `dataset_triples.rs`: where a dataset (or provider) becomes triples.
+//! - `projection.rs`: the bookkeeping graph (checkpoint, aggregate states) and the batch fold.
+//! - `runner.rs`: following the log live, and rebuilding from sequence 1.
+
+mod dataset_triples;
+mod iris;
+pub mod ns;
+mod projection;
+mod runner;
+
+pub use iris::{slug, BaseError, PublicBase};
+pub use projection::{ProjectionError, Projector};
+pub use runner::{rebuild, run, RunOptions};

@@ -1,0 +1,237 @@
+use std::collections::HashMap;
+
+use cireg_log::StoredEvent;
+use cireg_model::{Aggregate, AggregateState, Dataset, Event};
+use oxigraph::{
+    model::{vocab::xsd, GraphName, GraphNameRef, Literal, NamedNode, NamedOrBlankNode, Quad, Term},
+    store::{StorageError, Store},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    dataset_triples::{dataset_graph, iri, provider_graph},
+    iris::PublicBase,
+    ns::PROJECTION_GRAPH,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("store: {0}")]
+    Store(#[from] StorageError),
+    #[error("log sequence {seq} holds an event the projector cannot read: {detail}")]
+    UnreadableEvent { seq: u64, detail: String },
+    #[error("the store was built for the public base {stored}, not {configured}: run `cireg rebuild` after changing the base URL")]
+    BaseMismatch { stored: String, configured: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+const CHECKPOINT: &str = "urn:cireg:vocab#lastAppliedSequence";
+const STATE: &str = "urn:cireg:vocab#aggregateState";
+const BASE: &str = "urn:cireg:vocab#publicBase";
+
+/// What the projection keeps of an aggregate between events.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredState {
+    version: u64,
+    last_seq: u64,
+    state: AggregateState,
+}
+
+/// Folds events into one Oxigraph store.
+#[derive(Clone)]
+pub struct Projector {
+    store: Store,
+    base: PublicBase,
+}
+
+fn projection_graph() -> GraphName {
+    NamedNode::new_unchecked(PROJECTION_GRAPH).into()
+}
+
+fn aggregate_node(subject: &str) -> NamedNode {
+    // log subjects are dot-separated tokens of [A-Za-z0-9_-]: safe in a URN
+    NamedNode::new_unchecked(format!("urn:cireg:aggregate:{subject}"))
+}
+
+fn one_object(store: &Store, s: &NamedNode, p: &str) -> Result<Option<Term>, StorageError> {
+    let p = NamedNode::new_unchecked(p);
+    store
+        .quads_for_pattern(
+            Some(s.as_ref().into()),
+            Some(p.as_ref()),
+            None,
+            Some(GraphNameRef::NamedNode(NamedNode::new_unchecked(PROJECTION_GRAPH).as_ref())),
+        )
+        .next()
+        .transpose()
+        .map(|q| q.map(|q| q.object))
+}
+
+impl Projector {
+    /// A projector over `store`, minting IRIs under `base`. Refuses a store built for another base.
+    pub fn new(store: Store, base: PublicBase) -> Result<Self, ProjectionError> {
+        let node = NamedNode::new_unchecked(PROJECTION_GRAPH);
+        match one_object(&store, &node, BASE)? {
+            Some(Term::Literal(l)) if l.value() != base.as_str() => {
+                return Err(ProjectionError::BaseMismatch {
+                    stored: l.value().to_owned(),
+                    configured: base.as_str().to_owned(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                store.insert(&Quad::new(
+                    node.clone(),
+                    NamedNode::new_unchecked(BASE),
+                    Literal::new_simple_literal(base.as_str()),
+                    projection_graph(),
+                ))?;
+            }
+        }
+        Ok(Projector { store, base })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn base(&self) -> &PublicBase {
+        &self.base
+    }
+
+    /// The last log sequence applied to the store (0 for a fresh store).
+    pub fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        let node = NamedNode::new_unchecked(PROJECTION_GRAPH);
+        Ok(match one_object(&self.store, &node, CHECKPOINT)? {
+            Some(Term::Literal(l)) => l.value().parse().unwrap_or(0),
+            _ => 0,
+        })
+    }
+
+    fn load_aggregate(&self, subject: &str) -> Result<Aggregate, ProjectionError> {
+        match one_object(&self.store, &aggregate_node(subject), STATE)? {
+            Some(Term::Literal(l)) => {
+                let s: StoredState = serde_json::from_str(l.value())
+                    .map_err(|e| ProjectionError::Other(format!("stored state of {subject}: {e}")))?;
+                Ok(Aggregate::restore(s.version, s.last_seq, s.state))
+            }
+            _ => Ok(Aggregate::default()),
+        }
+    }
+
+    /// Applies the events of `batch` that are past the checkpoint, in one transaction with the new
+    /// checkpoint. Blocking (RocksDB): call it from a blocking thread. Returns the new checkpoint.
+    pub fn apply_batch(&self, batch: &[StoredEvent]) -> Result<u64, ProjectionError> {
+        let checkpoint = self.checkpoint()?;
+        let mut touched: HashMap<String, Aggregate> = HashMap::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut last = checkpoint;
+        for stored in batch.iter().filter(|e| e.seq > checkpoint) {
+            let event = Event::parse_stored(&stored.payload)
+                .map_err(|e| ProjectionError::UnreadableEvent { seq: stored.seq, detail: e.to_string() })?;
+            if !touched.contains_key(&stored.subject) {
+                let aggregate = self.load_aggregate(&stored.subject)?;
+                touched.insert(stored.subject.clone(), aggregate);
+                order.push(stored.subject.clone());
+            }
+            if let Some(aggregate) = touched.get_mut(&stored.subject) {
+                aggregate.apply(stored.seq, &event);
+            }
+            last = stored.seq;
+        }
+        if last == checkpoint {
+            return Ok(checkpoint);
+        }
+        let mut tx = self.store.start_transaction()?;
+        let graph = projection_graph();
+        for subject in &order {
+            let Some(aggregate) = touched.get(subject) else { continue };
+            let (provider, kind, id) = split_subject(subject);
+            // the aggregate's own graph, replaced whole
+            let graph_iri = match kind {
+                "dataset" => iri(self.base.dataset(provider, id)),
+                _ => iri(self.base.provider(provider)),
+            };
+            tx.clear_graph(graph_iri.as_ref())?;
+            let quads = match &aggregate.state {
+                AggregateState::Dataset { status, document, issued, modified, .. } => {
+                    let dataset: Dataset = serde_json::from_value(document.clone())
+                        .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
+                    dataset_graph(&self.base, provider, id, *status, &dataset, issued, modified).map(|g| g.quads)
+                }
+                AggregateState::Provider { provider: p, modified, .. } => {
+                    Some(provider_graph(&self.base, provider, p, modified).quads)
+                }
+                AggregateState::Empty => None,
+            };
+            match quads {
+                Some(quads) => {
+                    tx.insert_named_graph(graph_iri.as_ref());
+                    tx.extend(&quads);
+                }
+                None => {
+                    tx.remove_named_graph(graph_iri.as_ref())?;
+                }
+            }
+            // the aggregate's state, for the next event
+            let node = aggregate_node(subject);
+            let state_predicate = NamedNode::new_unchecked(STATE);
+            let old: Vec<Quad> = tx
+                .quads_for_pattern(
+                    Some(node.as_ref().into()),
+                    Some(state_predicate.as_ref()),
+                    None,
+                    Some(graph.as_ref()),
+                )
+                .collect::<Result<_, _>>()?;
+            for q in &old {
+                tx.remove(q);
+            }
+            let json = serde_json::to_string(&StoredState {
+                version: aggregate.version,
+                last_seq: aggregate.last_seq,
+                state: aggregate.state.clone(),
+            })
+            .map_err(|e| ProjectionError::Other(e.to_string()))?;
+            tx.insert(&Quad::new(
+                NamedOrBlankNode::from(node),
+                state_predicate,
+                Literal::new_simple_literal(json),
+                graph.clone(),
+            ));
+        }
+        let node = NamedNode::new_unchecked(PROJECTION_GRAPH);
+        let checkpoint_predicate = NamedNode::new_unchecked(CHECKPOINT);
+        let old: Vec<Quad> = tx
+            .quads_for_pattern(
+                Some(node.as_ref().into()),
+                Some(checkpoint_predicate.as_ref()),
+                None,
+                Some(graph.as_ref()),
+            )
+            .collect::<Result<_, _>>()?;
+        for q in &old {
+            tx.remove(q);
+        }
+        tx.insert(&Quad::new(
+            node,
+            checkpoint_predicate,
+            Literal::new_typed_literal(last.to_string(), xsd::INTEGER),
+            graph,
+        ));
+        tx.commit()?;
+        Ok(last)
+    }
+}
+
+/// `cireg.events.<provider>.dataset.<id>` → (provider, "dataset", id);
+/// `cireg.events.<provider>.provider` → (provider, "provider", provider).
+fn split_subject(subject: &str) -> (&str, &str, &str) {
+    let rest = subject.strip_prefix(cireg_model::SUBJECT_PREFIX).and_then(|r| r.strip_prefix('.')).unwrap_or(subject);
+    let mut parts = rest.splitn(3, '.');
+    let provider = parts.next().unwrap_or_default();
+    let kind = parts.next().unwrap_or_default();
+    let id = parts.next().unwrap_or(provider);
+    (provider, kind, id)
+}

@@ -1,0 +1,119 @@
+//! Following the log: live (batching when behind, one by one when live) and rebuilding.
+
+use std::{sync::Arc, time::Duration};
+
+use cireg_log::EventLog;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{ProjectionError, Projector};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Name of this reader (JetStream durable consumer name); one per store.
+    pub reader: String,
+    /// Most events folded in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { reader: "cireg-projector".to_owned(), max_batch: 1000 }
+    }
+}
+
+async fn apply(projector: &Projector, batch: Vec<cireg_log::StoredEvent>) -> Result<u64, ProjectionError> {
+    let p = projector.clone();
+    tokio::task::spawn_blocking(move || p.apply_batch(&batch))
+        .await
+        .map_err(|e| ProjectionError::Other(format!("projector task: {e}")))?
+}
+
+/// Follows `log` until `shutdown` turns true, publishing each new checkpoint on `applied`.
+/// A log that goes away is retried with backoff; an event the projector cannot apply stops it
+/// (the log only holds validated events, so that is a defect to look at, not to skip).
+pub async fn run(
+    projector: Projector,
+    log: Arc<dyn EventLog>,
+    options: RunOptions,
+    applied: watch::Sender<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ProjectionError> {
+    let mut backoff = Duration::from_millis(200);
+    'reconnect: loop {
+        let checkpoint = projector.checkpoint()?;
+        applied.send_replace(checkpoint);
+        let mut follower = match log.follow(checkpoint + 1, &options.reader).await {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(error = %e, "projector cannot follow the log; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue 'reconnect;
+            }
+        };
+        info!(from = checkpoint + 1, backend = log.backend(), "projector following the log");
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let batch = tokio::select! {
+                b = follower.next_batch(options.max_batch, Duration::from_secs(1)) => b,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            match batch {
+                Ok(batch) if batch.is_empty() => {}
+                Ok(batch) => {
+                    let n = batch.len();
+                    let seq = apply(&projector, batch).await?;
+                    if let Err(e) = follower.confirm().await {
+                        warn!(error = %e, "could not confirm to the log (the store is ahead; harmless)");
+                    }
+                    tracing::debug!(events = n, checkpoint = seq, "applied batch");
+                    applied.send_replace(seq);
+                    backoff = Duration::from_millis(200);
+                }
+                Err(e) => {
+                    warn!(error = %e, "lost the log; following again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue 'reconnect;
+                }
+            }
+        }
+    }
+}
+
+/// Folds the whole log, from sequence 1 up to the log's end when called, into `projector`'s
+/// (fresh) store. `progress(applied, total)` is called after each batch.
+pub async fn rebuild(
+    projector: &Projector,
+    log: Arc<dyn EventLog>,
+    reader: &str,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64, ProjectionError> {
+    let end = log.last_seq().await.map_err(|e| ProjectionError::Other(e.to_string()))?;
+    let mut checkpoint = projector.checkpoint()?;
+    progress(checkpoint, end);
+    if checkpoint >= end {
+        return Ok(checkpoint);
+    }
+    let mut follower = log.follow(checkpoint + 1, reader).await.map_err(|e| ProjectionError::Other(e.to_string()))?;
+    while checkpoint < end {
+        let batch = follower
+            .next_batch(1000, Duration::from_secs(10))
+            .await
+            .map_err(|e| ProjectionError::Other(e.to_string()))?;
+        if batch.is_empty() {
+            // nothing more to read: the last events were purged (erasure)
+            break;
+        }
+        checkpoint = apply(projector, batch).await?;
+        let _ = follower.confirm().await;
+        progress(checkpoint.min(end), end);
+    }
+    Ok(checkpoint)
+}

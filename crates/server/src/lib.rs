@@ -1,0 +1,11 @@
+//! The HTTP surface (axum): ingest, SPARQL, catalogue, schemas, health, metrics and a landing
+//! page. Handlers translate HTTP to calls into `cireg-ingest` and `cireg-views`, nothing more.
+
+mod events;
+mod negotiate;
+mod pages;
+mod problem;
+mod read;
+mod state;
+
+pub use state::{router, serve, AppState};

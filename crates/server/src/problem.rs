@@ -1,0 +1,29 @@
+use axum::{
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+};
+use cireg_model::Problem;
+
+/// RFC 9457 problem details as an HTTP response.
+pub struct ProblemResponse(pub Problem);
+
+impl IntoResponse for ProblemResponse {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.0).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+    }
+}
+
+pub fn problem(status: u16, kind: &str, title: &str, detail: impl Into<String>) -> ProblemResponse {
+    ProblemResponse(Problem::new(status, kind, title, Some(detail.into())))
+}
+
+/// A 400 naming the parameter that is wrong.
+pub fn bad_parameter(name: &str, detail: impl Into<String>) -> ProblemResponse {
+    let detail = detail.into();
+    let mut p =
+        Problem::new(400, "bad-parameter", "A request parameter is not valid", Some(format!("{name}: {detail}")));
+    p.errors.push(cireg_model::Violation { pointer: name.to_owned(), detail });
+    ProblemResponse(p)
+}

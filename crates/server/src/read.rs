@@ -1,0 +1,336 @@
+//! The read endpoints: SPARQL protocol, catalogue, schemas, health and metrics.
+
+use std::sync::atomic::Ordering;
+
+use axum::{
+    body::Bytes,
+    extract::{Path, RawQuery, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use cireg_views::{QueryError, ResultsFormat, SparqlRequest};
+use oxigraph::{io::RdfFormat, sparql::results::QueryResultsFormat};
+
+use crate::{
+    negotiate::negotiate,
+    problem::{bad_parameter, problem},
+    AppState,
+};
+
+fn accept(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+}
+
+fn form_pairs(input: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(input.as_bytes()).into_owned().collect()
+}
+
+/// Builds a query request from protocol parameters; `update` is refused: changes only come as
+/// events.
+fn sparql_request(pairs: Vec<(String, String)>, direct_query: Option<String>) -> Result<SparqlRequest, Response> {
+    let mut request = SparqlRequest::default();
+    let mut query = direct_query;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "query" if query.is_some() => return Err(bad_parameter("query", "given more than once").into_response()),
+            "query" => query = Some(v),
+            "update" | "using-graph-uri" | "using-named-graph-uri" => return Err(update_refused()),
+            "default-graph-uri" => request.default_graph_uris.push(v),
+            "named-graph-uri" => request.named_graph_uris.push(v),
+            _ => {}
+        }
+    }
+    request.query = query
+        .ok_or_else(|| bad_parameter("query", "missing: give a SPARQL query in the query parameter").into_response())?;
+    Ok(request)
+}
+
+fn update_refused() -> Response {
+    problem(
+        403,
+        "read-only",
+        "SPARQL Update is not accepted",
+        "this endpoint is read-only: the registry changes only through events (POST /events or NATS)",
+    )
+    .into_response()
+}
+
+pub async fn sparql_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    match sparql_request(form_pairs(query.as_deref().unwrap_or_default()), None) {
+        Ok(request) => run_sparql(state, &headers, request).await,
+        Err(r) => r,
+    }
+}
+
+pub async fn sparql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let text = match String::from_utf8(body.to_vec()) {
+        Ok(t) => t,
+        Err(_) => return bad_parameter("body", "not UTF-8").into_response(),
+    };
+    let request = match content_type.as_str() {
+        "application/x-www-form-urlencoded" => sparql_request(form_pairs(&text), None),
+        "application/sparql-query" => sparql_request(form_pairs(query.as_deref().unwrap_or_default()), Some(text)),
+        "application/sparql-update" => Err(update_refused()),
+        other => Err(problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("Content-Type {other:?}: send application/sparql-query or application/x-www-form-urlencoded"),
+        )
+        .into_response()),
+    };
+    match request {
+        Ok(request) => run_sparql(state, &headers, request).await,
+        Err(r) => r,
+    }
+}
+
+const SOLUTION_FORMATS: [(&str, QueryResultsFormat); 6] = [
+    ("application/sparql-results+json", QueryResultsFormat::Json),
+    ("application/sparql-results+xml", QueryResultsFormat::Xml),
+    ("text/csv", QueryResultsFormat::Csv),
+    ("text/tab-separated-values", QueryResultsFormat::Tsv),
+    ("application/json", QueryResultsFormat::Json),
+    ("application/xml", QueryResultsFormat::Xml),
+];
+
+fn graph_formats() -> [(&'static str, RdfFormat); 6] {
+    [
+        ("text/turtle", RdfFormat::Turtle),
+        ("application/n-triples", RdfFormat::NTriples),
+        ("application/ld+json", RdfFormat::JsonLd { profile: Default::default() }),
+        ("application/rdf+xml", RdfFormat::RdfXml),
+        ("application/x-turtle", RdfFormat::Turtle),
+        ("application/json", RdfFormat::JsonLd { profile: Default::default() }),
+    ]
+}
+
+async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest) -> Response {
+    let graph = match cireg_views::is_graph_query(&request.query) {
+        Ok(g) => g,
+        Err(e) => return query_error(e),
+    };
+    let accept = accept(headers);
+    let (format, media) = if graph {
+        let formats = graph_formats();
+        match negotiate(accept, &formats.map(|(m, f)| (m, (f, m))), (RdfFormat::Turtle, "text/turtle")) {
+            Some((f, m)) => (ResultsFormat::Graph(f), m),
+            None => return not_acceptable(&formats.map(|(m, _)| m)),
+        }
+    } else {
+        match negotiate(
+            accept,
+            &SOLUTION_FORMATS.map(|(m, f)| (m, (f, m))),
+            (QueryResultsFormat::Json, "application/sparql-results+json"),
+        ) {
+            Some((f, m)) => (ResultsFormat::Solutions(f), m),
+            None => return not_acceptable(&SOLUTION_FORMATS.map(|(m, _)| m)),
+        }
+    };
+    let store = state.store.clone();
+    let timeout = state.sparql_timeout;
+    let outcome = tokio::task::spawn_blocking(move || {
+        cireg_views::evaluate(&store, &request, timeout, |results| {
+            cireg_views::write_results(results, format, Vec::new())
+        })
+    })
+    .await;
+    match outcome {
+        Ok(Ok(body)) => {
+            let media = match media {
+                "application/json" if graph => "application/ld+json",
+                "application/json" => "application/sparql-results+json",
+                "application/xml" => "application/sparql-results+xml",
+                "application/x-turtle" => "text/turtle",
+                m => m,
+            };
+            let content_type =
+                if media.starts_with("text/") { format!("{media}; charset=utf-8") } else { media.to_owned() };
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Ok(Err(QueryError::Timeout(_))) => query_error(QueryError::Timeout(timeout)),
+        Ok(Err(e)) => query_error(e),
+        Err(e) => problem(500, "internal", "Internal error", e.to_string()).into_response(),
+    }
+}
+
+fn not_acceptable(offers: &[&str]) -> Response {
+    problem(406, "not-acceptable", "No acceptable result format", format!("Accept one of: {}", offers.join(", ")))
+        .into_response()
+}
+
+fn query_error(e: QueryError) -> Response {
+    match e {
+        QueryError::Syntax(msg) => bad_parameter("query", msg).into_response(),
+        QueryError::Parameter(name, msg) => bad_parameter(name, msg).into_response(),
+        QueryError::Timeout(t) => problem(
+            503,
+            "query-timeout",
+            "The query took too long",
+            format!("the query ran longer than {} s and was cancelled; narrow it down or add a LIMIT", t.as_secs_f32()),
+        )
+        .into_response(),
+        QueryError::Evaluation(msg) => problem(500, "query-failed", "The query failed", msg).into_response(),
+    }
+}
+
+fn catalog_formats() -> [(&'static str, RdfFormat, &'static str); 4] {
+    [
+        ("text/turtle", RdfFormat::Turtle, "ttl"),
+        ("application/ld+json", RdfFormat::JsonLd { profile: Default::default() }, "jsonld"),
+        ("application/rdf+xml", RdfFormat::RdfXml, "rdf"),
+        ("application/n-triples", RdfFormat::NTriples, "nt"),
+    ]
+}
+
+pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let formats = catalog_formats();
+    let offers = formats.map(|(m, f, _)| (m, (f, m)));
+    match negotiate(accept(&headers), &offers, (RdfFormat::Turtle, "text/turtle")) {
+        Some((format, media)) => write_catalog(state, format, media).await,
+        None => not_acceptable(&formats.map(|(m, _, _)| m)),
+    }
+}
+
+pub async fn catalog_ext(State(state): State<AppState>, ext: &'static str) -> Response {
+    match catalog_formats().into_iter().find(|(_, _, e)| *e == ext) {
+        Some((media, format, _)) => write_catalog(state, format, media).await,
+        None => {
+            problem(404, "not-found", "No such catalogue format", format!(".{ext}: use .ttl, .jsonld, .rdf or .nt"))
+                .into_response()
+        }
+    }
+}
+
+async fn write_catalog(state: AppState, format: RdfFormat, media: &'static str) -> Response {
+    let body = tokio::task::spawn_blocking(move || {
+        cireg_views::write_catalog(&state.store, &state.base, &state.catalog, format, Vec::new())
+    })
+    .await;
+    match body {
+        Ok(Ok(body)) => {
+            let content_type =
+                if media.starts_with("text/") { format!("{media}; charset=utf-8") } else { media.to_owned() };
+            ([(header::CONTENT_TYPE, content_type), (header::VARY, "Accept".to_owned())], body).into_response()
+        }
+        Ok(Err(e)) => problem(500, "internal", "Could not write the catalogue", e.to_string()).into_response(),
+        Err(e) => problem(500, "internal", "Could not write the catalogue", e.to_string()).into_response(),
+    }
+}
+
+pub async fn schema_index() -> Response {
+    let files: Vec<_> = cireg_model::schema_files()
+        .iter()
+        .map(|f| serde_json::json!({"file": f.file_name, "id": f.id, "href": format!("schemas/{}", f.file_name)}))
+        .collect();
+    Json(files).into_response()
+}
+
+pub async fn schema_file(Path(file): Path<String>) -> Response {
+    match cireg_model::schema_files().iter().find(|f| f.file_name == file) {
+        Some(f) => ([(header::CONTENT_TYPE, "application/schema+json")], f.contents).into_response(),
+        None => {
+            problem(404, "not-found", "No such schema", format!("{file}: see /schemas for the list")).into_response()
+        }
+    }
+}
+
+pub async fn healthz() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// Ready once the projector has applied everything the log held when asked.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let applied = *state.applied.borrow();
+    match state.ingest.log().last_seq().await {
+        Ok(last) if applied >= last => {
+            Json(serde_json::json!({"ready": true, "applied": applied, "log": last})).into_response()
+        }
+        Ok(last) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "applied": applied, "log": last})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "applied": applied, "error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus text exposition format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    use std::fmt::Write;
+    let s = state.ingest.stats();
+    let applied = *state.applied.borrow();
+    let last = state.ingest.log().last_seq().await.ok();
+    let store = state.store.clone();
+    let base = state.base.clone();
+    let summary = tokio::task::spawn_blocking(move || cireg_views::summary(&store, &base))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    counter(
+        "cireg_ingest_accepted_total",
+        "Events appended to the log.",
+        "counter",
+        s.accepted.load(Ordering::Relaxed),
+    );
+    counter(
+        "cireg_ingest_duplicates_total",
+        "Re-sent events answered with their original sequence.",
+        "counter",
+        s.duplicates.load(Ordering::Relaxed),
+    );
+    counter("cireg_ingest_invalid_total", "Events refused as invalid.", "counter", s.invalid.load(Ordering::Relaxed));
+    counter(
+        "cireg_ingest_conflicts_total",
+        "Events refused for a lifecycle or concurrency conflict.",
+        "counter",
+        s.conflicts.load(Ordering::Relaxed),
+    );
+    counter(
+        "cireg_ingest_forbidden_total",
+        "Events refused because the sender may not send them.",
+        "counter",
+        s.forbidden.load(Ordering::Relaxed),
+    );
+    counter(
+        "cireg_ingest_unavailable_total",
+        "Events not appended because the log was unavailable.",
+        "counter",
+        s.unavailable.load(Ordering::Relaxed),
+    );
+    counter("cireg_projector_applied_sequence", "Last log sequence applied to the store.", "gauge", applied);
+    if let Some(last) = last {
+        counter("cireg_log_last_sequence", "Last sequence in the event log.", "gauge", last);
+        counter(
+            "cireg_projector_lag_events",
+            "Events in the log not yet applied to the store.",
+            "gauge",
+            last.saturating_sub(applied),
+        );
+    }
+    counter("cireg_catalog_datasets", "Live datasets in the catalogue.", "gauge", summary.datasets);
+    counter("cireg_catalog_providers", "Registered providers.", "gauge", summary.providers);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}

@@ -1,0 +1,58 @@
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+    Router,
+};
+use cireg_ingest::Ingest;
+use cireg_projector::PublicBase;
+use cireg_views::CatalogInfo;
+use oxigraph::store::Store;
+use tokio::sync::watch;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub ingest: Ingest,
+    pub store: Store,
+    pub base: PublicBase,
+    pub catalog: Arc<CatalogInfo>,
+    /// The projector's checkpoint (last applied log sequence).
+    pub applied: watch::Receiver<u64>,
+    /// Time limit of one SPARQL query.
+    pub sparql_timeout: Duration,
+}
+
+/// Largest request body: a batch of events.
+const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// All routes of the registry.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(crate::pages::landing))
+        .route("/events", post(crate::events::post_events))
+        .route("/sparql", get(crate::read::sparql_get).post(crate::read::sparql_post))
+        .route("/catalog", get(crate::read::catalog))
+        .route("/catalog.ttl", get(|s: axum::extract::State<AppState>| crate::read::catalog_ext(s, "ttl")))
+        .route("/catalog.jsonld", get(|s: axum::extract::State<AppState>| crate::read::catalog_ext(s, "jsonld")))
+        .route("/catalog.rdf", get(|s: axum::extract::State<AppState>| crate::read::catalog_ext(s, "rdf")))
+        .route("/catalog.nt", get(|s: axum::extract::State<AppState>| crate::read::catalog_ext(s, "nt")))
+        .route("/schemas", get(crate::read::schema_index))
+        .route("/schemas/{file}", get(crate::read::schema_file))
+        .route("/healthz", get(crate::read::healthz))
+        .route("/readyz", get(crate::read::readyz))
+        .route("/metrics", get(crate::read::metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes, then drains open requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

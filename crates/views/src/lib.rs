@@ -1,0 +1,13 @@
+//! Read models over the store: what the world sees. Nothing here writes.
+//!
+//! - `catalog.rs`: the DCAT-AP catalogue document.
+//! - `sparql.rs`: SPARQL evaluation over the public graphs, with a time limit.
+//! - `summary.rs`: counts for the landing page and metrics.
+
+mod catalog;
+mod sparql;
+mod summary;
+
+pub use catalog::{write_catalog, CatalogInfo};
+pub use sparql::{evaluate, is_graph_query, write_results, QueryError, ResultsFormat, SparqlRequest};
+pub use summary::{summary, Summary};

@@ -1,0 +1,182 @@
+//! SPARQL 1.1 query evaluation over the public graphs: every named graph except the projector's
+//! bookkeeping graph, with the default graph as their union. Read-only by construction (only
+//! queries are parsed), with a time limit that cancels the evaluation.
+
+use std::{io::Write, time::Duration};
+
+use cireg_projector::ns::PROJECTION_GRAPH;
+use oxigraph::{
+    io::{RdfFormat, RdfSerializer},
+    model::{GraphName, NamedNode, NamedOrBlankNode},
+    sparql::{
+        results::{QueryResultsFormat, QueryResultsSerializer},
+        CancellationToken, QueryEvaluationError, QueryResults, SparqlEvaluator,
+    },
+    store::Store,
+};
+
+/// A query as the SPARQL protocol delivers it.
+#[derive(Debug, Clone, Default)]
+pub struct SparqlRequest {
+    pub query: String,
+    pub default_graph_uris: Vec<String>,
+    pub named_graph_uris: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query text is not SPARQL 1.1 Query (the message says where).
+    #[error("{0}")]
+    Syntax(String),
+    /// A protocol parameter is wrong; the first field names it.
+    #[error("parameter {0}: {1}")]
+    Parameter(&'static str, String),
+    #[error("the query ran longer than {0:?} and was cancelled")]
+    Timeout(Duration),
+    #[error("query evaluation failed: {0}")]
+    Evaluation(String),
+}
+
+/// What the results can be written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultsFormat {
+    Solutions(QueryResultsFormat),
+    Graph(RdfFormat),
+}
+
+fn public_graphs(store: &Store) -> Result<Vec<NamedOrBlankNode>, QueryError> {
+    store
+        .named_graphs()
+        .filter(|g| !matches!(g, Ok(NamedOrBlankNode::NamedNode(n)) if n.as_str() == PROJECTION_GRAPH))
+        .collect::<Result<_, _>>()
+        .map_err(|e| QueryError::Evaluation(e.to_string()))
+}
+
+fn graph_list(
+    param: &'static str,
+    iris: &[String],
+    public: &[NamedOrBlankNode],
+) -> Result<Vec<NamedOrBlankNode>, QueryError> {
+    iris.iter()
+        .map(|s| {
+            let node =
+                NamedNode::new(s).map_err(|e| QueryError::Parameter(param, format!("{s:?} is not an IRI: {e}")))?;
+            Ok(NamedOrBlankNode::from(node))
+        })
+        // a graph that is not public reads as empty: the same answer as a graph that does not exist
+        .filter(|g| g.as_ref().map(|g| public.contains(g)).unwrap_or(true))
+        .collect()
+}
+
+/// Evaluates `request` and hands the results to `write` while the evaluation is still bound to
+/// the store. Blocking: call it from a blocking thread. `timeout` cancels evaluation and
+/// serialisation.
+pub fn evaluate<T>(
+    store: &Store,
+    request: &SparqlRequest,
+    timeout: Duration,
+    write: impl FnOnce(QueryResults<'_>) -> Result<T, QueryError>,
+) -> Result<T, QueryError> {
+    let token = CancellationToken::new();
+    let mut prepared = SparqlEvaluator::new()
+        // no SERVICE handler: oxigraph is built without its HTTP client, so a federated call
+        // (which could reach anything the server can reach) fails instead of leaving the host
+        .with_cancellation_token(token.clone())
+        .parse_query(&request.query)
+        .map_err(|e| QueryError::Syntax(e.to_string()))?;
+    let public = public_graphs(store)?;
+    let dataset = prepared.dataset_mut();
+    // FROM / FROM NAMED in the query and the protocol parameters are honoured, within the public
+    // graphs; the protocol parameters win over the query's (SPARQL 1.1 Protocol §2.1.4)
+    let from_query_default = dataset.default_graph_graphs().map(<[GraphName]>::to_vec);
+    let from_query_named = dataset.available_named_graphs().map(<[NamedOrBlankNode]>::to_vec);
+    let restrict = |graphs: Vec<GraphName>| -> Vec<GraphName> {
+        graphs
+            .into_iter()
+            .filter(|g| match g {
+                GraphName::NamedNode(n) => public.contains(&NamedOrBlankNode::from(n.clone())),
+                GraphName::BlankNode(_) => false,
+                GraphName::DefaultGraph => true,
+            })
+            .collect()
+    };
+    if !request.default_graph_uris.is_empty() || !request.named_graph_uris.is_empty() {
+        let default = graph_list("default-graph-uri", &request.default_graph_uris, &public)?;
+        let named = graph_list("named-graph-uri", &request.named_graph_uris, &public)?;
+        dataset.set_default_graph(default.into_iter().map(GraphName::from).collect());
+        dataset.set_available_named_graphs(named);
+    } else {
+        match from_query_default {
+            Some(graphs) => dataset.set_default_graph(restrict(graphs)),
+            None => dataset.set_default_graph(public.iter().cloned().map(GraphName::from).collect()),
+        }
+        match from_query_named {
+            Some(graphs) => {
+                dataset.set_available_named_graphs(graphs.into_iter().filter(|g| public.contains(g)).collect())
+            }
+            None => dataset.set_available_named_graphs(public.clone()),
+        }
+    }
+    let timer_token = token.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let timer = std::thread::spawn(move || {
+        if done_rx.recv_timeout(timeout).is_err() {
+            timer_token.cancel();
+        }
+    });
+    let result = prepared.on_store(store).execute().map_err(|e| evaluation_error(e, timeout)).and_then(write);
+    let _ = done_tx.send(());
+    let _ = timer.join();
+    if token.is_cancelled() && result.is_err() {
+        return Err(QueryError::Timeout(timeout));
+    }
+    result
+}
+
+fn evaluation_error(e: QueryEvaluationError, timeout: Duration) -> QueryError {
+    match e {
+        QueryEvaluationError::Cancelled => QueryError::Timeout(timeout),
+        other => QueryError::Evaluation(other.to_string()),
+    }
+}
+
+/// Serialises `results` in `format` (which must fit the query form; see [`ResultsFormat`]).
+pub fn write_results<W: Write>(results: QueryResults<'_>, format: ResultsFormat, writer: W) -> Result<W, QueryError> {
+    let io = |e: std::io::Error| QueryError::Evaluation(e.to_string());
+    match (results, format) {
+        (QueryResults::Boolean(value), ResultsFormat::Solutions(f)) => {
+            QueryResultsSerializer::from_format(f).serialize_boolean_to_writer(writer, value).map_err(io)
+        }
+        (QueryResults::Solutions(solutions), ResultsFormat::Solutions(f)) => {
+            let mut out = QueryResultsSerializer::from_format(f)
+                .serialize_solutions_to_writer(writer, solutions.variables().to_vec())
+                .map_err(io)?;
+            for solution in solutions {
+                let solution = solution.map_err(|e| match e {
+                    QueryEvaluationError::Cancelled => QueryError::Timeout(Duration::ZERO),
+                    other => QueryError::Evaluation(other.to_string()),
+                })?;
+                out.serialize(&solution).map_err(io)?;
+            }
+            out.finish().map_err(io)
+        }
+        (QueryResults::Graph(triples), ResultsFormat::Graph(f)) => {
+            let mut out = RdfSerializer::from_format(f).for_writer(writer);
+            for triple in triples {
+                let triple = triple.map_err(|e| match e {
+                    QueryEvaluationError::Cancelled => QueryError::Timeout(Duration::ZERO),
+                    other => QueryError::Evaluation(other.to_string()),
+                })?;
+                out.serialize_triple(&triple).map_err(io)?;
+            }
+            out.finish().map_err(io)
+        }
+        _ => Err(QueryError::Parameter("Accept", "the requested format does not fit this query form".to_owned())),
+    }
+}
+
+/// Whether a query's results are a graph (CONSTRUCT, DESCRIBE) or solutions (SELECT, ASK).
+pub fn is_graph_query(query: &str) -> Result<bool, QueryError> {
+    let parsed = spargebra::SparqlParser::new().parse_query(query).map_err(|e| QueryError::Syntax(e.to_string()))?;
+    Ok(matches!(parsed, spargebra::Query::Construct { .. } | spargebra::Query::Describe { .. }))
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what building and testing cireg needs and a fresh Debian machine lacks:
+#   libclang-dev  (oxigraph's RocksDB build runs bindgen)
+#   nats-server   (the integration tests start real NATS servers)
+# Says clearly what is missing when it cannot install it.
+set -euo pipefail
+
+missing=()
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libclang; then
+  missing+=(libclang-dev)
+fi
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && [ -z "${NATS_SERVER_BIN:-}" ]; then
+  missing+=(nats-server)
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "ensure-deps: cargo is not installed; install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "ensure-deps: installing ${missing[*]}" >&2
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo apt-get update -qq
+  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "ensure-deps: missing ${missing[*]} and cannot install them here (no root/apt-get)." >&2
+  echo "  Install them with your package manager; for nats-server you may instead set NATS_SERVER_BIN." >&2
+  exit 1
+fi

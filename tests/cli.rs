@@ -1,0 +1,43 @@
+//! Black-box: the offline subcommands.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::{repo_root, run_cli};
+
+#[test]
+fn validate_accepts_every_example_and_rejects_every_invalid_one() {
+    let examples = repo_root().join("schemas/examples");
+    let mut valid: Vec<String> = std::fs::read_dir(&examples)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| p.display().to_string())
+        .collect();
+    valid.sort();
+    assert_eq!(valid.len(), 7, "one example per event type");
+    let args: Vec<&str> = std::iter::once("validate").chain(valid.iter().map(String::as_str)).collect();
+    let (ok, out, err) = run_cli(&args);
+    assert!(ok, "{out}\n{err}");
+
+    let bad = examples.join("invalid/negative-subjects.json");
+    let (ok, out, _) = run_cli(&["validate", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(out.contains("/data/numberOfSubjects"), "{out}");
+}
+
+#[test]
+fn demo_prints_forty_synthetic_datasets() {
+    let (ok, out, err) = run_cli(&["demo"]);
+    assert!(ok, "{err}");
+    let published = out.lines().filter(|l| l.contains("eu.cancerimage.dataset.published.v1")).count();
+    assert_eq!(published, 40);
+    assert!(out.lines().all(|l| l.contains("synthetic")));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.json");
+    let (ok, _, err) = run_cli(&["demo", "--out", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run_cli(&["validate", file.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+}

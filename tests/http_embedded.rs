@@ -1,0 +1,307 @@
+//! Black-box: the real binary with the embedded log, driven over HTTP.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{example, Cireg, TITLES};
+
+async fn registered(c: &Cireg) {
+    let (status, body) = c.post_event(&example("provider.registered")).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn publish_over_http_then_query_and_catalogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &[]);
+    registered(&c).await;
+    let (status, body) = c.post_event(&example("dataset.published")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["sequence"], json!(2));
+    assert_eq!(body["duplicate"], json!(false));
+    c.wait_ready().await;
+    let titles = c.select(TITLES, "t").await;
+    assert!(titles.contains(&"Breast MRI screening cohort (synthetic)".to_owned()), "{titles:?}");
+
+    // the update lands in the same graph, replacing the old values
+    let (status, body) = c.post_event(&example("dataset.updated")).await;
+    assert_eq!(status, 201, "{body}");
+    c.wait_ready().await;
+    let subjects = c
+        .select("SELECT ?n WHERE { ?d <http://healthdataportal.eu/ns/health#numberOfUniqueIndividuals> ?n }", "n")
+        .await;
+    assert_eq!(subjects, vec!["436".to_owned()]);
+
+    // the catalogue in Turtle and JSON-LD parses and lists the dataset under the public base
+    for (accept, format) in [
+        ("text/turtle", oxigraph::io::RdfFormat::Turtle),
+        ("application/ld+json", oxigraph::io::RdfFormat::JsonLd { profile: Default::default() }),
+    ] {
+        let r = reqwest::Client::new().get(c.url("/catalog")).header("accept", accept).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(accept));
+        let body = r.bytes().await.unwrap();
+        let store = oxigraph::store::Store::new().unwrap();
+        store
+            .load_from_slice(oxigraph::io::RdfParser::from_format(format).with_base_iri(&c.base).unwrap(), &body)
+            .unwrap();
+        let dataset = oxigraph::model::NamedNode::new(format!(
+            "{}/datasets/synthetic-breast-consortium/breast-mri-screening-2024",
+            c.base
+        ))
+        .unwrap();
+        let dcat_dataset = oxigraph::model::NamedNode::new("http://www.w3.org/ns/dcat#dataset").unwrap();
+        assert!(
+            store
+                .quads_for_pattern(None, Some(dcat_dataset.as_ref()), Some(dataset.as_ref().into()), None)
+                .next()
+                .is_some(),
+            "{accept}: catalogue does not list {dataset}"
+        );
+    }
+    for ext in ["ttl", "jsonld", "rdf", "nt"] {
+        let r = reqwest::get(c.url(&format!("/catalog.{ext}"))).await.unwrap();
+        assert_eq!(r.status(), 200, "catalog.{ext}");
+    }
+    // the landing page says the data is synthetic
+    let page = reqwest::get(c.url("/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Synthetic demo data"), "{page}");
+}
+
+#[tokio::test]
+async fn invalid_events_are_refused_with_a_pointer_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &[]);
+    registered(&c).await;
+    let before = c.metric("cireg_log_last_sequence").await;
+
+    let mut bad = example("dataset.published");
+    bad["data"]["numberOfSubjects"] = json!(-1);
+    let (status, problem) = c.post_event(&bad).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["status"], json!(400));
+    assert!(
+        problem["errors"].as_array().unwrap().iter().any(|e| e["pointer"] == "/data/numberOfSubjects"),
+        "{problem}"
+    );
+
+    let mut bad = example("dataset.published");
+    bad["data"]["imageModalities"] = json!(["MRI"]);
+    let (status, problem) = c.post_event(&bad).await;
+    assert_eq!(status, 400);
+    assert!(
+        problem["errors"].as_array().unwrap().iter().any(|e| e["pointer"] == "/data/imageModalities/0"),
+        "{problem}"
+    );
+
+    // not JSON at all
+    let r = reqwest::Client::new()
+        .post(c.url("/events"))
+        .header("content-type", "application/cloudevents+json")
+        .body("{\"id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    // wrong media type
+    let r = reqwest::Client::new()
+        .post(c.url("/events"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+
+    // lifecycle: an update of a dataset never published is a conflict
+    let (status, problem) = c.post_event(&example("dataset.updated")).await;
+    assert_eq!(status, 409, "{problem}");
+
+    assert_eq!(c.metric("cireg_log_last_sequence").await, before, "a refused event reached the log");
+    c.wait_ready().await;
+    assert!(c.select(TITLES, "t").await.is_empty());
+}
+
+#[tokio::test]
+async fn duplicates_answer_with_the_original_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &[]);
+    registered(&c).await;
+    let (first, body) = c.post_event(&example("dataset.published")).await;
+    assert_eq!(first, 201);
+    let seq = body["sequence"].clone();
+    let (again, body) = c.post_event(&example("dataset.published")).await;
+    assert_eq!(again, 200, "{body}");
+    assert_eq!(body["sequence"], seq);
+    assert_eq!(body["duplicate"], json!(true));
+    assert_eq!(c.metric("cireg_log_last_sequence").await, 2);
+}
+
+#[tokio::test]
+async fn concurrent_updates_one_wins_one_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &[]);
+    registered(&c).await;
+    assert_eq!(c.post_event(&example("dataset.published")).await.0, 201);
+    // two writers both read version 1 and send a change based on it
+    let mut a = example("dataset.updated");
+    a["id"] = json!("writer-a");
+    a["data"] = json!({"version": "2.0-a"});
+    let mut b = example("dataset.updated");
+    b["id"] = json!("writer-b");
+    b["data"] = json!({"version": "2.0-b"});
+    let ((sa, ba), (sb, bb)) = tokio::join!(c.post_event(&a), c.post_event(&b));
+    let mut statuses = vec![sa, sb];
+    statuses.sort();
+    assert_eq!(statuses, vec![201, 409], "{ba} {bb}");
+    let loser = if sa == 409 { &ba } else { &bb };
+    assert_eq!(loser["type"], json!("urn:cireg:problem:conflict"));
+    c.wait_ready().await;
+    let versions = c.select("SELECT ?v WHERE { ?d <http://www.w3.org/ns/dcat#version> ?v }", "v").await;
+    assert_eq!(versions.len(), 1);
+    assert!(versions[0] == "2.0-a" || versions[0] == "2.0-b");
+}
+
+#[tokio::test]
+async fn batch_is_taken_in_order_with_an_outcome_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &[]);
+    let mut bad = example("dataset.published");
+    bad["id"] = json!("bad-one");
+    bad["data"]["accessRights"] = json!("OPEN");
+    let batch = json!([example("provider.registered"), example("dataset.published"), bad]);
+    let r = reqwest::Client::new()
+        .post(c.url("/events"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(serde_json::to_vec(&batch).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 207);
+    let body: Value = r.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], json!(201));
+    assert_eq!(results[1]["status"], json!(201));
+    assert_eq!(results[2]["status"], json!(400));
+    assert_eq!(results[2]["problem"]["errors"][0]["pointer"], json!("/2/data/accessRights"));
+}
+
+#[tokio::test]
+async fn sparql_protocol_formats_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &["--demo", "--sparql-timeout", "2"]);
+    c.wait_ready().await;
+    let http = reqwest::Client::new();
+    let select = "SELECT ?d WHERE { ?d a <http://www.w3.org/ns/dcat#Dataset> }";
+    assert_eq!(c.select(select, "d").await.len(), 40, "the demo catalogue has 40 datasets");
+
+    for (accept, needle) in [
+        ("application/sparql-results+json", "\"bindings\""),
+        ("application/sparql-results+xml", "<sparql"),
+        ("text/csv", "d\r\n"),
+        ("text/tab-separated-values", "?d\n"),
+    ] {
+        let r = http.get(c.url("/sparql")).query(&[("query", select)]).header("accept", accept).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{accept}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(accept), "{accept}");
+        assert!(r.text().await.unwrap().contains(needle), "{accept}");
+    }
+    // POST form and POST direct
+    let r = http.post(c.url("/sparql")).form(&[("query", select)]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(c.url("/sparql"))
+        .header("content-type", "application/sparql-query")
+        .body(select)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let construct =
+        "CONSTRUCT { ?d a <http://www.w3.org/ns/dcat#Dataset> } WHERE { ?d a <http://www.w3.org/ns/dcat#Dataset> }";
+    for accept in ["text/turtle", "application/n-triples", "application/ld+json", "application/rdf+xml"] {
+        let r =
+            http.get(c.url("/sparql")).query(&[("query", construct)]).header("accept", accept).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{accept}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(accept));
+    }
+    let r = http.get(c.url("/sparql")).query(&[("query", "ASK { ?s ?p ?o }")]).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["boolean"], json!(true));
+
+    // read-only: updates are refused however they come
+    let r = http.post(c.url("/sparql")).form(&[("update", "CLEAR ALL")]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(c.url("/sparql"))
+        .header("content-type", "application/sparql-update")
+        .body("CLEAR ALL")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http.get(c.url("/sparql")).query(&[("query", "CLEAR ALL")]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(c.select(select, "d").await.len(), 40);
+
+    // a syntax error names the parameter
+    let r = http.get(c.url("/sparql")).query(&[("query", "SELEKT ?x")]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["errors"][0]["pointer"], json!("query"));
+    let r = http.get(c.url("/sparql")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    // the projector's bookkeeping is not visible
+    let graphs = c.select("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }", "g").await;
+    assert!(!graphs.iter().any(|g| g.starts_with("urn:cireg")), "{graphs:?}");
+
+    // the time limit cancels a query that would run for ages
+    let heavy = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l }";
+    let start = std::time::Instant::now();
+    let r = http.get(c.url("/sparql")).query(&[("query", heavy)]).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["type"], json!("urn:cireg:problem:query-timeout"));
+}
+
+#[tokio::test]
+async fn demo_survives_restart_and_rebuild_gives_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut c = Cireg::start(&data, &["--demo", "--public-base", "https://registry.example.eu"]);
+    c.wait_ready().await;
+    assert!(c.base.starts_with("https://registry.example.eu"));
+    // IRIs come from the public base, not from where the request went
+    let datasets = reqwest::get(format!(
+        "{}/sparql?query={}",
+        c.listen,
+        urlencode("SELECT ?d WHERE { ?d a <http://www.w3.org/ns/dcat#Dataset> } LIMIT 1")
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(datasets.contains("https://registry.example.eu/datasets/"), "{datasets}");
+    c.stop();
+    let (_, before, _) = support::run_cli(&["dump", "--data", data.to_str().unwrap()]);
+    assert!(before.lines().count() > 1000);
+    let (ok, out, err) = support::run_cli(&[
+        "rebuild",
+        "--data",
+        data.to_str().unwrap(),
+        "--public-base",
+        "https://registry.example.eu",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let (_, after, _) = support::run_cli(&["dump", "--data", data.to_str().unwrap()]);
+    assert_eq!(before, after, "the rebuilt store differs");
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
