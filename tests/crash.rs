@@ -32,7 +32,10 @@ async fn killed_projector_restarts_to_the_rebuilt_state() {
     let nats = cireg_testkit::NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     // a writer node fills the log
-    let writer = Cireg::start(&dir.path().join("writer"), &["--nats", &nats.url(), "--reader", "writer"]);
+    let writer = Cireg::start(
+        &dir.path().join("writer"),
+        &["--nats", &nats.url(), "--reader", "writer", "--public-base", "http://registry.test"],
+    );
     let events = many_events(3000);
     let r = reqwest::Client::new()
         .post(writer.url("/events"))
@@ -47,7 +50,8 @@ async fn killed_projector_restarts_to_the_rebuilt_state() {
 
     // a reader node folds the whole log and is killed three times on the way
     let data = dir.path().join("reader");
-    let mut reader = Cireg::start(&data, &["--nats", &nats.url(), "--reader", "reader"]);
+    let mut reader =
+        Cireg::start(&data, &["--nats", &nats.url(), "--reader", "reader", "--public-base", "http://registry.test"]);
     let mut kills = 0;
     for delay_ms in [150u64, 400, 900] {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;

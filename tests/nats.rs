@@ -134,9 +134,7 @@ async fn registry_rides_out_a_nats_restart() {
 #[tokio::test]
 async fn deploy_config_runs_the_registry() {
     let config = support::repo_root().join("deploy/nats/single-node.conf");
-    // the command line moves port and storage into the test's own place
-    let monitor = cireg_testkit::free_port().to_string();
-    let nats = cireg_testkit::NatsServer::start_with_args(&["-c", config.to_str().unwrap(), "-m", &monitor]);
+    let nats = cireg_testkit::NatsServer::start_with_config(&std::fs::read_to_string(config).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let c = Cireg::start(&dir.path().join("data"), &["--nats", &nats.url()]);
     assert_eq!(c.post_event(&example("provider.registered")).await.0, 201);

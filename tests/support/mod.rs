@@ -200,6 +200,6 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The titles of every dataset SPARQL can see.
+/// The English titles of every dataset SPARQL can see.
 pub const TITLES: &str =
-    "SELECT ?t WHERE { ?d a <http://www.w3.org/ns/dcat#Dataset> ; <http://purl.org/dc/terms/title> ?t } ORDER BY ?t";
+    "SELECT ?t WHERE { ?d a <http://www.w3.org/ns/dcat#Dataset> ; <http://purl.org/dc/terms/title> ?t FILTER(langMatches(lang(?t), 'en')) } ORDER BY ?t";

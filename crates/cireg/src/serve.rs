@@ -119,9 +119,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 error!(error = %e, "the NATS submission consumer stopped");
             }
         });
+        let requests = cireg_ingest::nats::subscribe_requests(client).await.map_err(anyhow::Error::msg)?;
         let (i, c, s) = (ingest.clone(), client.clone(), shutdown_rx.clone());
         tasks.spawn(async move {
-            if let Err(e) = cireg_ingest::nats::run_requests(i, c, s).await {
+            if let Err(e) = cireg_ingest::nats::run_requests(i, c, requests, s).await {
                 error!(error = %e, "the NATS request handler stopped");
             }
         });
@@ -140,6 +141,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         catalog: Arc::new(cireg_views::CatalogInfo::default()),
         applied: applied_rx,
         sparql_timeout: Duration::from_secs(args.sparql_timeout),
+        sparql_slots: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
+        )),
     };
     println!("cireg is serving on {}/ (listening on http://{local}, log: {})", base.as_str(), log.backend());
     let mut shutdown_http = shutdown_rx.clone();
@@ -171,6 +175,7 @@ async fn load_demo(ingest: &Ingest) {
 
 pub async fn rebuild(args: LogArgs, public_base: &str) -> anyhow::Result<()> {
     let base = PublicBase::new(public_base)?;
+    std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let live = args.data.join("store");
     if live.exists() {
         // fails while a running cireg holds the store: never swap a store under a live server

@@ -161,14 +161,22 @@ pub async fn run_submissions(
     }
 }
 
-/// Answers requests on `cireg.ingest.<provider>` until `shutdown`.
+/// Subscribes to `cireg.ingest.*` (in the queue group shared by every cireg node) and waits until
+/// the server has the subscription, so requests sent after this returns find a responder.
+pub async fn subscribe_requests(client: &async_nats::Client) -> Result<async_nats::Subscriber, String> {
+    let requests =
+        client.queue_subscribe("cireg.ingest.*", "cireg-ingest".to_owned()).await.map_err(|e| e.to_string())?;
+    client.flush().await.map_err(|e| e.to_string())?;
+    Ok(requests)
+}
+
+/// Answers the requests of `requests` (see [`subscribe_requests`]) until `shutdown`.
 pub async fn run_requests(
     ingest: Ingest,
     client: async_nats::Client,
+    mut requests: async_nats::Subscriber,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let mut requests =
-        client.queue_subscribe("cireg.ingest.*", "cireg-ingest".to_owned()).await.map_err(|e| e.to_string())?;
     info!("answering requests on cireg.ingest.*");
     loop {
         let next = tokio::select! {

@@ -28,6 +28,8 @@ fn form_pairs(input: &str) -> Vec<(String, String)> {
 
 /// Builds a query request from protocol parameters; `update` is refused: changes only come as
 /// events.
+// the error is the HTTP answer itself, built once per request: boxing it buys nothing
+#[allow(clippy::result_large_err)]
 fn sparql_request(pairs: Vec<(String, String)>, direct_query: Option<String>) -> Result<SparqlRequest, Response> {
     let mut request = SparqlRequest::default();
     let mut query = direct_query;
@@ -142,12 +144,27 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest
     };
     let store = state.store.clone();
     let timeout = state.sparql_timeout;
-    let outcome = tokio::task::spawn_blocking(move || {
+    // A slot per running evaluation. Oxigraph checks the cancellation token only while it reads
+    // the store, so a query that spins in memory (a large cross product) can outlive its time
+    // limit: the caller still gets its answer at the limit, and such queries cannot pile up
+    // beyond the slots.
+    let permit = match tokio::time::timeout(timeout, state.sparql_slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return problem(503, "busy", "Too many queries are running", "every query slot is taken; try again shortly")
+                .into_response()
+        }
+    };
+    let evaluation = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         cireg_views::evaluate(&store, &request, timeout, |results| {
             cireg_views::write_results(results, format, Vec::new())
         })
-    })
-    .await;
+    });
+    let outcome = match tokio::time::timeout(timeout + std::time::Duration::from_millis(500), evaluation).await {
+        Ok(joined) => joined,
+        Err(_) => return query_error(QueryError::Timeout(timeout)),
+    };
     match outcome {
         Ok(Ok(body)) => {
             let media = match media {

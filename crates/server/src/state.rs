@@ -22,6 +22,8 @@ pub struct AppState {
     pub applied: watch::Receiver<u64>,
     /// Time limit of one SPARQL query.
     pub sparql_timeout: Duration,
+    /// Bounds how many SPARQL evaluations run at once.
+    pub sparql_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Largest request body: a batch of events.

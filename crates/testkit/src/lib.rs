@@ -44,6 +44,8 @@ pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Whether the command line enables JetStream itself (not when a config file does).
+    js_flags: bool,
 }
 
 impl NatsServer {
@@ -59,6 +61,38 @@ impl NatsServer {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            js_flags: true,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts a server from a configuration file's text, as deployed, with two changes so tests
+    /// can run side by side: the JetStream `store_dir` moves into the test's temp dir, and the
+    /// client and monitoring ports are free ones given on the command line.
+    pub fn start_with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("jetstream");
+        let mut text = String::new();
+        let mut moved = false;
+        for line in config.lines() {
+            if line.trim_start().starts_with("store_dir") {
+                text.push_str(&format!("  store_dir: \"{}\"\n", store.display()));
+                moved = true;
+            } else {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        assert!(moved, "the configuration has no JetStream store_dir");
+        let path = dir.path().join("nats.conf");
+        std::fs::write(&path, text).unwrap();
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            extra_args: vec!["-c".into(), path.display().to_string(), "-m".into(), free_port().to_string()],
+            dir,
+            js_flags: false,
         };
         server.spawn();
         server
@@ -67,9 +101,12 @@ impl NatsServer {
     fn spawn(&mut self) {
         let store = self.dir.path().join("jetstream");
         let log = std::fs::File::create(self.dir.path().join("nats-server.log")).unwrap();
-        let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&store)
+        let mut command = Command::new(nats_server_bin());
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.js_flags {
+            command.arg("-js").arg("-sd").arg(&store);
+        }
+        let child = command
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -79,7 +116,10 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {} within 20 s", self.port);
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.path().join("nats-server.log")).unwrap_or_default();
+                panic!("nats-server did not listen on {} within 20 s:\n{log}", self.port);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -85,37 +85,25 @@ pub fn evaluate<T>(
         .parse_query(&request.query)
         .map_err(|e| QueryError::Syntax(e.to_string()))?;
     let public = public_graphs(store)?;
+    let from = query_dataset(&request.query)?;
     let dataset = prepared.dataset_mut();
-    // FROM / FROM NAMED in the query and the protocol parameters are honoured, within the public
-    // graphs; the protocol parameters win over the query's (SPARQL 1.1 Protocol §2.1.4)
-    let from_query_default = dataset.default_graph_graphs().map(<[GraphName]>::to_vec);
-    let from_query_named = dataset.available_named_graphs().map(<[NamedOrBlankNode]>::to_vec);
-    let restrict = |graphs: Vec<GraphName>| -> Vec<GraphName> {
-        graphs
-            .into_iter()
-            .filter(|g| match g {
-                GraphName::NamedNode(n) => public.contains(&NamedOrBlankNode::from(n.clone())),
-                GraphName::BlankNode(_) => false,
-                GraphName::DefaultGraph => true,
-            })
-            .collect()
-    };
+    // the protocol parameters win over the query's FROM / FROM NAMED (SPARQL 1.1 Protocol
+    // §2.1.4); either way only public graphs are ever in the dataset
     if !request.default_graph_uris.is_empty() || !request.named_graph_uris.is_empty() {
         let default = graph_list("default-graph-uri", &request.default_graph_uris, &public)?;
         let named = graph_list("named-graph-uri", &request.named_graph_uris, &public)?;
         dataset.set_default_graph(default.into_iter().map(GraphName::from).collect());
         dataset.set_available_named_graphs(named);
+    } else if let Some(from) = from {
+        let only_public = |graphs: Vec<NamedNode>| -> Vec<NamedOrBlankNode> {
+            graphs.into_iter().map(NamedOrBlankNode::from).filter(|g| public.contains(g)).collect()
+        };
+        dataset.set_default_graph(only_public(from.default).into_iter().map(GraphName::from).collect());
+        dataset.set_available_named_graphs(only_public(from.named.unwrap_or_default()));
     } else {
-        match from_query_default {
-            Some(graphs) => dataset.set_default_graph(restrict(graphs)),
-            None => dataset.set_default_graph(public.iter().cloned().map(GraphName::from).collect()),
-        }
-        match from_query_named {
-            Some(graphs) => {
-                dataset.set_available_named_graphs(graphs.into_iter().filter(|g| public.contains(g)).collect())
-            }
-            None => dataset.set_available_named_graphs(public.clone()),
-        }
+        // no dataset given: the default graph is the union of the public graphs
+        dataset.set_default_graph(public.iter().cloned().map(GraphName::from).collect());
+        dataset.set_available_named_graphs(public.clone());
     }
     let timer_token = token.clone();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -173,6 +161,17 @@ pub fn write_results<W: Write>(results: QueryResults<'_>, format: ResultsFormat,
         }
         _ => Err(QueryError::Parameter("Accept", "the requested format does not fit this query form".to_owned())),
     }
+}
+
+/// The FROM / FROM NAMED of a query, if it has any.
+fn query_dataset(query: &str) -> Result<Option<spargebra::algebra::QueryDataset>, QueryError> {
+    let parsed = spargebra::SparqlParser::new().parse_query(query).map_err(|e| QueryError::Syntax(e.to_string()))?;
+    Ok(match parsed {
+        spargebra::Query::Select { dataset, .. }
+        | spargebra::Query::Construct { dataset, .. }
+        | spargebra::Query::Describe { dataset, .. }
+        | spargebra::Query::Ask { dataset, .. } => dataset,
+    })
 }
 
 /// Whether a query's results are a graph (CONSTRUCT, DESCRIBE) or solutions (SELECT, ASK).
