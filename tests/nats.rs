@@ -142,3 +142,29 @@ async fn deploy_config_runs_the_registry() {
     c.wait_ready().await;
     assert_eq!(c.select(TITLES, "t").await.len(), 1);
 }
+
+#[tokio::test]
+async fn cireg_publish_sends_over_nats_and_http() {
+    let nats = cireg_testkit::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &["--nats", &nats.url()]);
+    let examples = support::repo_root().join("schemas/examples");
+    let file = |name: &str| examples.join(format!("eu.cancerimage.{name}.v1.json")).display().to_string();
+
+    // a NATS request
+    let (ok, out, err) = support::run_cli(&["publish", "--to", &nats.url(), &file("provider.registered")]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("\"sequence\":1"), "{out}");
+    // the durable submission stream, waiting for the outcome
+    let (ok, out, err) = support::run_cli(&["publish", "--to", &nats.url(), "--submit", &file("dataset.published")]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("\"sequence\":2"), "{out}");
+    // HTTP; a refused event makes the command fail and prints the problem
+    let bad = examples.join("invalid/negative-subjects.json").display().to_string();
+    let (ok, out, _) = support::run_cli(&["publish", "--to", &c.listen, &bad]);
+    assert!(!ok);
+    assert!(out.contains("400") && out.contains("/data/numberOfSubjects"), "{out}");
+    let (ok, out, err) = support::run_cli(&["publish", "--to", &c.listen, &file("dataset.updated")]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("201"), "{out}");
+}
