@@ -115,6 +115,11 @@ async fn invalid_events_are_refused_with_a_pointer_and_change_nothing() {
         .unwrap();
     assert_eq!(r.status(), 415);
 
+    // an unknown path is a problem too
+    let r = reqwest::get(c.url("/no/such/thing")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
     // lifecycle: an update of a dataset never published is a conflict
     let (status, problem) = c.post_event(&example("dataset.updated")).await;
     assert_eq!(status, 409, "{problem}");

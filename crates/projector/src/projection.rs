@@ -235,3 +235,67 @@ fn split_subject(subject: &str) -> (&str, &str, &str) {
     let id = parts.next().unwrap_or(provider);
     (provider, kind, id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use oxigraph::model::NamedNodeRef;
+
+    fn example(name: &str) -> serde_json::Value {
+        let path = format!("{}/../../schemas/examples/eu.cancerimage.{name}.v1.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn stored(seq: u64, event: &serde_json::Value) -> StoredEvent {
+        let e = cireg_model::validate_event(&serde_json::to_vec(event).unwrap()).unwrap();
+        StoredEvent { seq, subject: e.subject(), payload: Bytes::from(e.to_bytes()), appended_at_nanos: 0 }
+    }
+
+    fn projector() -> Projector {
+        Projector::new(Store::new().unwrap(), PublicBase::new("https://registry.example.eu/").unwrap()).unwrap()
+    }
+
+    const DATASET: &str = "https://registry.example.eu/datasets/synthetic-breast-consortium/breast-mri-screening-2024";
+
+    fn graph_len(p: &Projector, graph: &str) -> usize {
+        p.store()
+            .quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(NamedNodeRef::new(graph).unwrap())))
+            .count()
+    }
+
+    #[test]
+    fn folds_a_dataset_lifecycle_and_keeps_the_checkpoint() {
+        let p = projector();
+        assert_eq!(p.checkpoint().unwrap(), 0);
+        let events = [
+            stored(1, &example("provider.registered")),
+            stored(2, &example("dataset.published")),
+            stored(3, &example("dataset.distribution.added")),
+        ];
+        assert_eq!(p.apply_batch(&events).unwrap(), 3);
+        assert_eq!(p.checkpoint().unwrap(), 3);
+        let with_two = graph_len(&p, DATASET);
+        assert!(with_two > 50, "{with_two}");
+        assert!(graph_len(&p, "https://registry.example.eu/providers/synthetic-breast-consortium") > 5);
+
+        // events at or below the checkpoint are not applied twice
+        assert_eq!(p.apply_batch(&events).unwrap(), 3);
+        assert_eq!(graph_len(&p, DATASET), with_two);
+
+        // one event at a time, as when live: the graph is replaced, not appended to
+        p.apply_batch(&[stored(4, &example("dataset.distribution.removed"))]).unwrap();
+        assert!(graph_len(&p, DATASET) < with_two);
+        p.apply_batch(&[stored(5, &example("dataset.withdrawn"))]).unwrap();
+        assert_eq!(graph_len(&p, DATASET), 0, "a withdrawn dataset leaves the store");
+        assert_eq!(p.checkpoint().unwrap(), 5);
+    }
+
+    #[test]
+    fn a_store_keeps_its_public_base() {
+        let store = Store::new().unwrap();
+        Projector::new(store.clone(), PublicBase::new("https://a.example").unwrap()).unwrap();
+        let err = Projector::new(store, PublicBase::new("https://b.example").unwrap()).err().unwrap();
+        assert!(matches!(err, ProjectionError::BaseMismatch { .. }), "{err}");
+    }
+}

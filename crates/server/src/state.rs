@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(crate::read::healthz))
         .route("/readyz", get(crate::read::readyz))
         .route("/metrics", get(crate::read::metrics))
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -57,4 +58,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn not_found(uri: axum::http::Uri) -> crate::problem::ProblemResponse {
+    crate::problem::problem(404, "not-found", "Not found", format!("nothing at {}", uri.path()))
 }
