@@ -56,6 +56,13 @@ fn now_nanos() -> i128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
 }
 
+/// The last sequence on `subject` in the subject index (0 when none).
+fn last_on_subject(index: &impl ReadableTable<(&'static str, u64), ()>, subject: &str) -> Result<u64, LogError> {
+    let last =
+        index.range((subject, 0)..=(subject, u64::MAX)).map_err(storage)?.next_back().transpose().map_err(storage)?;
+    Ok(last.map(|(k, _)| k.value().1).unwrap_or(0))
+}
+
 fn read_range(db: &Database, from: u64, max: usize) -> Result<Vec<StoredEvent>, LogError> {
     let txn = db.begin_read().map_err(storage)?;
     let table = txn.open_table(EVENTS).map_err(storage)?;
@@ -86,14 +93,7 @@ impl EventLog for EmbeddedLog {
                     }
                     let mut by_subject = txn.open_table(BY_SUBJECT).map_err(storage)?;
                     let subject = request.subject.as_str();
-                    let current = by_subject
-                        .range((subject, 0)..=(subject, u64::MAX))
-                        .map_err(storage)?
-                        .next_back()
-                        .transpose()
-                        .map_err(storage)?
-                        .map(|(k, _)| k.value().1)
-                        .unwrap_or(0);
+                    let current = last_on_subject(&by_subject, subject)?;
                     if current != request.expected_last_subject_seq {
                         return Err(LogError::Conflict {
                             subject: request.subject.clone(),
@@ -134,15 +134,7 @@ impl EventLog for EmbeddedLog {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(storage)?;
             let table = txn.open_table(BY_SUBJECT).map_err(storage)?;
-            let last = table
-                .range((subject.as_str(), 0)..=(subject.as_str(), u64::MAX))
-                .map_err(storage)?
-                .next_back()
-                .transpose()
-                .map_err(storage)?
-                .map(|(k, _)| k.value().1)
-                .unwrap_or(0);
-            Ok(last)
+            last_on_subject(&table, &subject)
         })
         .await
     }

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use cireg_log::StoredEvent;
 use cireg_model::{Aggregate, AggregateState, Dataset, Event};
 use oxigraph::{
-    model::{vocab::xsd, GraphName, GraphNameRef, Literal, NamedNode, NamedOrBlankNode, Quad, Term},
+    model::{vocab::xsd, GraphName, GraphNameRef, Literal, NamedNode, Quad, Term},
     store::{StorageError, Store},
 };
 use serde::{Deserialize, Serialize};
@@ -144,7 +144,6 @@ impl Projector {
             return Ok(checkpoint);
         }
         let mut tx = self.store.start_transaction()?;
-        let graph = projection_graph();
         for subject in &order {
             let Some(aggregate) = touched.get(subject) else { continue };
             let (provider, kind, id) = split_subject(subject);
@@ -175,54 +174,42 @@ impl Projector {
                 }
             }
             // the aggregate's state, for the next event
-            let node = aggregate_node(subject);
-            let state_predicate = NamedNode::new_unchecked(STATE);
-            let old: Vec<Quad> = tx
-                .quads_for_pattern(
-                    Some(node.as_ref().into()),
-                    Some(state_predicate.as_ref()),
-                    None,
-                    Some(graph.as_ref()),
-                )
-                .collect::<Result<_, _>>()?;
-            for q in &old {
-                tx.remove(q);
-            }
             let json = serde_json::to_string(&StoredState {
                 version: aggregate.version,
                 last_seq: aggregate.last_seq,
                 state: aggregate.state.clone(),
             })
             .map_err(|e| ProjectionError::Other(e.to_string()))?;
-            tx.insert(&Quad::new(
-                NamedOrBlankNode::from(node),
-                state_predicate,
-                Literal::new_simple_literal(json),
-                graph.clone(),
-            ));
+            set_bookkeeping(&mut tx, aggregate_node(subject), STATE, Literal::new_simple_literal(json))?;
         }
-        let node = NamedNode::new_unchecked(PROJECTION_GRAPH);
-        let checkpoint_predicate = NamedNode::new_unchecked(CHECKPOINT);
-        let old: Vec<Quad> = tx
-            .quads_for_pattern(
-                Some(node.as_ref().into()),
-                Some(checkpoint_predicate.as_ref()),
-                None,
-                Some(graph.as_ref()),
-            )
-            .collect::<Result<_, _>>()?;
-        for q in &old {
-            tx.remove(q);
-        }
-        tx.insert(&Quad::new(
-            node,
-            checkpoint_predicate,
+        set_bookkeeping(
+            &mut tx,
+            NamedNode::new_unchecked(PROJECTION_GRAPH),
+            CHECKPOINT,
             Literal::new_typed_literal(last.to_string(), xsd::INTEGER),
-            graph,
-        ));
+        )?;
         tx.commit()?;
         Ok(last)
     }
+}
+
+/// Replaces the value of `predicate` on `node` in the bookkeeping graph.
+fn set_bookkeeping(
+    tx: &mut oxigraph::store::Transaction<'_>,
+    node: NamedNode,
+    predicate: &str,
+    value: Literal,
+) -> Result<(), StorageError> {
+    let predicate = NamedNode::new_unchecked(predicate);
+    let graph = projection_graph();
+    let old: Vec<Quad> = tx
+        .quads_for_pattern(Some(node.as_ref().into()), Some(predicate.as_ref()), None, Some(graph.as_ref()))
+        .collect::<Result<_, _>>()?;
+    for q in &old {
+        tx.remove(q);
+    }
+    tx.insert(&Quad::new(node, predicate, value, graph));
+    Ok(())
 }
 
 /// `cireg.events.<provider>.dataset.<id>` → (provider, "dataset", id);

@@ -13,13 +13,7 @@ fn escape(s: &str) -> String {
 }
 
 pub async fn landing(State(state): State<AppState>) -> Response {
-    let store = state.store.clone();
-    let base = state.base.clone();
-    let summary = tokio::task::spawn_blocking(move || cireg_views::summary(&store, &base))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let summary = state.summary().await;
     let synthetic = if summary.synthetic_datasets > 0 {
         format!(
             "<p class=\"warn\"><strong>Synthetic demo data:</strong> {} of these datasets are made up for demonstration. They describe no real patients.</p>",

@@ -295,13 +295,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let s = state.ingest.stats();
     let applied = *state.applied.borrow();
     let last = state.ingest.log().last_seq().await.ok();
-    let store = state.store.clone();
-    let base = state.base.clone();
-    let summary = tokio::task::spawn_blocking(move || cireg_views::summary(&store, &base))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let summary = state.summary().await;
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");

@@ -26,6 +26,18 @@ pub struct AppState {
     pub sparql_slots: Arc<tokio::sync::Semaphore>,
 }
 
+impl AppState {
+    /// Catalogue counts (zero when the store cannot be read: they feed pages and gauges only).
+    pub async fn summary(&self) -> cireg_views::Summary {
+        let (store, base) = (self.store.clone(), self.base.clone());
+        tokio::task::spawn_blocking(move || cireg_views::summary(&store, &base))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
+}
+
 /// Largest request body: a batch of events.
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
 

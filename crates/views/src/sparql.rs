@@ -140,10 +140,7 @@ pub fn write_results<W: Write>(results: QueryResults<'_>, format: ResultsFormat,
                 .serialize_solutions_to_writer(writer, solutions.variables().to_vec())
                 .map_err(io)?;
             for solution in solutions {
-                let solution = solution.map_err(|e| match e {
-                    QueryEvaluationError::Cancelled => QueryError::Timeout(Duration::ZERO),
-                    other => QueryError::Evaluation(other.to_string()),
-                })?;
+                let solution = solution.map_err(|e| evaluation_error(e, Duration::ZERO))?;
                 out.serialize(&solution).map_err(io)?;
             }
             out.finish().map_err(io)
@@ -151,10 +148,7 @@ pub fn write_results<W: Write>(results: QueryResults<'_>, format: ResultsFormat,
         (QueryResults::Graph(triples), ResultsFormat::Graph(f)) => {
             let mut out = RdfSerializer::from_format(f).for_writer(writer);
             for triple in triples {
-                let triple = triple.map_err(|e| match e {
-                    QueryEvaluationError::Cancelled => QueryError::Timeout(Duration::ZERO),
-                    other => QueryError::Evaluation(other.to_string()),
-                })?;
+                let triple = triple.map_err(|e| evaluation_error(e, Duration::ZERO))?;
                 out.serialize_triple(&triple).map_err(io)?;
             }
             out.finish().map_err(io)
