@@ -109,22 +109,27 @@ impl Projector {
         })
     }
 
-    fn load_aggregate(&self, subject: &str) -> Result<Aggregate, ProjectionError> {
+    /// The aggregate as last projected, and the stored state term to replace.
+    fn load_aggregate(&self, subject: &str) -> Result<(Aggregate, Option<Term>), ProjectionError> {
         match one_object(&self.store, &aggregate_node(subject), STATE)? {
             Some(Term::Literal(l)) => {
                 let s: StoredState = serde_json::from_str(l.value())
                     .map_err(|e| ProjectionError::Other(format!("stored state of {subject}: {e}")))?;
-                Ok(Aggregate::restore(s.version, s.last_seq, s.state))
+                Ok((Aggregate::restore(s.version, s.last_seq, s.state), Some(l.into())))
             }
-            _ => Ok(Aggregate::default()),
+            _ => Ok((Aggregate::default(), None)),
         }
     }
 
     /// Applies the events of `batch` that are past the checkpoint, in one transaction with the new
     /// checkpoint. Blocking (RocksDB): call it from a blocking thread. Returns the new checkpoint.
     pub fn apply_batch(&self, batch: &[StoredEvent]) -> Result<u64, ProjectionError> {
-        let checkpoint = self.checkpoint()?;
-        let mut touched: HashMap<String, Aggregate> = HashMap::new();
+        let old_checkpoint = one_object(&self.store, &NamedNode::new_unchecked(PROJECTION_GRAPH), CHECKPOINT)?;
+        let checkpoint = match &old_checkpoint {
+            Some(Term::Literal(l)) => l.value().parse().unwrap_or(0),
+            _ => 0,
+        };
+        let mut touched: HashMap<String, (Aggregate, Option<Term>)> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut last = checkpoint;
         for stored in batch.iter().filter(|e| e.seq > checkpoint) {
@@ -135,7 +140,7 @@ impl Projector {
                 touched.insert(stored.subject.clone(), aggregate);
                 order.push(stored.subject.clone());
             }
-            if let Some(aggregate) = touched.get_mut(&stored.subject) {
+            if let Some((aggregate, _)) = touched.get_mut(&stored.subject) {
                 aggregate.apply(stored.seq, &event);
             }
             last = stored.seq;
@@ -143,16 +148,20 @@ impl Projector {
         if last == checkpoint {
             return Ok(checkpoint);
         }
+        // Writes only, no reads inside the transaction: the old values to replace were read
+        // above, which keeps big batches linear.
         let mut tx = self.store.start_transaction()?;
         for subject in &order {
-            let Some(aggregate) = touched.get(subject) else { continue };
+            let Some((aggregate, old_state)) = touched.get(subject) else { continue };
             let (provider, kind, id) = split_subject(subject);
             // the aggregate's own graph, replaced whole
             let graph_iri = match kind {
                 "dataset" => iri(self.base.dataset(provider, id)),
                 _ => iri(self.base.provider(provider)),
             };
-            tx.clear_graph(graph_iri.as_ref())?;
+            if old_state.is_some() {
+                tx.clear_graph(graph_iri.as_ref())?;
+            }
             let quads = match &aggregate.state {
                 AggregateState::Dataset { status, document, issued, modified, .. } => {
                     let dataset: Dataset = serde_json::from_value(document.clone())
@@ -180,36 +189,34 @@ impl Projector {
                 state: aggregate.state.clone(),
             })
             .map_err(|e| ProjectionError::Other(e.to_string()))?;
-            set_bookkeeping(&mut tx, aggregate_node(subject), STATE, Literal::new_simple_literal(json))?;
+            let node = aggregate_node(subject);
+            replace_bookkeeping(&mut tx, &node, STATE, old_state.clone(), Literal::new_simple_literal(json));
         }
-        set_bookkeeping(
+        replace_bookkeeping(
             &mut tx,
-            NamedNode::new_unchecked(PROJECTION_GRAPH),
+            &NamedNode::new_unchecked(PROJECTION_GRAPH),
             CHECKPOINT,
+            old_checkpoint,
             Literal::new_typed_literal(last.to_string(), xsd::INTEGER),
-        )?;
+        );
         tx.commit()?;
         Ok(last)
     }
 }
 
 /// Replaces the value of `predicate` on `node` in the bookkeeping graph.
-fn set_bookkeeping(
+fn replace_bookkeeping(
     tx: &mut oxigraph::store::Transaction<'_>,
-    node: NamedNode,
+    node: &NamedNode,
     predicate: &str,
+    old: Option<Term>,
     value: Literal,
-) -> Result<(), StorageError> {
+) {
     let predicate = NamedNode::new_unchecked(predicate);
-    let graph = projection_graph();
-    let old: Vec<Quad> = tx
-        .quads_for_pattern(Some(node.as_ref().into()), Some(predicate.as_ref()), None, Some(graph.as_ref()))
-        .collect::<Result<_, _>>()?;
-    for q in &old {
-        tx.remove(q);
+    if let Some(old) = old {
+        tx.remove(&Quad::new(node.clone(), predicate.clone(), old, projection_graph()));
     }
-    tx.insert(&Quad::new(node, predicate, value, graph));
-    Ok(())
+    tx.insert(&Quad::new(node.clone(), predicate, value, projection_graph()));
 }
 
 /// `cireg.events.<provider>.dataset.<id>` → (provider, "dataset", id);
