@@ -115,6 +115,18 @@ async fn invalid_events_are_refused_with_a_pointer_and_change_nothing() {
         .unwrap();
     assert_eq!(r.status(), 415);
 
+    // a body over the limit is refused before it is read whole
+    let huge = vec![b' '; 17 * 1024 * 1024];
+    let r = reqwest::Client::new()
+        .post(c.url("/events"))
+        .header("content-type", "application/cloudevents+json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
     // an unknown path is a problem too
     let r = reqwest::get(c.url("/no/such/thing")).await.unwrap();
     assert_eq!(r.status(), 404);

@@ -22,7 +22,15 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-pub async fn post_events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return crate::problem::body_rejected(rejection).into_response(),
+    };
     match content_type(&headers).as_str() {
         "application/cloudevents+json" | "application/json" => single(&state, &body).await,
         "application/cloudevents-batch+json" => batch(&state, &body).await,

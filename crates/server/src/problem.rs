@@ -27,3 +27,10 @@ pub fn bad_parameter(name: &str, detail: impl Into<String>) -> ProblemResponse {
     p.errors.push(cireg_model::Violation { pointer: name.to_owned(), detail });
     ProblemResponse(p)
 }
+
+/// A request body that could not be read (too large, broken connection) as problem details.
+pub fn body_rejected(rejection: axum::extract::rejection::BytesRejection) -> ProblemResponse {
+    let status = rejection.status().as_u16();
+    let kind = if status == 413 { "body-too-large" } else { "bad-body" };
+    problem(status, kind, "The request body was not accepted", rejection.body_text())
+}
