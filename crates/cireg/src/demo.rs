@@ -216,7 +216,7 @@ pub fn demo_events() -> Vec<Value> {
         // about 20,000 individuals and 200,000 series over the 40 datasets
         let subjects = rng.between(300, 700);
         let studies = subjects + rng.between(subjects / 4, subjects);
-        let series = studies * rng.between(5, 9) + rng.between(0, 200);
+        let series = studies * rng.between(4, 8) + rng.between(0, 200);
         let modalities: Vec<Value> = cancer
             .modalities
             .iter()
