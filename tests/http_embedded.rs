@@ -64,6 +64,20 @@ async fn publish_over_http_then_query_and_catalogue() {
         let r = reqwest::get(c.url(&format!("/catalog.{ext}"))).await.unwrap();
         assert_eq!(r.status(), 200, "catalog.{ext}");
     }
+    // every minted IRI dereferences (the listen address stands in for the public base here)
+    for path in [
+        "/datasets/synthetic-breast-consortium/breast-mri-screening-2024",
+        "/datasets/synthetic-breast-consortium/breast-mri-screening-2024/distributions/dicom",
+        "/providers/synthetic-breast-consortium",
+    ] {
+        let r = reqwest::Client::new().get(c.url(path)).header("accept", "application/n-triples").send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(body.starts_with(&format!("<{}{path}", c.base)), "{path}: {body}");
+    }
+    let r = reqwest::get(c.url("/datasets/synthetic-breast-consortium/never-published")).await.unwrap();
+    assert_eq!(r.status(), 404);
+
     // the landing page says the data is synthetic
     let page = reqwest::get(c.url("/")).await.unwrap().text().await.unwrap();
     assert!(page.contains("Synthetic demo data"), "{page}");

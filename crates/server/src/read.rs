@@ -349,3 +349,64 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     counter("cireg_catalog_providers", "Registered providers.", "gauge", summary.providers);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
+
+/// `GET /datasets/{provider}/{dataset}`, `…/distributions/{distribution}`, `/providers/{provider}`:
+/// every IRI the registry mints dereferences, in the format the `Accept` header asks for.
+pub async fn dataset(
+    State(state): State<AppState>,
+    Path((provider, dataset)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let iri = state.base.dataset(&provider, &dataset);
+    resource(state, &headers, iri.clone(), iri).await
+}
+
+pub async fn distribution(
+    State(state): State<AppState>,
+    Path((provider, dataset, distribution)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let graph = state.base.dataset(&provider, &dataset);
+    let iri = state.base.distribution(&provider, &dataset, &distribution);
+    resource(state, &headers, graph, iri).await
+}
+
+pub async fn provider(State(state): State<AppState>, Path(provider): Path<String>, headers: HeaderMap) -> Response {
+    let iri = state.base.provider(&provider);
+    resource(state, &headers, iri.clone(), iri).await
+}
+
+async fn resource(state: AppState, headers: &HeaderMap, graph: String, subject: String) -> Response {
+    let (Ok(graph), Ok(subject)) =
+        (oxigraph::model::NamedNode::new(graph), oxigraph::model::NamedNode::new(subject.clone()))
+    else {
+        return problem(404, "not-found", "Not found", format!("{subject} is not an IRI this registry mints"))
+            .into_response();
+    };
+    let formats = catalog_formats();
+    let offers = formats.map(|(m, f, _)| (m, (f, m)));
+    let Some((format, media)) = negotiate(accept(headers), &offers, (RdfFormat::Turtle, "text/turtle")) else {
+        return not_acceptable(&formats.map(|(m, _, _)| m));
+    };
+    let store = state.store.clone();
+    let name = subject.as_str().to_owned();
+    let body =
+        tokio::task::spawn_blocking(move || cireg_views::write_resource(&store, &graph, &subject, format, Vec::new()))
+            .await;
+    match body {
+        Ok(Ok(Some(body))) => {
+            let content_type =
+                if media.starts_with("text/") { format!("{media}; charset=utf-8") } else { media.to_owned() };
+            ([(header::CONTENT_TYPE, content_type), (header::VARY, "Accept".to_owned())], body).into_response()
+        }
+        Ok(Ok(None)) => problem(
+            404,
+            "not-found",
+            "Not found",
+            format!("the registry holds nothing about {name} (never published, or withdrawn)"),
+        )
+        .into_response(),
+        Ok(Err(e)) => problem(500, "internal", "Could not write the resource", e.to_string()).into_response(),
+        Err(e) => problem(500, "internal", "Could not write the resource", e.to_string()).into_response(),
+    }
+}

@@ -101,3 +101,50 @@ pub fn write_catalog<W: Write>(
     }
     out.finish()
 }
+
+/// Writes what the registry says about one resource it minted: `subject`'s triples in `graph`,
+/// with the nodes it owns (IRIs under `subject#…`) for a dataset or provider, or just the
+/// subject's own triples for a distribution. `Ok(None)` when the graph holds nothing about it.
+pub fn write_resource<W: Write>(
+    store: &Store,
+    graph: &NamedNode,
+    subject: &NamedNode,
+    format: RdfFormat,
+    writer: W,
+) -> std::io::Result<Option<W>> {
+    let own = |iri: &str| iri == subject.as_str() || iri.starts_with(&format!("{}#", subject.as_str()));
+    let mut triples = Vec::new();
+    let whole_graph = graph == subject;
+    for quad in store.quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(graph.as_ref()))) {
+        let quad = quad.map_err(std::io::Error::other)?;
+        let keep = match &quad.subject {
+            NamedOrBlankNode::NamedNode(s) => {
+                if whole_graph {
+                    true
+                } else {
+                    own(s.as_str())
+                }
+            }
+            NamedOrBlankNode::BlankNode(_) => whole_graph,
+        };
+        if keep {
+            triples.push(Triple::new(quad.subject, quad.predicate, quad.object));
+        }
+    }
+    if triples.is_empty() {
+        return Ok(None);
+    }
+    let mut out = RdfSerializer::from_format(format)
+        .with_prefix("dcat", ns::DCAT)
+        .and_then(|s| s.with_prefix("dct", ns::DCT))
+        .and_then(|s| s.with_prefix("foaf", ns::FOAF))
+        .and_then(|s| s.with_prefix("vcard", ns::VCARD))
+        .and_then(|s| s.with_prefix("healthdcatap", ns::HEALTHDCATAP))
+        .and_then(|s| s.with_prefix("eucaim", ns::EUCAIM))
+        .map_err(std::io::Error::other)?
+        .for_writer(writer);
+    for t in &triples {
+        out.serialize_triple(t)?;
+    }
+    out.finish().map(Some)
+}

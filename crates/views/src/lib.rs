@@ -8,6 +8,6 @@ mod catalog;
 mod sparql;
 mod summary;
 
-pub use catalog::{write_catalog, CatalogInfo};
+pub use catalog::{write_catalog, write_resource, CatalogInfo};
 pub use sparql::{evaluate, is_graph_query, write_results, QueryError, ResultsFormat, SparqlRequest};
 pub use summary::{summary, Summary};
