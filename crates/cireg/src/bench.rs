@@ -127,7 +127,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .collect();
     let raw_store = Store::open(tmp.path().join("store-raw"))?;
     let start = Instant::now();
-    raw_store.bulk_loader().load_quads(quads.iter().cloned())?;
+    let mut loader = raw_store.bulk_loader();
+    loader.load_quads(quads.iter().cloned())?;
+    loader.commit()?;
     let raw_load = start.elapsed().as_secs_f64();
 
     let raw_pub_rate = rate(n, raw_publish);

@@ -231,11 +231,31 @@ pub fn dump(data: &Path) -> anyhow::Result<()> {
         bail!("no store at {}", path.display());
     }
     let store = Store::open_read_only(&path).with_context(|| format!("opening {} read-only", path.display()))?;
-    let mut lines = Vec::new();
-    for quad in store.iter() {
+    let nquad = |quad: &oxigraph::model::Quad| -> anyhow::Result<String> {
         let mut s = RdfSerializer::from_format(RdfFormat::NQuads).for_writer(Vec::new());
-        s.serialize_quad(&quad?)?;
-        lines.push(String::from_utf8(s.finish()?)?);
+        s.serialize_quad(quad)?;
+        Ok(String::from_utf8(s.finish()?)?)
+    };
+    let mut lines = Vec::new();
+    // the checkpoint is printed once, as its value: bulk-loaded batches may leave older values
+    // beside it until the next transaction removes them
+    let mut checkpoint: Option<(u64, oxigraph::model::Quad)> = None;
+    for quad in store.iter() {
+        let quad = quad?;
+        if quad.predicate.as_str() == cireg_projector::ns::CHECKPOINT {
+            let value = match &quad.object {
+                oxigraph::model::Term::Literal(l) => l.value().parse().unwrap_or(0),
+                _ => 0,
+            };
+            if checkpoint.as_ref().is_none_or(|(max, _)| value > *max) {
+                checkpoint = Some((value, quad));
+            }
+            continue;
+        }
+        lines.push(nquad(&quad)?);
+    }
+    if let Some((_, quad)) = checkpoint {
+        lines.push(nquad(&quad)?);
     }
     lines.sort();
     let mut out = std::io::stdout().lock();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     dataset_triples::{dataset_graph, iri, provider_graph},
     iris::PublicBase,
-    ns::PROJECTION_GRAPH,
+    ns::{CHECKPOINT, PROJECTION_GRAPH},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +26,13 @@ pub enum ProjectionError {
     Other(String),
 }
 
-const CHECKPOINT: &str = "urn:cireg:vocab#lastAppliedSequence";
 const STATE: &str = "urn:cireg:vocab#aggregateState";
 const BASE: &str = "urn:cireg:vocab#publicBase";
+
+/// Batches of at least this many events that only create aggregates are bulk-loaded.
+const BULK_MIN_EVENTS: usize = 64;
+/// Memory the bulk loader may use for one batch.
+const BULK_MEMORY_MB: usize = 256;
 
 /// What the projection keeps of an aggregate between events.
 #[derive(Debug, Serialize, Deserialize)]
@@ -102,11 +106,31 @@ impl Projector {
 
     /// The last log sequence applied to the store (0 for a fresh store).
     pub fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        Ok(self.checkpoint_terms()?.0)
+    }
+
+    /// The checkpoint and the terms that store it. A bulk-loaded batch adds its checkpoint beside
+    /// the old one (the bulk loader cannot delete); the highest is the checkpoint, and the next
+    /// transactional batch removes them all.
+    fn checkpoint_terms(&self) -> Result<(u64, Vec<Term>), ProjectionError> {
         let node = NamedNode::new_unchecked(PROJECTION_GRAPH);
-        Ok(match one_object(&self.store, &node, CHECKPOINT)? {
-            Some(Term::Literal(l)) => l.value().parse().unwrap_or(0),
-            _ => 0,
-        })
+        let predicate = NamedNode::new_unchecked(CHECKPOINT);
+        let graph = NamedNode::new_unchecked(PROJECTION_GRAPH);
+        let mut max = 0;
+        let mut terms = Vec::new();
+        for quad in self.store.quads_for_pattern(
+            Some(node.as_ref().into()),
+            Some(predicate.as_ref()),
+            None,
+            Some(GraphNameRef::NamedNode(graph.as_ref())),
+        ) {
+            let quad = quad?;
+            if let Term::Literal(l) = &quad.object {
+                max = max.max(l.value().parse().unwrap_or(0));
+            }
+            terms.push(quad.object);
+        }
+        Ok((max, terms))
     }
 
     /// The aggregate as last projected, and the stored state term to replace.
@@ -124,11 +148,7 @@ impl Projector {
     /// Applies the events of `batch` that are past the checkpoint, in one transaction with the new
     /// checkpoint. Blocking (RocksDB): call it from a blocking thread. Returns the new checkpoint.
     pub fn apply_batch(&self, batch: &[StoredEvent]) -> Result<u64, ProjectionError> {
-        let old_checkpoint = one_object(&self.store, &NamedNode::new_unchecked(PROJECTION_GRAPH), CHECKPOINT)?;
-        let checkpoint = match &old_checkpoint {
-            Some(Term::Literal(l)) => l.value().parse().unwrap_or(0),
-            _ => 0,
-        };
+        let (checkpoint, old_checkpoints) = self.checkpoint_terms()?;
         let mut touched: HashMap<String, (Aggregate, Option<Term>)> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut last = checkpoint;
@@ -148,9 +168,11 @@ impl Projector {
         if last == checkpoint {
             return Ok(checkpoint);
         }
-        // Writes only, no reads inside the transaction: the old values to replace were read
-        // above, which keeps big batches linear.
-        let mut tx = self.store.start_transaction()?;
+        // What the batch changes: graphs to clear, quads to insert, old states to remove.
+        let mut clear: Vec<NamedNode> = Vec::new();
+        let mut drop_graphs: Vec<NamedNode> = Vec::new();
+        let mut insert: Vec<Quad> = Vec::new();
+        let mut remove: Vec<Quad> = Vec::new();
         for subject in &order {
             let Some((aggregate, old_state)) = touched.get(subject) else { continue };
             let (provider, kind, id) = split_subject(subject);
@@ -160,7 +182,7 @@ impl Projector {
                 _ => iri(self.base.provider(provider)),
             };
             if old_state.is_some() {
-                tx.clear_graph(graph_iri.as_ref())?;
+                clear.push(graph_iri.clone());
             }
             let quads = match &aggregate.state {
                 AggregateState::Dataset { status, document, issued, modified, .. } => {
@@ -174,13 +196,9 @@ impl Projector {
                 AggregateState::Empty => None,
             };
             match quads {
-                Some(quads) => {
-                    tx.insert_named_graph(graph_iri.as_ref());
-                    tx.extend(&quads);
-                }
-                None => {
-                    tx.remove_named_graph(graph_iri.as_ref())?;
-                }
+                Some(quads) => insert.extend(quads),
+                None if old_state.is_some() => drop_graphs.push(graph_iri),
+                None => {}
             }
             // the aggregate's state, for the next event
             let json = serde_json::to_string(&StoredState {
@@ -190,33 +208,54 @@ impl Projector {
             })
             .map_err(|e| ProjectionError::Other(e.to_string()))?;
             let node = aggregate_node(subject);
-            replace_bookkeeping(&mut tx, &node, STATE, old_state.clone(), Literal::new_simple_literal(json));
+            if let Some(old) = old_state {
+                remove.push(bookkeeping(&node, STATE, old.clone()));
+            }
+            insert.push(bookkeeping(&node, STATE, Literal::new_simple_literal(json).into()));
         }
-        replace_bookkeeping(
-            &mut tx,
-            &NamedNode::new_unchecked(PROJECTION_GRAPH),
+        let projection = NamedNode::new_unchecked(PROJECTION_GRAPH);
+        insert.push(bookkeeping(
+            &projection,
             CHECKPOINT,
-            old_checkpoint,
-            Literal::new_typed_literal(last.to_string(), xsd::INTEGER),
-        );
+            Literal::new_typed_literal(last.to_string(), xsd::INTEGER).into(),
+        ));
+
+        // A batch that only creates (a rebuild, a log far ahead) goes through the bulk loader,
+        // which commits atomically like a transaction and is many times faster; anything that
+        // replaces or deletes goes through a transaction.
+        let applied = batch.iter().filter(|e| e.seq > checkpoint).count();
+        if applied >= BULK_MIN_EVENTS && clear.is_empty() && remove.is_empty() && drop_graphs.is_empty() {
+            let mut loader = self.store.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
+            loader.load_quads(insert)?;
+            loader.commit()?;
+            return Ok(last);
+        }
+        // Writes only, no reads inside the transaction: the old values were read above, which
+        // keeps big batches linear.
+        let mut tx = self.store.start_transaction()?;
+        for graph in &clear {
+            tx.clear_graph(graph.as_ref())?;
+        }
+        for graph in &drop_graphs {
+            tx.remove_named_graph(graph.as_ref())?;
+        }
+        for quad in &remove {
+            tx.remove(quad);
+        }
+        for old in old_checkpoints {
+            tx.remove(&bookkeeping(&projection, CHECKPOINT, old));
+        }
+        for quad in &insert {
+            tx.insert(quad);
+        }
         tx.commit()?;
         Ok(last)
     }
 }
 
-/// Replaces the value of `predicate` on `node` in the bookkeeping graph.
-fn replace_bookkeeping(
-    tx: &mut oxigraph::store::Transaction<'_>,
-    node: &NamedNode,
-    predicate: &str,
-    old: Option<Term>,
-    value: Literal,
-) {
-    let predicate = NamedNode::new_unchecked(predicate);
-    if let Some(old) = old {
-        tx.remove(&Quad::new(node.clone(), predicate.clone(), old, projection_graph()));
-    }
-    tx.insert(&Quad::new(node.clone(), predicate, value, projection_graph()));
+/// A quad of the bookkeeping graph.
+fn bookkeeping(node: &NamedNode, predicate: &str, value: Term) -> Quad {
+    Quad::new(node.clone(), NamedNode::new_unchecked(predicate), value, projection_graph())
 }
 
 /// `cireg.events.<provider>.dataset.<id>` → (provider, "dataset", id);
@@ -283,6 +322,53 @@ mod tests {
         p.apply_batch(&[stored(5, &example("dataset.withdrawn"))]).unwrap();
         assert_eq!(graph_len(&p, DATASET), 0, "a withdrawn dataset leaves the store");
         assert_eq!(p.checkpoint().unwrap(), 5);
+    }
+
+    #[test]
+    fn a_creating_batch_is_bulk_loaded_and_later_batches_replace_its_checkpoint() {
+        let p = projector();
+        let mut batch = vec![stored(1, &example("provider.registered"))];
+        for i in 0..100u64 {
+            let mut e = example("dataset.published");
+            e["id"] = serde_json::json!(format!("bulk-{i}"));
+            e["subject"] = serde_json::json!(format!("bulk-{i}"));
+            batch.push(stored(i + 2, &e));
+        }
+        assert_eq!(p.apply_batch(&batch).unwrap(), 101);
+        assert_eq!(p.checkpoint().unwrap(), 101);
+        let dataset = "https://registry.example.eu/datasets/synthetic-breast-consortium/bulk-42";
+        let size = graph_len(&p, dataset);
+        assert!(size > 50, "{size}");
+        // a second bulk batch leaves two checkpoint values; the highest counts
+        let mut more = Vec::new();
+        for i in 100..170u64 {
+            let mut e = example("dataset.published");
+            e["id"] = serde_json::json!(format!("bulk-{i}"));
+            e["subject"] = serde_json::json!(format!("bulk-{i}"));
+            more.push(stored(i + 2, &e));
+        }
+        assert_eq!(p.apply_batch(&more).unwrap(), 171);
+        assert_eq!(p.checkpoint_terms().unwrap().1.len(), 2);
+        // an update goes through a transaction, replaces the graph and cleans the checkpoints up
+        let mut update = example("dataset.updated");
+        update["subject"] = serde_json::json!("bulk-42");
+        update.as_object_mut().unwrap().remove("expectedversion");
+        p.apply_batch(&[stored(172, &update)]).unwrap();
+        assert_eq!(p.checkpoint_terms().unwrap(), (172, vec![Literal::new_typed_literal("172", xsd::INTEGER).into()]));
+        assert_eq!(graph_len(&p, dataset), size, "replaced, not appended to");
+        let subjects = NamedNode::new_unchecked("http://healthdataportal.eu/ns/health#numberOfUniqueIndividuals");
+        let values: Vec<_> = p
+            .store()
+            .quads_for_pattern(
+                None,
+                Some(subjects.as_ref()),
+                None,
+                Some(GraphNameRef::NamedNode(NamedNodeRef::new(dataset).unwrap())),
+            )
+            .map(|q| q.unwrap().object.to_string())
+            .collect();
+        assert_eq!(values.len(), 1);
+        assert!(values[0].contains("436"), "{values:?}");
     }
 
     #[test]
