@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{schema::patched_dataset, Deprecation, Event, Payload, Provider, Rejection};
+use crate::{payload::merge_patch, schema::patched_dataset, Deprecation, Event, Payload, Provider, Rejection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -102,11 +102,8 @@ impl Aggregate {
             (AggregateState::Dataset { document, modified, status, deprecation, .. }, payload) => {
                 *modified = time;
                 match payload {
-                    Payload::DatasetUpdated(patch) => {
-                        if let Ok(doc) = patched_dataset(document, &Value::Object(patch.clone())) {
-                            *document = doc;
-                        }
-                    }
+                    // checked by `decide` before it was appended: fold without validating again
+                    Payload::DatasetUpdated(patch) => merge_patch(document, &Value::Object(patch.clone())),
                     Payload::DistributionAdded(_) => {
                         if let (Some(Value::Array(list)), Some(d)) =
                             (document.get_mut("distributions"), event.raw.get("data"))

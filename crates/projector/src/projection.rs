@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use cireg_log::StoredEvent;
 use cireg_model::{Aggregate, AggregateState, Dataset, Event};
@@ -40,6 +40,20 @@ struct StoredState {
     version: u64,
     last_seq: u64,
     state: AggregateState,
+    /// The [`MAPPING_VERSION`] the aggregate's graph was written with.
+    #[serde(default)]
+    mapping: u32,
+}
+
+/// Bump when `dataset_triples.rs` maps a state to different triples: graphs written with an older
+/// mapping are then replaced whole instead of patched by difference.
+const MAPPING_VERSION: u32 = 1;
+
+/// An aggregate a batch touches: as it was projected before the batch, and as it is now.
+struct Touched {
+    aggregate: Aggregate,
+    /// The stored state term (to remove), the state it held, and its mapping version.
+    before: Option<(Term, AggregateState, u32)>,
 }
 
 /// Folds events into one Oxigraph store.
@@ -134,22 +148,41 @@ impl Projector {
     }
 
     /// The aggregate as last projected, and the stored state term to replace.
-    fn load_aggregate(&self, subject: &str) -> Result<(Aggregate, Option<Term>), ProjectionError> {
+    fn load_aggregate(&self, subject: &str) -> Result<Touched, ProjectionError> {
         match one_object(&self.store, &aggregate_node(subject), STATE)? {
             Some(Term::Literal(l)) => {
                 let s: StoredState = serde_json::from_str(l.value())
                     .map_err(|e| ProjectionError::Other(format!("stored state of {subject}: {e}")))?;
-                Ok((Aggregate::restore(s.version, s.last_seq, s.state), Some(l.into())))
+                Ok(Touched {
+                    aggregate: Aggregate::restore(s.version, s.last_seq, s.state.clone()),
+                    before: Some((l.into(), s.state, s.mapping)),
+                })
             }
-            _ => Ok((Aggregate::default(), None)),
+            _ => Ok(Touched { aggregate: Aggregate::default(), before: None }),
         }
+    }
+
+    /// The quads of an aggregate's graph in `state` (`None`: no graph).
+    fn graph_quads(&self, subject: &str, state: &AggregateState) -> Result<Option<Vec<Quad>>, ProjectionError> {
+        let (provider, _, id) = split_subject(subject);
+        Ok(match state {
+            AggregateState::Dataset { status, document, issued, modified, .. } => {
+                let dataset: Dataset = serde_json::from_value(document.clone())
+                    .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
+                dataset_graph(&self.base, provider, id, *status, &dataset, issued, modified).map(|g| g.quads)
+            }
+            AggregateState::Provider { provider: p, modified, .. } => {
+                Some(provider_graph(&self.base, provider, p, modified).quads)
+            }
+            AggregateState::Empty => None,
+        })
     }
 
     /// Applies the events of `batch` that are past the checkpoint, in one transaction with the new
     /// checkpoint. Blocking (RocksDB): call it from a blocking thread. Returns the new checkpoint.
     pub fn apply_batch(&self, batch: &[StoredEvent]) -> Result<u64, ProjectionError> {
         let (checkpoint, old_checkpoints) = self.checkpoint_terms()?;
-        let mut touched: HashMap<String, (Aggregate, Option<Term>)> = HashMap::new();
+        let mut touched: HashMap<String, Touched> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut last = checkpoint;
         for stored in batch.iter().filter(|e| e.seq > checkpoint) {
@@ -160,8 +193,8 @@ impl Projector {
                 touched.insert(stored.subject.clone(), aggregate);
                 order.push(stored.subject.clone());
             }
-            if let Some((aggregate, _)) = touched.get_mut(&stored.subject) {
-                aggregate.apply(stored.seq, &event);
+            if let Some(t) = touched.get_mut(&stored.subject) {
+                t.aggregate.apply(stored.seq, &event);
             }
             last = stored.seq;
         }
@@ -174,41 +207,43 @@ impl Projector {
         let mut insert: Vec<Quad> = Vec::new();
         let mut remove: Vec<Quad> = Vec::new();
         for subject in &order {
-            let Some((aggregate, old_state)) = touched.get(subject) else { continue };
+            let Some(Touched { aggregate, before }) = touched.get(subject) else { continue };
             let (provider, kind, id) = split_subject(subject);
-            // the aggregate's own graph, replaced whole
             let graph_iri = match kind {
                 "dataset" => iri(self.base.dataset(provider, id)),
                 _ => iri(self.base.provider(provider)),
             };
-            if old_state.is_some() {
-                clear.push(graph_iri.clone());
-            }
-            let quads = match &aggregate.state {
-                AggregateState::Dataset { status, document, issued, modified, .. } => {
-                    let dataset: Dataset = serde_json::from_value(document.clone())
-                        .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
-                    dataset_graph(&self.base, provider, id, *status, &dataset, issued, modified).map(|g| g.quads)
+            let new_quads = self.graph_quads(subject, &aggregate.state)?;
+            match (before, new_quads) {
+                // new aggregate
+                (None, Some(quads)) => insert.extend(quads),
+                (None, None) => {}
+                // gone (withdrawn)
+                (Some(_), None) => drop_graphs.push(graph_iri),
+                // changed, graph written by this mapping: write only the difference
+                (Some((_, old_state, MAPPING_VERSION)), Some(quads)) => {
+                    let old: HashSet<Quad> =
+                        self.graph_quads(subject, old_state)?.unwrap_or_default().into_iter().collect();
+                    let new: HashSet<Quad> = quads.into_iter().collect();
+                    remove.extend(old.difference(&new).cloned());
+                    insert.extend(new.difference(&old).cloned());
                 }
-                AggregateState::Provider { provider: p, modified, .. } => {
-                    Some(provider_graph(&self.base, provider, p, modified).quads)
+                // changed, graph written by another mapping: replace it whole
+                (Some(_), Some(quads)) => {
+                    clear.push(graph_iri);
+                    insert.extend(quads);
                 }
-                AggregateState::Empty => None,
-            };
-            match quads {
-                Some(quads) => insert.extend(quads),
-                None if old_state.is_some() => drop_graphs.push(graph_iri),
-                None => {}
             }
             // the aggregate's state, for the next event
             let json = serde_json::to_string(&StoredState {
                 version: aggregate.version,
                 last_seq: aggregate.last_seq,
                 state: aggregate.state.clone(),
+                mapping: MAPPING_VERSION,
             })
             .map_err(|e| ProjectionError::Other(e.to_string()))?;
             let node = aggregate_node(subject);
-            if let Some(old) = old_state {
+            if let Some((old, _, _)) = before {
                 remove.push(bookkeeping(&node, STATE, old.clone()));
             }
             insert.push(bookkeeping(&node, STATE, Literal::new_simple_literal(json).into()));
@@ -369,6 +404,34 @@ mod tests {
             .collect();
         assert_eq!(values.len(), 1);
         assert!(values[0].contains("436"), "{values:?}");
+    }
+
+    #[test]
+    fn patching_by_difference_gives_the_graph_a_fresh_fold_gives() {
+        let mut update = example("dataset.updated");
+        update["data"]["ageRange"] = serde_json::Value::Null; // removes a property
+        update["data"]["keywords"] = serde_json::json!({"en": ["breast cancer", "DCE-MRI"]});
+        let events = [
+            stored(1, &example("provider.registered")),
+            stored(2, &example("dataset.published")),
+            stored(3, &update),
+            stored(4, &example("dataset.distribution.added")),
+            stored(5, &example("dataset.distribution.removed")),
+            stored(6, &example("dataset.deprecated")),
+        ];
+        let one_by_one = projector();
+        for e in &events {
+            one_by_one.apply_batch(std::slice::from_ref(e)).unwrap();
+        }
+        let at_once = projector();
+        at_once.apply_batch(&events).unwrap();
+        let quads = |p: &Projector| {
+            let mut q: Vec<String> = p.store().iter().map(|q| q.unwrap().to_string()).collect();
+            q.sort();
+            q
+        };
+        assert_eq!(quads(&one_by_one), quads(&at_once));
+        assert!(!quads(&at_once).iter().any(|q| q.contains("minTypicalAge")));
     }
 
     #[test]
