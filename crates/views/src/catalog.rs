@@ -31,6 +31,26 @@ fn n(ns: &str, local: &str) -> NamedNode {
     NamedNode::new_unchecked(format!("{ns}{local}"))
 }
 
+/// A serializer for `format` that writes the registry's usual prefixes.
+fn serializer<W: Write>(format: RdfFormat, writer: W) -> std::io::Result<oxigraph::io::WriterQuadSerializer<W>> {
+    let mut s = RdfSerializer::from_format(format);
+    for (prefix, iri) in [
+        ("dcat", ns::DCAT),
+        ("dct", ns::DCT),
+        ("foaf", ns::FOAF),
+        ("vcard", ns::VCARD),
+        ("dcatap", ns::DCATAP),
+        ("cv", ns::CV),
+        ("healthdcatap", ns::HEALTHDCATAP),
+        ("eucaim", ns::EUCAIM),
+        ("adms", ns::ADMS),
+        ("rdfs", ns::RDFS),
+    ] {
+        s = s.with_prefix(prefix, iri).map_err(std::io::Error::other)?;
+    }
+    Ok(s.for_writer(writer))
+}
+
 /// The IRIs of the live datasets' graphs, sorted.
 pub(crate) fn dataset_graphs(store: &Store, base: &PublicBase) -> std::io::Result<Vec<NamedNode>> {
     let prefix = format!("{}/datasets/", base.as_str());
@@ -55,19 +75,7 @@ pub fn write_catalog<W: Write>(
     format: RdfFormat,
     writer: W,
 ) -> std::io::Result<W> {
-    let mut out = RdfSerializer::from_format(format)
-        .with_prefix("dcat", ns::DCAT)
-        .and_then(|s| s.with_prefix("dct", ns::DCT))
-        .and_then(|s| s.with_prefix("foaf", ns::FOAF))
-        .and_then(|s| s.with_prefix("vcard", ns::VCARD))
-        .and_then(|s| s.with_prefix("dcatap", ns::DCATAP))
-        .and_then(|s| s.with_prefix("cv", ns::CV))
-        .and_then(|s| s.with_prefix("healthdcatap", ns::HEALTHDCATAP))
-        .and_then(|s| s.with_prefix("eucaim", ns::EUCAIM))
-        .and_then(|s| s.with_prefix("adms", ns::ADMS))
-        .and_then(|s| s.with_prefix("rdfs", ns::RDFS))
-        .map_err(std::io::Error::other)?
-        .for_writer(writer);
+    let mut out = serializer(format, writer)?;
     let catalog = NamedNode::new_unchecked(base.catalog());
     let publisher = NamedNode::new_unchecked(format!("{}#publisher", base.catalog()));
     let t = |s: &NamedNode, p: NamedNode, o: oxigraph::model::Term| Triple::new(s.clone(), p, o);
@@ -134,15 +142,7 @@ pub fn write_resource<W: Write>(
     if triples.is_empty() {
         return Ok(None);
     }
-    let mut out = RdfSerializer::from_format(format)
-        .with_prefix("dcat", ns::DCAT)
-        .and_then(|s| s.with_prefix("dct", ns::DCT))
-        .and_then(|s| s.with_prefix("foaf", ns::FOAF))
-        .and_then(|s| s.with_prefix("vcard", ns::VCARD))
-        .and_then(|s| s.with_prefix("healthdcatap", ns::HEALTHDCATAP))
-        .and_then(|s| s.with_prefix("eucaim", ns::EUCAIM))
-        .map_err(std::io::Error::other)?
-        .for_writer(writer);
+    let mut out = serializer(format, writer)?;
     for t in &triples {
         out.serialize_triple(t)?;
     }
