@@ -73,7 +73,8 @@ async fn publish_over_http_then_query_and_catalogue() {
         let r = reqwest::Client::new().get(c.url(path)).header("accept", "application/n-triples").send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let body = r.text().await.unwrap();
-        assert!(body.starts_with(&format!("<{}{path}", c.base)), "{path}: {body}");
+        let subject = format!("<{}{path}> ", c.base);
+        assert!(body.lines().any(|l| l.starts_with(&subject)), "{path}: {body}");
     }
     let r = reqwest::get(c.url("/datasets/synthetic-breast-consortium/never-published")).await.unwrap();
     assert_eq!(r.status(), 404);
