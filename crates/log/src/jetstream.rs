@@ -9,7 +9,7 @@ use async_nats::jetstream::{
     context::PublishErrorKind,
     stream::{self, LastRawMessageErrorKind, StorageType},
 };
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
 use crate::{AppendRequest, Appended, EventLog, Follower, LogError, StoredEvent};
 
@@ -184,14 +184,16 @@ struct JetStreamFollower {
 }
 
 impl JetStreamFollower {
-    fn take(&mut self, message: jetstream::Message, out: &mut Vec<StoredEvent>) -> Result<(), LogError> {
+    /// Keeps `message` if it is new; returns how many more the consumer has pending after it.
+    fn take(&mut self, message: jetstream::Message, out: &mut Vec<StoredEvent>) -> Result<u64, LogError> {
+        let pending = message.info().map_err(unavailable)?.pending;
         let event = stored(&message)?;
         if event.seq >= self.next {
             self.next = event.seq + 1;
             out.push(event);
         }
         self.pending_ack = Some(message);
-        Ok(())
+        Ok(pending)
     }
 }
 
@@ -204,13 +206,12 @@ impl Follower for JetStreamFollower {
             Ok(None) => return Err(LogError::Unavailable("the consumer's message stream ended".into())),
             Ok(Some(m)) => m.map_err(unavailable)?,
         };
-        self.take(first, &mut out)?;
-        while out.len() < max.max(1) {
-            match self.messages.next().now_or_never() {
-                Some(Some(m)) => {
-                    let m = m.map_err(unavailable)?;
-                    self.take(m, &mut out)?;
-                }
+        let mut pending = self.take(first, &mut out)?;
+        // Behind: the consumer says more are pending, so take them into this batch (they may still
+        // be on the wire). Live: nothing pending, return at once.
+        while out.len() < max.max(1) && pending > 0 {
+            match tokio::time::timeout(Duration::from_secs(2), self.messages.next()).await {
+                Ok(Some(m)) => pending = self.take(m.map_err(unavailable)?, &mut out)?,
                 _ => break,
             }
         }
