@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use cireg_views::{QueryError, ResultsFormat, SparqlRequest};
+use cireg_views::{ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
 use oxigraph::{io::RdfFormat, sparql::results::QueryResultsFormat};
 
 use crate::{
@@ -31,21 +31,22 @@ fn form_pairs(input: &str) -> Vec<(String, String)> {
 // the error is the HTTP answer itself, built once per request: boxing it buys nothing
 #[allow(clippy::result_large_err)]
 fn sparql_request(pairs: Vec<(String, String)>, direct_query: Option<String>) -> Result<SparqlRequest, Response> {
-    let mut request = SparqlRequest::default();
+    let (mut default_graph_uris, mut named_graph_uris) = (Vec::new(), Vec::new());
     let mut query = direct_query;
     for (k, v) in pairs {
         match k.as_str() {
             "query" if query.is_some() => return Err(bad_parameter("query", "given more than once").into_response()),
             "query" => query = Some(v),
             "update" | "using-graph-uri" | "using-named-graph-uri" => return Err(update_refused()),
-            "default-graph-uri" => request.default_graph_uris.push(v),
-            "named-graph-uri" => request.named_graph_uris.push(v),
+            "default-graph-uri" => default_graph_uris.push(v),
+            "named-graph-uri" => named_graph_uris.push(v),
             _ => {}
         }
     }
-    request.query = query
+    let text = query
         .ok_or_else(|| bad_parameter("query", "missing: give a SPARQL query in the query parameter").into_response())?;
-    Ok(request)
+    let query = ParsedQuery::parse(&text).map_err(query_error)?;
+    Ok(SparqlRequest { query, default_graph_uris, named_graph_uris })
 }
 
 fn update_refused() -> Response {
@@ -125,10 +126,7 @@ fn graph_formats() -> [(&'static str, RdfFormat); 6] {
 }
 
 async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest) -> Response {
-    let graph = match cireg_views::is_graph_query(&request.query) {
-        Ok(g) => g,
-        Err(e) => return query_error(e),
-    };
+    let graph = request.query.is_graph();
     let accept = accept(headers);
     let (format, media) = if graph {
         let formats = graph_formats();

@@ -9,5 +9,5 @@ mod sparql;
 mod summary;
 
 pub use catalog::{write_catalog, write_resource, CatalogInfo};
-pub use sparql::{evaluate, is_graph_query, write_results, QueryError, ResultsFormat, SparqlRequest};
+pub use sparql::{evaluate, write_results, ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
 pub use summary::{summary, Summary};

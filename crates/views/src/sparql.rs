@@ -15,10 +15,35 @@ use oxigraph::{
     store::Store,
 };
 
+/// A parsed SPARQL 1.1 query (parsing is where syntax errors are reported).
+#[derive(Debug, Clone)]
+pub struct ParsedQuery(spargebra::Query);
+
+impl ParsedQuery {
+    pub fn parse(text: &str) -> Result<Self, QueryError> {
+        spargebra::SparqlParser::new().parse_query(text).map(ParsedQuery).map_err(|e| QueryError::Syntax(e.to_string()))
+    }
+
+    /// Whether the results are a graph (CONSTRUCT, DESCRIBE) or solutions (SELECT, ASK).
+    pub fn is_graph(&self) -> bool {
+        matches!(self.0, spargebra::Query::Construct { .. } | spargebra::Query::Describe { .. })
+    }
+
+    /// The query's own FROM / FROM NAMED, if any.
+    fn dataset(&self) -> Option<&spargebra::algebra::QueryDataset> {
+        match &self.0 {
+            spargebra::Query::Select { dataset, .. }
+            | spargebra::Query::Construct { dataset, .. }
+            | spargebra::Query::Describe { dataset, .. }
+            | spargebra::Query::Ask { dataset, .. } => dataset.as_ref(),
+        }
+    }
+}
+
 /// A query as the SPARQL protocol delivers it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SparqlRequest {
-    pub query: String,
+    pub query: ParsedQuery,
     pub default_graph_uris: Vec<String>,
     pub named_graph_uris: Vec<String>,
 }
@@ -82,10 +107,9 @@ pub fn evaluate<T>(
         // no SERVICE handler: oxigraph is built without its HTTP client, so a federated call
         // (which could reach anything the server can reach) fails instead of leaving the host
         .with_cancellation_token(token.clone())
-        .parse_query(&request.query)
-        .map_err(|e| QueryError::Syntax(e.to_string()))?;
+        .for_query(request.query.0.clone());
     let public = public_graphs(store)?;
-    let from = query_dataset(&request.query)?;
+    let from = request.query.dataset().cloned();
     let dataset = prepared.dataset_mut();
     // the protocol parameters win over the query's FROM / FROM NAMED (SPARQL 1.1 Protocol
     // §2.1.4); either way only public graphs are ever in the dataset
@@ -155,21 +179,4 @@ pub fn write_results<W: Write>(results: QueryResults<'_>, format: ResultsFormat,
         }
         _ => Err(QueryError::Parameter("Accept", "the requested format does not fit this query form".to_owned())),
     }
-}
-
-/// The FROM / FROM NAMED of a query, if it has any.
-fn query_dataset(query: &str) -> Result<Option<spargebra::algebra::QueryDataset>, QueryError> {
-    let parsed = spargebra::SparqlParser::new().parse_query(query).map_err(|e| QueryError::Syntax(e.to_string()))?;
-    Ok(match parsed {
-        spargebra::Query::Select { dataset, .. }
-        | spargebra::Query::Construct { dataset, .. }
-        | spargebra::Query::Describe { dataset, .. }
-        | spargebra::Query::Ask { dataset, .. } => dataset,
-    })
-}
-
-/// Whether a query's results are a graph (CONSTRUCT, DESCRIBE) or solutions (SELECT, ASK).
-pub fn is_graph_query(query: &str) -> Result<bool, QueryError> {
-    let parsed = spargebra::SparqlParser::new().parse_query(query).map_err(|e| QueryError::Syntax(e.to_string()))?;
-    Ok(matches!(parsed, spargebra::Query::Construct { .. } | spargebra::Query::Describe { .. }))
 }
