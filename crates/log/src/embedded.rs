@@ -63,19 +63,18 @@ fn last_on_subject(index: &impl ReadableTable<(&'static str, u64), ()>, subject:
     Ok(last.map(|(k, _)| k.value().1).unwrap_or(0))
 }
 
+/// An `EVENTS` row as a [`StoredEvent`].
+fn stored_event(seq: u64, (subject, at, payload): (&str, i128, &[u8])) -> StoredEvent {
+    StoredEvent { seq, subject: subject.to_owned(), payload: Bytes::copy_from_slice(payload), appended_at_nanos: at }
+}
+
 fn read_range(db: &Database, from: u64, max: usize) -> Result<Vec<StoredEvent>, LogError> {
     let txn = db.begin_read().map_err(storage)?;
     let table = txn.open_table(EVENTS).map_err(storage)?;
     let mut out = Vec::new();
     for row in table.range(from..).map_err(storage)?.take(max) {
         let (k, v) = row.map_err(storage)?;
-        let (subject, at, payload) = v.value();
-        out.push(StoredEvent {
-            seq: k.value(),
-            subject: subject.to_owned(),
-            payload: Bytes::copy_from_slice(payload),
-            appended_at_nanos: at,
-        });
+        out.push(stored_event(k.value(), v.value()));
     }
     Ok(out)
 }
@@ -149,13 +148,7 @@ impl EventLog for EmbeddedLog {
             for row in index.range((subject.as_str(), 0)..=(subject.as_str(), u64::MAX)).map_err(storage)? {
                 let seq = row.map_err(storage)?.0.value().1;
                 if let Some(v) = events.get(seq).map_err(storage)? {
-                    let (subject, at, payload) = v.value();
-                    out.push(StoredEvent {
-                        seq,
-                        subject: subject.to_owned(),
-                        payload: Bytes::copy_from_slice(payload),
-                        appended_at_nanos: at,
-                    });
+                    out.push(stored_event(seq, v.value()));
                 }
             }
             Ok(out)

@@ -362,26 +362,26 @@ mod tests {
     #[test]
     fn a_creating_batch_is_bulk_loaded_and_later_batches_replace_its_checkpoint() {
         let p = projector();
+        // dataset bulk-i at log sequence i + 2
+        let published = |range: std::ops::Range<u64>| -> Vec<StoredEvent> {
+            range
+                .map(|i| {
+                    let mut e = example("dataset.published");
+                    e["id"] = serde_json::json!(format!("bulk-{i}"));
+                    e["subject"] = serde_json::json!(format!("bulk-{i}"));
+                    stored(i + 2, &e)
+                })
+                .collect()
+        };
         let mut batch = vec![stored(1, &example("provider.registered"))];
-        for i in 0..100u64 {
-            let mut e = example("dataset.published");
-            e["id"] = serde_json::json!(format!("bulk-{i}"));
-            e["subject"] = serde_json::json!(format!("bulk-{i}"));
-            batch.push(stored(i + 2, &e));
-        }
+        batch.extend(published(0..100));
         assert_eq!(p.apply_batch(&batch).unwrap(), 101);
         assert_eq!(p.checkpoint().unwrap(), 101);
         let dataset = "https://registry.example.eu/datasets/synthetic-breast-consortium/bulk-42";
         let size = graph_len(&p, dataset);
         assert!(size > 50, "{size}");
         // a second bulk batch leaves two checkpoint values; the highest counts
-        let mut more = Vec::new();
-        for i in 100..170u64 {
-            let mut e = example("dataset.published");
-            e["id"] = serde_json::json!(format!("bulk-{i}"));
-            e["subject"] = serde_json::json!(format!("bulk-{i}"));
-            more.push(stored(i + 2, &e));
-        }
+        let more = published(100..170);
         assert_eq!(p.apply_batch(&more).unwrap(), 171);
         assert_eq!(p.checkpoint_terms().unwrap().1.len(), 2);
         // an update goes through a transaction, replaces the graph and cleans the checkpoints up

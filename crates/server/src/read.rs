@@ -176,13 +176,21 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest
                 "application/x-turtle" => "text/turtle",
                 m => m,
             };
-            let content_type =
-                if media.starts_with("text/") { format!("{media}; charset=utf-8") } else { media.to_owned() };
+            let content_type = content_type(media);
             ([(header::CONTENT_TYPE, content_type)], body).into_response()
         }
         Ok(Err(QueryError::Timeout(_))) => query_error(QueryError::Timeout(timeout)),
         Ok(Err(e)) => query_error(e),
         Err(e) => problem(500, "internal", "Internal error", e.to_string()).into_response(),
+    }
+}
+
+/// The Content-Type header value for `media`: text types say their charset.
+fn content_type(media: &str) -> String {
+    if media.starts_with("text/") {
+        format!("{media}; charset=utf-8")
+    } else {
+        media.to_owned()
     }
 }
 
@@ -241,8 +249,7 @@ async fn write_catalog(state: AppState, format: RdfFormat, media: &'static str) 
     .await;
     match body {
         Ok(Ok(body)) => {
-            let content_type =
-                if media.starts_with("text/") { format!("{media}; charset=utf-8") } else { media.to_owned() };
+            let content_type = content_type(media);
             ([(header::CONTENT_TYPE, content_type), (header::VARY, "Accept".to_owned())], body).into_response()
         }
         Ok(Err(e)) => problem(500, "internal", "Could not write the catalogue", e.to_string()).into_response(),
@@ -393,8 +400,7 @@ async fn resource(state: AppState, headers: &HeaderMap, graph: String, subject: 
             .await;
     match body {
         Ok(Ok(Some(body))) => {
-            let content_type =
-                if media.starts_with("text/") { format!("{media}; charset=utf-8") } else { media.to_owned() };
+            let content_type = content_type(media);
             ([(header::CONTENT_TYPE, content_type), (header::VARY, "Accept".to_owned())], body).into_response()
         }
         Ok(Ok(None)) => problem(
