@@ -7,6 +7,9 @@ scripts/ensure-deps.sh
 # reuse a build directory outside the checkout, so repeated runs on one machine do not rebuild
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cireg-target}"
 echo "test.sh: nats-server: $(command -v nats-server || echo "${NATS_SERVER_BIN:-/usr/sbin/nats-server}") ($(nats-server --version 2>/dev/null || true))"
+# the independent judges of the catalogue (tests/catalog.rs): rdflib and pySHACL, in a venv
+export CIREG_PYTHON="$(scripts/ensure-python.sh)"
+echo "test.sh: python judges: $CIREG_PYTHON"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

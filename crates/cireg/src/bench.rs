@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use cireg_ingest::{Ingest, Sender};
+use cireg_ingest::{Ingest, ProfileGate, Sender};
 use cireg_log::{EmbeddedLog, EventLog, JetStreamLog, JetStreamOptions};
 use cireg_projector::{Projector, PublicBase};
 use futures::StreamExt;
@@ -127,6 +127,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let embedded: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("log.redb"))?);
     let ingest_embedded = ingest_all(&Ingest::new(embedded.clone()), &events, args.concurrency).await?;
 
+    // ... and into an embedded log through the SHACL gate (the dataset mapped and validated first)
+    let gated_log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("gated.redb"))?);
+    let gate = ProfileGate::load(PublicBase::new("http://bench.invalid")?)?;
+    let ingest_gated = ingest_all(&Ingest::new(gated_log).with_gate(gate), &events, args.concurrency).await?;
+
     // projection from each log into a fresh store (new datasets: bulk-loaded batches)
     let jet_projector = projector_in(&tmp.path().join("store-jet"))?;
     let project_jet = project_all(jet, &jet_projector).await?;
@@ -159,6 +164,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     loader.commit()?;
     let raw_load = start.elapsed().as_secs_f64();
 
+    // the catalogue: whole (streamed) and paged, next to a raw serialisation of the same store
+    let catalogue = catalogue_timings(&store)?;
+
     let raw_pub_rate = rate(n, raw_publish);
     let raw_load_rate = rate(n, raw_load);
     let row = |label: &str, secs: f64, raw: f64| {
@@ -169,12 +177,77 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     row("raw JetStream publish (same payloads)", raw_publish, raw_pub_rate);
     row("ingest → JetStream log (validate + append)", ingest_jet, raw_pub_rate);
     row("ingest → embedded log (validate + append)", ingest_embedded, raw_pub_rate);
+    row("ingest → embedded log, with the SHACL gate", ingest_gated, raw_pub_rate);
     row(&format!("raw Oxigraph bulk load ({} quads)", quads.len()), raw_load, raw_load_rate);
     row("projection from JetStream log", project_jet, raw_load_rate);
     row("projection from embedded log", project_embedded, raw_load_rate);
     row("projection of one update each (transactions)", project_updates, raw_load_rate);
     println!();
+    println!("{:<44} {:>12} {:>10}", "catalogue", "datasets/s", "vs raw");
+    let crow = |label: &str, secs: f64| {
+        println!("{label:<44} {:>12.0} {:>10.2}", rate(n, secs), rate(n, secs) / rate(n, catalogue.raw));
+    };
+    crow("raw N-Triples dump of the store", catalogue.raw);
+    crow("whole catalogue, N-Triples", catalogue.whole);
+    println!();
+    println!("{:<44} {:>12} {:>10}", "catalogue page (100 datasets, Turtle)", "p50 ms", "p99 ms");
+    for (label, times) in &catalogue.pages {
+        println!("{label:<44} {:>12.2} {:>10.2}", percentile(times, 0.5), percentile(times, 0.99));
+    }
+    println!();
     println!("(ingest is compared with raw publish, projection with raw bulk load of the same quads; one run on a shared machine: repeat before trusting a difference under ~20%)");
     drop(server);
     Ok(())
+}
+
+struct CatalogueTimings {
+    raw: f64,
+    whole: f64,
+    pages: Vec<(String, Vec<f64>)>,
+}
+
+fn percentile(times: &[f64], p: f64) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default() * 1000.0
+}
+
+/// Times the whole catalogue and pages at the start, middle and end, against the raw limit: the
+/// same store serialised as N-Triples with nothing else done.
+fn catalogue_timings(store: &Store) -> anyhow::Result<CatalogueTimings> {
+    use oxigraph::io::{RdfFormat, RdfSerializer};
+    let base = PublicBase::new("http://bench.invalid")?;
+    let info = cireg_views::CatalogInfo::default();
+    let start = Instant::now();
+    let mut raw = RdfSerializer::from_format(RdfFormat::NTriples).for_writer(std::io::sink());
+    for quad in store.iter() {
+        let quad = quad?;
+        raw.serialize_triple(oxigraph::model::TripleRef::new(&quad.subject, &quad.predicate, &quad.object))?;
+    }
+    raw.finish()?;
+    let raw = start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let index = cireg_views::CatalogIndex::build(store, &base, 0)?;
+    let all: Vec<_> = index.select(None);
+    let page = cireg_views::CatalogPage { index: &index, datasets: &all, paging: None };
+    cireg_views::write_catalog(store, &base, &info, &page, RdfFormat::NTriples, std::io::sink())?;
+    let whole = start.elapsed().as_secs_f64();
+
+    let size = 100;
+    let last = all.len().div_ceil(size).max(1);
+    let mut pages = Vec::new();
+    for (label, page) in [("first", 1), ("middle", last.div_ceil(2)), ("last", last)] {
+        let mut times = Vec::new();
+        for _ in 0..50 {
+            let start = Instant::now();
+            let slice = &all[(page - 1) * size..(page * size).min(all.len())];
+            let page = cireg_views::CatalogPage { index: &index, datasets: slice, paging: None };
+            cireg_views::write_catalog(store, &base, &info, &page, RdfFormat::Turtle, std::io::sink())?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        pages.push((format!("page {page} of {last} ({label})"), times));
+    }
+    Ok(CatalogueTimings { raw, whole, pages })
 }

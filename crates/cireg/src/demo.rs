@@ -287,8 +287,36 @@ pub fn demo_events() -> Vec<Value> {
                 "format": "DCM",
                 "mediaType": "application/dicom",
                 "licence": "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0",
+                "accessCondition": if i % 3 == 0 { "DOWNLOAD" } else { "REMOTE_PROCESSING" },
             }],
         });
+        // what the application profile (HealthDCAT-AP, EUCAIM) asks for besides the above
+        let profile = json!({
+            "healthCategories": ["EMRD", "RQSH"],
+            "healthThemes": ["CANCER_DISEASE"],
+            "datasetTypes": [{ "system": "https://w3id.org/dpv#", "code": "SyntheticData", "display": "Synthetic data" }],
+            "interoperabilityLevel": { "system": "urn:cireg:code", "code": format!("tier-{}", 1 + i % 3), "display": format!("EUCAIM interoperability tier {}", 1 + i % 3) },
+            "structuredData": false,
+            "hdab": {
+                "name": { "en": format!("Data access committee of the {}", project.name) },
+                "contactPoint": { "email": format!("access@{}.example.org", project.id) },
+            },
+            "custodian": {
+                "name": { "en": project.name },
+                "contactPoint": { "url": format!("https://example.org/{}/contact", project.id) },
+            },
+            "purposes": ["https://w3id.org/dpv#ResearchAndDevelopment"],
+            "legalBases": ["https://w3id.org/dpv/legal/eu/gdpr#A9-2-j"],
+            "retentionPeriod": { "start": format!("{end_year}-12-31"), "end": format!("{}-12-31", end_year + 15) },
+            "populationCoverage": { "en": format!("Synthetic {} patients aged {} to {}.", cancer.name, cancer.ages.0, cancer.ages.1) },
+            "documentation": [format!("https://example.org/{}/datasets/{dataset_id}/documentation", project.id)],
+            "languages": ["ENG"],
+            "frequency": "NEVER",
+        });
+        let mut data = data;
+        if let (Some(data), Value::Object(profile)) = (data.as_object_mut(), profile) {
+            data.extend(profile);
+        }
         let day = 1 + i % 28;
         events.push(event(
             format!("demo-publish-{i:02}"),

@@ -31,7 +31,7 @@ pub struct LogArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry: ingest (HTTP and NATS), projector and HTTP API in one process.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Send events (files with one event, a JSON array, or one event per line) and print each answer.
     Publish(publish::PublishArgs),
     /// Print the synthetic demo catalogue as events, one per line.
@@ -79,7 +79,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
             Command::Publish(args) => publish::publish(args).await,
             Command::Demo { out } => write_demo(out),
             Command::Rebuild { log, public_base } => serve::rebuild(log, &public_base).await,
@@ -126,14 +126,40 @@ pub fn events_in(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     }
 }
 
+/// Checks events offline: the JSON Schema of their type and, for a published dataset, the
+/// application profile's SHACL shapes (as the registry's gate would on ingest).
 fn validate(files: Vec<PathBuf>) -> anyhow::Result<()> {
     let mut bad = 0;
+    let mut gate: Option<cireg_ingest::ProfileGate> = None;
     for file in files {
         let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         let events = events_in(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         for (i, event) in events.iter().enumerate() {
             let at = if events.len() > 1 { format!("{}[{i}]", file.display()) } else { file.display().to_string() };
             match cireg_model::validate_event(event) {
+                Ok(e) if e.event_type == cireg_model::EventType::DatasetPublished => {
+                    if gate.is_none() {
+                        let base = cireg_projector::PublicBase::new("https://registry.invalid")?;
+                        gate = Some(cireg_ingest::ProfileGate::load(base)?);
+                    }
+                    let mut aggregate = cireg_model::Aggregate::default();
+                    aggregate.apply(1, &e);
+                    match gate.as_ref().map(|g| g.check(e.provider.as_str(), &e.aggregate, &aggregate.state)) {
+                        Some(Err(cireg_ingest::GateError::Rejected(rejection))) => {
+                            bad += 1;
+                            println!("{at}: INVALID against the application profile");
+                            if let cireg_model::Rejection::Profile(violations) = rejection {
+                                for v in violations {
+                                    println!("  {} {}: {v}", v.pointer.as_deref().unwrap_or("(dataset)"), v.constraint);
+                                }
+                            } else {
+                                println!("  {rejection}");
+                            }
+                        }
+                        Some(Err(cireg_ingest::GateError::Engine(e))) => anyhow::bail!("SHACL validation failed: {e}"),
+                        _ => println!("{at}: valid {} {} (schema and application profile)", e.event_type, e.aggregate),
+                    }
+                }
                 Ok(e) => println!("{at}: valid {} {}", e.event_type, e.aggregate),
                 Err(rejection) => {
                     bad += 1;

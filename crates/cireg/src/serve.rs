@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context};
-use cireg_ingest::{Ingest, Sender};
+use cireg_ingest::{Ingest, ProfileGate, Sender};
 use cireg_log::{EmbeddedLog, EventLog, JetStreamLog, JetStreamOptions};
 use cireg_projector::{Projector, PublicBase, RunOptions};
 use cireg_server::AppState;
@@ -32,9 +32,55 @@ pub struct ServeArgs {
     /// Time limit of one SPARQL query, in seconds.
     #[arg(long, default_value_t = 30)]
     sparql_timeout: u64,
+    #[command(flatten)]
+    catalog: CatalogArgs,
     /// Name of this node's projector (its JetStream durable consumer); one per store.
     #[arg(long, default_value = "cireg-projector", env = "CIREG_READER")]
     reader: String,
+}
+
+/// Who runs this registry: the catalogue's own description (`dcat:Catalog`).
+#[derive(clap::Args)]
+struct CatalogArgs {
+    /// Title of the catalogue.
+    #[arg(long, env = "CIREG_CATALOG_TITLE")]
+    catalog_title: Option<String>,
+    /// Description of the catalogue.
+    #[arg(long, env = "CIREG_CATALOG_DESCRIPTION")]
+    catalog_description: Option<String>,
+    /// Name of the organisation that runs the registry (the catalogue's publisher).
+    #[arg(long, env = "CIREG_CATALOG_PUBLISHER")]
+    catalog_publisher: Option<String>,
+    /// Contact e-mail of the catalogue's publisher.
+    #[arg(long, env = "CIREG_CATALOG_EMAIL")]
+    catalog_email: Option<String>,
+    /// Home page of the catalogue.
+    #[arg(long, env = "CIREG_CATALOG_HOMEPAGE")]
+    catalog_homepage: Option<String>,
+    /// Countries the catalogue covers (ISO 3166-1 alpha-3, comma-separated).
+    #[arg(long, env = "CIREG_CATALOG_COUNTRIES", value_delimiter = ',')]
+    catalog_countries: Vec<String>,
+}
+
+impl CatalogArgs {
+    fn info(&self) -> cireg_views::CatalogInfo {
+        let mut info = cireg_views::CatalogInfo::default();
+        if let Some(t) = &self.catalog_title {
+            info.title = t.clone();
+        }
+        if let Some(d) = &self.catalog_description {
+            info.description = d.clone();
+        }
+        if let Some(p) = &self.catalog_publisher {
+            info.publisher_name = p.clone();
+        }
+        if let Some(e) = &self.catalog_email {
+            info.publisher_email = e.clone();
+        }
+        info.homepage = self.catalog_homepage.clone();
+        info.countries = self.catalog_countries.clone();
+        info
+    }
 }
 
 pub async fn open_log(args: &LogArgs) -> anyhow::Result<(Arc<dyn EventLog>, Option<async_nats::Client>)> {
@@ -95,7 +141,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (log, nats) = open_log(&args.log).await?;
     let store = open_store(&args.log.data.join("store"))?;
     let projector = Projector::new(store.clone(), base.clone())?;
-    let ingest = Ingest::new(log.clone());
+    let gate_base = base.clone();
+    let gate = tokio::task::spawn_blocking(move || ProfileGate::load(gate_base))
+        .await?
+        .context("compiling the SHACL shapes of the application profile")?;
+    let ingest = Ingest::new(log.clone()).with_gate(gate);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (applied_tx, applied_rx) = watch::channel(projector.checkpoint()?);
@@ -138,7 +188,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ingest,
         store,
         base: base.clone(),
-        catalog: Arc::new(cireg_views::CatalogInfo::default()),
+        catalog: Arc::new(args.catalog.info()),
+        catalog_index: Arc::default(),
         applied: applied_rx,
         sparql_timeout: Duration::from_secs(args.sparql_timeout),
         sparql_slots: Arc::new(tokio::sync::Semaphore::new(

@@ -14,6 +14,8 @@ use cireg_model::{
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use crate::gate::{GateError, ProfileGate};
+
 /// Who sends: the transport's word on which provider is speaking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sender {
@@ -66,6 +68,7 @@ pub struct IngestStats {
     pub invalid: AtomicU64,
     pub conflicts: AtomicU64,
     pub forbidden: AtomicU64,
+    pub profile_violations: AtomicU64,
     pub unavailable: AtomicU64,
 }
 
@@ -77,6 +80,7 @@ pub struct Ingest {
     /// subject's last sequence in the log.
     cache: Arc<Mutex<HashMap<String, Aggregate>>>,
     stats: Arc<IngestStats>,
+    gate: Option<ProfileGate>,
 }
 
 const CACHE_LIMIT: usize = 50_000;
@@ -91,7 +95,13 @@ fn event_id_of(bytes: &[u8]) -> Option<String> {
 
 impl Ingest {
     pub fn new(log: Arc<dyn EventLog>) -> Self {
-        Ingest { log, cache: Arc::default(), stats: Arc::default() }
+        Ingest { log, cache: Arc::default(), stats: Arc::default(), gate: None }
+    }
+
+    /// Checks every dataset change against the application profile before appending it.
+    pub fn with_gate(mut self, gate: ProfileGate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     pub fn log(&self) -> &Arc<dyn EventLog> {
@@ -112,6 +122,7 @@ impl Ingest {
             Err(IngestError::Rejected { rejection: Rejection::Invalid(_), .. }) => &self.stats.invalid,
             Err(IngestError::Rejected { rejection: Rejection::Conflict { .. }, .. }) => &self.stats.conflicts,
             Err(IngestError::Rejected { rejection: Rejection::Forbidden(_), .. }) => &self.stats.forbidden,
+            Err(IngestError::Rejected { rejection: Rejection::Profile(_), .. }) => &self.stats.profile_violations,
             Err(IngestError::Unavailable(_)) => &self.stats.unavailable,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -140,7 +151,40 @@ impl Ingest {
         };
         match aggregate.decide(&event, registered).map_err(reject)? {
             Decision::Duplicate { seq } => Ok(Accepted { id: event.id.clone(), sequence: seq, duplicate: true }),
-            Decision::Append { expected_last_seq } => self.append(event, subject, aggregate, expected_last_seq).await,
+            Decision::Append { expected_last_seq } => {
+                self.check_profile(&event, &aggregate).await?;
+                self.append(event, subject, aggregate, expected_last_seq).await
+            }
+        }
+    }
+
+    /// Runs the profile gate on the dataset as `event` would leave it.
+    async fn check_profile(&self, event: &Event, aggregate: &Aggregate) -> Result<(), IngestError> {
+        let Some(gate) = &self.gate else { return Ok(()) };
+        let changes_content = matches!(
+            event.event_type,
+            EventType::DatasetPublished
+                | EventType::DatasetUpdated
+                | EventType::DistributionAdded
+                | EventType::DistributionRemoved
+        );
+        if !changes_content {
+            return Ok(());
+        }
+        let mut prospective = aggregate.clone();
+        prospective.apply(aggregate.last_seq + 1, event);
+        let (gate, provider, id) = (gate.clone(), event.provider.to_string(), event.aggregate.clone());
+        let outcome = tokio::task::spawn_blocking(move || gate.check(&provider, &id, &prospective.state))
+            .await
+            .map_err(|e| IngestError::Unavailable(format!("profile validation did not finish: {e}")))?;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(GateError::Rejected(rejection)) => {
+                Err(IngestError::Rejected { rejection, event_id: Some(event.id.clone()) })
+            }
+            Err(GateError::Engine(e)) => {
+                Err(IngestError::Unavailable(format!("profile validation failed to run: {e}")))
+            }
         }
     }
 

@@ -182,6 +182,10 @@ impl EventLog for EmbeddedLog {
         .await
     }
 
+    async fn read_range(&self, from_seq: u64, max: usize) -> Result<Vec<StoredEvent>, LogError> {
+        self.blocking(move |db| read_range(db, from_seq.max(1), max)).await
+    }
+
     async fn follow(&self, from_seq: u64, _reader: &str) -> Result<Box<dyn Follower>, LogError> {
         Ok(Box::new(EmbeddedFollower { db: self.db.clone(), next: from_seq.max(1), last: self.last.subscribe() }))
     }

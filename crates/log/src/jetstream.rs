@@ -145,6 +145,38 @@ impl EventLog for JetStreamLog {
         Ok(out)
     }
 
+    async fn read_range(&self, from_seq: u64, max: usize) -> Result<Vec<StoredEvent>, LogError> {
+        let last = self.last_seq().await?;
+        let from = from_seq.max(1);
+        if from > last || max == 0 {
+            return Ok(Vec::new());
+        }
+        let consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(message) =
+            tokio::time::timeout(Duration::from_secs(10), messages.next()).await.map_err(unavailable)?
+        {
+            let message = message.map_err(unavailable)?;
+            let pending = message.info().map_err(unavailable)?.pending;
+            let event = stored(&message)?;
+            let seq = event.seq;
+            out.push(event);
+            // `pending` 0: nothing after this one now; `last`: nothing after it when we began
+            if out.len() >= max || seq >= last || pending == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     async fn purge_subject(&self, subject: &str) -> Result<u64, LogError> {
         let purged = self.stream.purge().filter(subject).await.map_err(unavailable)?;
         Ok(purged.purged)

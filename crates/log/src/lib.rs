@@ -89,6 +89,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// Every event on `subject`, in order.
     async fn read_subject(&self, subject: &str) -> Result<Vec<StoredEvent>, LogError>;
 
+    /// Up to `max` events from `from_seq` (inclusive) on, in log order: a page of the whole log,
+    /// for the change feed and for replaying it up to a point in time.
+    async fn read_range(&self, from_seq: u64, max: usize) -> Result<Vec<StoredEvent>, LogError>;
+
     /// Deletes every event on `subject` (erasure). Returns how many were removed.
     async fn purge_subject(&self, subject: &str) -> Result<u64, LogError>;
 

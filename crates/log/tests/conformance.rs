@@ -74,6 +74,14 @@ async fn conformance(log: Arc<dyn EventLog>) {
     assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
     drop(f);
 
+    // pages of the whole log
+    let seqs = |v: Vec<cireg_log::StoredEvent>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(log.read_range(1, 100).await.unwrap()), vec![1, 2, 3, 4, 5]);
+    assert_eq!(seqs(log.read_range(2, 2).await.unwrap()), vec![2, 3]);
+    assert_eq!(seqs(log.read_range(5, 10).await.unwrap()), vec![5]);
+    assert!(log.read_range(6, 10).await.unwrap().is_empty());
+    assert_eq!(log.read_range(0, 1).await.unwrap()[0].subject, A);
+
     // erasure: a purged subject is gone from every read
     assert_eq!(log.purge_subject(A).await.unwrap(), 3);
     assert!(log.read_subject(A).await.unwrap().is_empty());
@@ -82,6 +90,7 @@ async fn conformance(log: Arc<dyn EventLog>) {
     let batch = f.next_batch(100, Duration::from_secs(5)).await.unwrap();
     assert!(batch.iter().all(|e| e.subject == B), "{batch:?}");
     assert_eq!(batch.len(), 2);
+    assert_eq!(seqs(log.read_range(1, 100).await.unwrap()), vec![2, 4]);
 }
 
 #[tokio::test]

@@ -19,6 +19,39 @@ impl fmt::Display for Violation {
     }
 }
 
+/// One constraint of the application profile (DCAT-AP / HealthDCAT-AP / EUCAIM SHACL shapes)
+/// that the dataset, as the event would leave it, does not satisfy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileViolation {
+    /// The RDF node that fails, e.g. the dataset's IRI or its publisher's.
+    pub focus_node: String,
+    /// The property path of the constraint, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The value that fails, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub message: String,
+    /// The SHACL constraint component, e.g. `sh:MinCountConstraintComponent`.
+    pub constraint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_shape: Option<String>,
+    /// Where in the event's data the property lives, when it maps to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+}
+
+impl fmt::Display for ProfileViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.focus_node)?;
+        if let Some(path) = &self.path {
+            write!(f, " {path}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
 /// Why an event was refused before it reached the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -29,6 +62,9 @@ pub enum Rejection {
     Conflict { detail: String, pointer: Option<String> },
     /// The sender may not send this event (HTTP 403), e.g. a provider writing for another.
     Forbidden(String),
+    /// The event is valid, but the dataset it would leave violates the application profile's
+    /// SHACL shapes (HTTP 422).
+    Profile(Vec<ProfileViolation>),
 }
 
 impl Rejection {
@@ -60,6 +96,16 @@ impl fmt::Display for Rejection {
             }
             Rejection::Conflict { detail, .. } => write!(f, "conflict: {detail}"),
             Rejection::Forbidden(d) => write!(f, "forbidden: {d}"),
+            Rejection::Profile(v) => {
+                write!(f, "the dataset would not conform to the application profile: ")?;
+                for (i, v) in v.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "; ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

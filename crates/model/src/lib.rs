@@ -14,7 +14,7 @@ pub mod vocab;
 
 pub use aggregate::{Aggregate, AggregateState, DatasetStatus, Decision};
 pub use envelope::{subject_for, Event, EventType, ProviderId, SUBJECT_PREFIX};
-pub use error::{Rejection, Violation};
+pub use error::{ProfileViolation, Rejection, Violation};
 pub use payload::{
     AgeRange, Agent, Coding, Contact, Dataset, Deprecation, Distribution, DistributionRemoval, LangMap, Payload,
     Period, Provider, Withdrawal,

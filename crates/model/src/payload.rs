@@ -36,6 +36,8 @@ pub struct Contact {
 pub struct Agent {
     pub name: LangMap,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<LangMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub homepage: Option<String>,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
@@ -59,6 +61,15 @@ pub struct Distribution {
     pub licence: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub byte_size: Option<u64>,
+    /// ELI IRIs; when absent the dataset's applicable legislation applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applicable_legislation: Vec<String>,
+    /// EUCAIM access condition: DOWNLOAD, IN_SITU_PROCESSING or REMOTE_PROCESSING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_condition: Option<String>,
+    /// EU language authority codes (ENG, SPA, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +119,54 @@ pub struct Dataset {
     pub landing_page: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub synthetic: bool,
+    /// HealthDCAT-AP health category codes (healthdcatap:healthCategory), e.g. `NCDS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_categories: Vec<String>,
+    /// HealthDCAT-AP health theme codes (healthdcatap:healthTheme), e.g. `CANCER_DISEASE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_themes: Vec<String>,
+    /// dct:type: EUCAIM dataset types or DPV data categories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dataset_types: Vec<Coding>,
+    /// eucaim:interoperabilityLevel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interoperability_level: Option<Coding>,
+    /// healthdcatap:hasStructuredData.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_data: Option<bool>,
+    /// The health data access body (healthdcatap:hdab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hdab: Option<Agent>,
+    /// geodcatap:custodian.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custodian: Option<Agent>,
+    /// dpv:hasPurpose, DPV purpose IRIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purposes: Vec<String>,
+    /// dpv:hasLegalBasis, DPV legal-basis IRIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legal_bases: Vec<String>,
+    /// dpv:hasPersonalData, DPV personal-data category IRIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub personal_data: Vec<String>,
+    /// healthdcatap:retentionPeriod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_period: Option<Period>,
+    /// healthdcatap:populationCoverage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub population_coverage: Option<LangMap>,
+    /// foaf:page: documentation web pages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub documentation: Vec<String>,
+    /// dct:language: EU language authority codes (ENG, SPA, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
+    /// dct:accrualPeriodicity: EU frequency authority code (e.g. IRREG, ANNUAL, NEVER).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<String>,
+    /// dqv:hasQualityAnnotation: web pages of quality certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality_certificates: Vec<String>,
     pub distributions: Vec<Distribution>,
 }
 

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{Rejection, Violation};
+use crate::{ProfileViolation, Rejection, Violation};
 
 /// RFC 9457 problem details: the one shape every refusal takes, over HTTP and as a NATS reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +17,9 @@ pub struct Problem {
     /// Each violation with a JSON pointer into the submitted event.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<Violation>,
+    /// Each failed SHACL constraint, when the application profile refused the change.
+    #[serde(default, rename = "shaclResults", skip_serializing_if = "Vec::is_empty")]
+    pub shacl_results: Vec<ProfileViolation>,
 }
 
 const PROBLEM_BASE: &str = "urn:cireg:problem:";
@@ -30,6 +33,7 @@ impl Problem {
             detail,
             event_id: None,
             errors: Vec::new(),
+            shacl_results: Vec::new(),
         }
     }
 
@@ -50,6 +54,20 @@ impl Problem {
             }
             Rejection::Forbidden(detail) => {
                 Problem::new(403, "forbidden", "The sender may not send this event", Some(detail.clone()))
+            }
+            Rejection::Profile(violations) => {
+                let mut p = Problem::new(
+                    422,
+                    "profile-violation",
+                    "The dataset would not conform to the DCAT-AP / HealthDCAT-AP / EUCAIM application profile",
+                    Some(rejection.to_string()),
+                );
+                p.errors = violations
+                    .iter()
+                    .map(|v| Violation { pointer: v.pointer.clone().unwrap_or_default(), detail: v.to_string() })
+                    .collect();
+                p.shacl_results = violations.clone();
+                p
             }
         };
         p.event_id = event_id.map(str::to_owned);

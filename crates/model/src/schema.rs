@@ -121,16 +121,29 @@ pub(crate) fn validate_event_value(value: Value) -> Result<Event, Rejection> {
     };
     // A merge patch uses null to remove a property; the schema types the properties that are set,
     // and the merged document is checked as a whole when the patch is applied.
-    let checked = if event_type == EventType::DatasetUpdated {
+    let found = if event_type == EventType::DatasetUpdated {
         let mut stripped = value.clone();
+        let mut removed = Vec::new();
         if let Some(Value::Object(data)) = stripped.get_mut("data") {
+            removed = data.iter().filter(|(_, v)| v.is_null()).map(|(k, _)| k.clone()).collect();
             data.retain(|_, v| !v.is_null());
         }
-        stripped
+        let only_removals = !removed.is_empty() && stripped["data"].as_object().is_some_and(|d| d.is_empty());
+        let mut found = violations(validator, &stripped, "");
+        if only_removals {
+            // `{"x": null}` is a whole patch: the emptiness check is about the stripped copy
+            found.retain(|v| v.pointer != "/data");
+        }
+        for name in removed.iter().filter(|name| !dataset_property_names().contains(*name)) {
+            found.push(Violation {
+                pointer: format!("/data/{name}"),
+                detail: "not a dataset property: nothing to remove".to_owned(),
+            });
+        }
+        found
     } else {
-        value.clone()
+        violations(validator, &value, "")
     };
-    let found = violations(validator, &checked, "");
     if !found.is_empty() {
         return Err(Rejection::Invalid(found));
     }
@@ -146,6 +159,19 @@ pub fn validate_dataset_document(doc: &Value) -> Result<(), Vec<Violation>> {
     } else {
         Err(found)
     }
+}
+
+/// The property names a dataset document may have (`DatasetProperties` in `defs.v1.json`), except
+/// the distributions, which change through their own events.
+fn dataset_property_names() -> &'static [String] {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let defs: Value = serde_json::from_str(include_str!("../../../schemas/defs.v1.json")).unwrap_or_default();
+        defs["$defs"]["DatasetProperties"]["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    })
 }
 
 /// Applies a merge patch to a dataset document and validates the result.
@@ -205,5 +231,21 @@ mod tests {
         assert_eq!(v[0].pointer, "/data");
         assert!(v[0].detail.contains("title"), "{v:?}");
         assert!(patched_dataset(&event["data"], &json!({"ageRange": null})).is_ok());
+    }
+
+    #[test]
+    fn a_patch_may_only_remove() {
+        let update = |data: Value| {
+            let path =
+                format!("{}/../../schemas/examples/eu.cancerimage.dataset.updated.v1.json", env!("CARGO_MANIFEST_DIR"));
+            let mut event: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            event["data"] = data;
+            validate_event(&serde_json::to_vec(&event).unwrap())
+        };
+        assert!(update(json!({"landingPage": null})).is_ok());
+        let Err(Rejection::Invalid(v)) = update(json!({"bogus": null})) else { panic!("removing an unknown property") };
+        assert_eq!(v[0].pointer, "/data/bogus");
+        let Err(Rejection::Invalid(v)) = update(json!({})) else { panic!("an empty patch") };
+        assert_eq!(v[0].pointer, "/data");
     }
 }

@@ -2,16 +2,14 @@
 //! whole when its aggregate changes, and the last applied log sequence written in the same
 //! transaction, so a crash at any point neither loses nor doubles an event.
 //!
-//! - `dataset_triples.rs`: where a dataset (or provider) becomes triples.
+//! Where a dataset (or provider) becomes triples is `cireg_dcat`, shared with the SHACL gate.
 //! - `projection.rs`: the bookkeeping graph (checkpoint, aggregate states) and the batch fold.
 //! - `runner.rs`: following the log live, and rebuilding from sequence 1.
 
-mod dataset_triples;
-mod iris;
 pub mod ns;
 mod projection;
 mod runner;
 
-pub use iris::{slug, BaseError, PublicBase};
+pub use cireg_dcat::{slug, BaseError, PublicBase};
 pub use projection::{ProjectionError, Projector};
 pub use runner::{rebuild, run, RunOptions};

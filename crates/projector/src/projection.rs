@@ -1,18 +1,16 @@
 use std::collections::{HashMap, HashSet};
 
 use cireg_log::StoredEvent;
-use cireg_model::{Aggregate, AggregateState, Dataset, Event};
+use cireg_model::{Aggregate, AggregateState, Event};
 use oxigraph::{
     model::{vocab::xsd, GraphName, GraphNameRef, Literal, NamedNode, Quad, Term},
     store::{StorageError, Store},
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    dataset_triples::{dataset_graph, iri, provider_graph},
-    iris::PublicBase,
-    ns::{CHECKPOINT, PROJECTION_GRAPH},
-};
+use cireg_dcat::{aggregate_graph, iri, PublicBase};
+
+use crate::ns::{CHECKPOINT, PROJECTION_GRAPH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -45,9 +43,9 @@ struct StoredState {
     mapping: u32,
 }
 
-/// Bump when `dataset_triples.rs` maps a state to different triples: graphs written with an older
+/// Bump when `cireg_dcat`'s mapping maps a state to different triples: graphs written with an older
 /// mapping are then replaced whole instead of patched by difference.
-const MAPPING_VERSION: u32 = 1;
+const MAPPING_VERSION: u32 = 2;
 
 /// An aggregate a batch touches: as it was projected before the batch, and as it is now.
 struct Touched {
@@ -165,17 +163,9 @@ impl Projector {
     /// The quads of an aggregate's graph in `state` (`None`: no graph).
     fn graph_quads(&self, subject: &str, state: &AggregateState) -> Result<Option<Vec<Quad>>, ProjectionError> {
         let (provider, _, id) = split_subject(subject);
-        Ok(match state {
-            AggregateState::Dataset { status, document, issued, modified, .. } => {
-                let dataset: Dataset = serde_json::from_value(document.clone())
-                    .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
-                dataset_graph(&self.base, provider, id, *status, &dataset, issued, modified).map(|g| g.quads)
-            }
-            AggregateState::Provider { provider: p, modified, .. } => {
-                Some(provider_graph(&self.base, provider, p, modified).quads)
-            }
-            AggregateState::Empty => None,
-        })
+        let graph = aggregate_graph(&self.base, provider, id, state)
+            .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
+        Ok(graph.map(|g| g.quads))
     }
 
     /// Applies the events of `batch` that are past the checkpoint, in one transaction with the new

@@ -18,7 +18,7 @@ use crate::{
     AppState,
 };
 
-fn accept(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn accept(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
 }
 
@@ -186,7 +186,7 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest
 }
 
 /// The Content-Type header value for `media`: text types say their charset.
-fn content_type(media: &str) -> String {
+pub(crate) fn content_type(media: &str) -> String {
     if media.starts_with("text/") {
         format!("{media}; charset=utf-8")
     } else {
@@ -194,7 +194,7 @@ fn content_type(media: &str) -> String {
     }
 }
 
-fn not_acceptable(offers: &[&str]) -> Response {
+pub(crate) fn not_acceptable(offers: &[&str]) -> Response {
     problem(406, "not-acceptable", "No acceptable result format", format!("Accept one of: {}", offers.join(", ")))
         .into_response()
 }
@@ -214,47 +214,13 @@ fn query_error(e: QueryError) -> Response {
     }
 }
 
-fn catalog_formats() -> [(&'static str, RdfFormat, &'static str); 4] {
+pub(crate) fn rdf_formats() -> [(&'static str, RdfFormat, &'static str); 4] {
     [
         ("text/turtle", RdfFormat::Turtle, "ttl"),
         ("application/ld+json", RdfFormat::JsonLd { profile: Default::default() }, "jsonld"),
         ("application/rdf+xml", RdfFormat::RdfXml, "rdf"),
         ("application/n-triples", RdfFormat::NTriples, "nt"),
     ]
-}
-
-pub async fn catalog(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let formats = catalog_formats();
-    let offers = formats.map(|(m, f, _)| (m, (f, m)));
-    match negotiate(accept(&headers), &offers, (RdfFormat::Turtle, "text/turtle")) {
-        Some((format, media)) => write_catalog(state, format, media).await,
-        None => not_acceptable(&formats.map(|(m, _, _)| m)),
-    }
-}
-
-pub async fn catalog_ext(State(state): State<AppState>, ext: &'static str) -> Response {
-    match catalog_formats().into_iter().find(|(_, _, e)| *e == ext) {
-        Some((media, format, _)) => write_catalog(state, format, media).await,
-        None => {
-            problem(404, "not-found", "No such catalogue format", format!(".{ext}: use .ttl, .jsonld, .rdf or .nt"))
-                .into_response()
-        }
-    }
-}
-
-async fn write_catalog(state: AppState, format: RdfFormat, media: &'static str) -> Response {
-    let body = tokio::task::spawn_blocking(move || {
-        cireg_views::write_catalog(&state.store, &state.base, &state.catalog, format, Vec::new())
-    })
-    .await;
-    match body {
-        Ok(Ok(body)) => {
-            let content_type = content_type(media);
-            ([(header::CONTENT_TYPE, content_type), (header::VARY, "Accept".to_owned())], body).into_response()
-        }
-        Ok(Err(e)) => problem(500, "internal", "Could not write the catalogue", e.to_string()).into_response(),
-        Err(e) => problem(500, "internal", "Could not write the catalogue", e.to_string()).into_response(),
-    }
 }
 
 pub async fn schema_index() -> Response {
@@ -335,6 +301,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         s.forbidden.load(Ordering::Relaxed),
     );
     counter(
+        "cireg_ingest_profile_violations_total",
+        "Dataset events refused because the dataset would break the application profile (SHACL).",
+        "counter",
+        s.profile_violations.load(Ordering::Relaxed),
+    );
+    counter(
         "cireg_ingest_unavailable_total",
         "Events not appended because the log was unavailable.",
         "counter",
@@ -376,6 +348,31 @@ pub async fn distribution(
     resource(state, &headers, graph, iri).await
 }
 
+/// `GET /manufacturers/{slug}`: an imaging equipment manufacturer the datasets name.
+pub async fn manufacturer(State(state): State<AppState>, Path(slug): Path<String>, headers: HeaderMap) -> Response {
+    let iri = state.base.manufacturer(&slug);
+    let not_found = || problem(404, "not-found", "Not found", format!("no dataset names the manufacturer {slug}"));
+    let Ok(subject) = oxigraph::model::NamedNode::new(iri.clone()) else { return not_found().into_response() };
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || cireg_views::graph_about(&store, &subject)).await {
+        Ok(Ok(Some(graph))) => resource(state, &headers, graph.into_string(), iri).await,
+        Ok(Ok(None)) => not_found().into_response(),
+        Ok(Err(e)) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),
+        Err(e) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),
+    }
+}
+
+/// `GET /records/{provider}/{dataset}`: the catalogue record of a dataset.
+pub async fn record(
+    State(state): State<AppState>,
+    Path((provider, dataset)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let graph = state.base.dataset(&provider, &dataset);
+    let iri = state.base.record(&provider, &dataset);
+    resource(state, &headers, graph, iri).await
+}
+
 pub async fn provider(State(state): State<AppState>, Path(provider): Path<String>, headers: HeaderMap) -> Response {
     let iri = state.base.provider(&provider);
     resource(state, &headers, iri.clone(), iri).await
@@ -388,13 +385,34 @@ async fn resource(state: AppState, headers: &HeaderMap, graph: String, subject: 
         return problem(404, "not-found", "Not found", format!("{subject} is not an IRI this registry mints"))
             .into_response();
     };
-    let formats = catalog_formats();
-    let offers = formats.map(|(m, f, _)| (m, (f, m)));
-    let Some((format, media)) = negotiate(accept(headers), &offers, (RdfFormat::Turtle, "text/turtle")) else {
-        return not_acceptable(&formats.map(|(m, _, _)| m));
+    let formats = rdf_formats();
+    // a browser asks for HTML first; RDF clients get RDF, Turtle when they do not say
+    let mut offers: Vec<(&str, Option<(RdfFormat, &str)>)> =
+        formats.iter().map(|(m, f, _)| (*m, Some((*f, *m)))).collect();
+    offers.push(("text/html", None));
+    let Some(chosen) = negotiate(accept(headers), &offers, Some((RdfFormat::Turtle, "text/turtle"))) else {
+        let mut media: Vec<&str> = formats.iter().map(|(m, _, _)| *m).collect();
+        media.push("text/html");
+        return not_acceptable(&media);
     };
     let store = state.store.clone();
     let name = subject.as_str().to_owned();
+    let Some((format, media)) = chosen else {
+        let triples =
+            tokio::task::spawn_blocking(move || cireg_views::resource_triples(&store, &graph, &subject)).await;
+        return match triples {
+            Ok(Ok(triples)) if !triples.is_empty() => crate::pages::resource(&state, &name, &triples),
+            Ok(Ok(_)) => problem(
+                404,
+                "not-found",
+                "Not found",
+                format!("the registry holds nothing about {name} (never published, or withdrawn)"),
+            )
+            .into_response(),
+            Ok(Err(e)) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),
+            Err(e) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),
+        };
+    };
     let body =
         tokio::task::spawn_blocking(move || cireg_views::write_resource(&store, &graph, &subject, format, Vec::new()))
             .await;

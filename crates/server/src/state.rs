@@ -1,13 +1,13 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, RawQuery, State},
     routing::{get, post},
     Router,
 };
 use cireg_ingest::Ingest;
 use cireg_projector::PublicBase;
-use cireg_views::CatalogInfo;
+use cireg_views::{CatalogCache, CatalogInfo};
 use oxigraph::store::Store;
 use tokio::sync::watch;
 
@@ -18,6 +18,8 @@ pub struct AppState {
     pub store: Store,
     pub base: PublicBase,
     pub catalog: Arc<CatalogInfo>,
+    /// The paging index of the live catalogue, rebuilt when the checkpoint moves.
+    pub catalog_index: Arc<CatalogCache>,
     /// The projector's checkpoint (last applied log sequence).
     pub applied: watch::Receiver<u64>,
     /// Time limit of one SPARQL query.
@@ -47,11 +49,27 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(crate::pages::landing))
         .route("/events", post(crate::events::post_events))
         .route("/sparql", get(crate::read::sparql_get).post(crate::read::sparql_post))
-        .route("/catalog", get(crate::read::catalog))
-        .route("/catalog.ttl", get(|s: axum::extract::State<AppState>| crate::read::catalog_ext(s, "ttl")))
-        .route("/catalog.jsonld", get(|s: axum::extract::State<AppState>| crate::read::catalog_ext(s, "jsonld")))
-        .route("/catalog.rdf", get(|s: axum::extract::State<AppState>| crate::read::catalog_ext(s, "rdf")))
-        .route("/catalog.nt", get(|s: axum::extract::State<AppState>| crate::read::catalog_ext(s, "nt")))
+        .route("/catalog", get(crate::catalog::catalog))
+        .route(
+            "/catalog.ttl",
+            get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "ttl", q)),
+        )
+        .route(
+            "/catalog.jsonld",
+            get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "jsonld", q)),
+        )
+        .route(
+            "/catalog.rdf",
+            get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "rdf", q)),
+        )
+        .route(
+            "/catalog.nt",
+            get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "nt", q)),
+        )
+        .route("/feed", get(crate::catalog::feed))
+        .route("/feed/{seq}", get(crate::catalog::feed_activity))
+        .route("/records/{provider}/{dataset}", get(crate::read::record))
+        .route("/manufacturers/{slug}", get(crate::read::manufacturer))
         .route("/datasets/{provider}/{dataset}", get(crate::read::dataset))
         .route("/datasets/{provider}/{dataset}/distributions/{distribution}", get(crate::read::distribution))
         .route("/providers/{provider}", get(crate::read::provider))

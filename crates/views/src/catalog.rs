@@ -1,118 +1,273 @@
-//! Where triples become a DCAT page: the catalogue node plus every live dataset's graph.
+//! Where triples become a DCAT page: the catalogue node, then each selected dataset's graph, written
+//! one graph at a time so that the whole catalogue never sits in memory.
+//!
+//! Paging uses an index of the live datasets (IRI, issued, modified) kept in memory and rebuilt
+//! when the projection moves on: page N is a slice of it, so deep pages cost what the first does.
 
-use std::io::Write;
-
-use cireg_projector::{ns, PublicBase};
-use oxigraph::{
-    io::{RdfFormat, RdfSerializer},
-    model::{GraphNameRef, Literal, NamedNode, NamedOrBlankNode, Triple},
-    store::Store,
+use std::{
+    collections::HashMap,
+    io::Write,
+    sync::{Arc, Mutex},
 };
 
-/// Who runs this registry: the catalogue's own title and publisher.
-#[derive(Debug, Clone)]
-pub struct CatalogInfo {
-    pub title: String,
-    pub description: String,
-    pub publisher_name: String,
-}
-
-impl Default for CatalogInfo {
-    fn default() -> Self {
-        CatalogInfo {
-            title: "cireg cancer imaging catalogue".to_owned(),
-            description: "Imaging datasets of cancer patients announced by European data providers (DCAT-AP 3, HealthDCAT-AP, EUCAIM profile).".to_owned(),
-            publisher_name: "cireg registry operator".to_owned(),
-        }
-    }
-}
+use cireg_dcat::{catalog_graph, CatalogInfo, PublicBase};
+use cireg_projector::ns;
+use oxigraph::{
+    io::{RdfFormat, RdfSerializer},
+    model::{vocab::xsd, GraphNameRef, Literal, NamedNode, NamedNodeRef, NamedOrBlankNode, Term, Triple, TripleRef},
+    store::Store,
+};
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 fn n(ns: &str, local: &str) -> NamedNode {
     NamedNode::new_unchecked(format!("{ns}{local}"))
 }
 
+/// Prefixes every serialisation of the registry writes.
+const PREFIXES: [(&str, &str); 17] = [
+    ("dcat", ns::DCAT),
+    ("dct", ns::DCT),
+    ("foaf", ns::FOAF),
+    ("vcard", ns::VCARD),
+    ("dcatap", ns::DCATAP),
+    ("cv", ns::CV),
+    ("healthdcatap", ns::HEALTHDCATAP),
+    ("eucaim", ns::EUCAIM),
+    ("adms", ns::ADMS),
+    ("rdfs", ns::RDFS),
+    ("skos", ns::SKOS),
+    ("dpv", ns::DPV),
+    ("dqv", ns::DQV),
+    ("geodcatap", ns::GEODCATAP),
+    ("hydra", ns::HYDRA),
+    ("as", ns::AS),
+    ("ldes", ns::LDES),
+];
+
 /// A serializer for `format` that writes the registry's usual prefixes.
-fn serializer<W: Write>(format: RdfFormat, writer: W) -> std::io::Result<oxigraph::io::WriterQuadSerializer<W>> {
+pub(crate) fn serializer<W: Write>(
+    format: RdfFormat,
+    writer: W,
+) -> std::io::Result<oxigraph::io::WriterQuadSerializer<W>> {
     let mut s = RdfSerializer::from_format(format);
-    for (prefix, iri) in [
-        ("dcat", ns::DCAT),
-        ("dct", ns::DCT),
-        ("foaf", ns::FOAF),
-        ("vcard", ns::VCARD),
-        ("dcatap", ns::DCATAP),
-        ("cv", ns::CV),
-        ("healthdcatap", ns::HEALTHDCATAP),
-        ("eucaim", ns::EUCAIM),
-        ("adms", ns::ADMS),
-        ("rdfs", ns::RDFS),
-    ] {
-        s = s.with_prefix(prefix, iri).map_err(std::io::Error::other)?;
+    for (prefix, iri) in PREFIXES.iter().chain(&[("tree", ns::TREE), ("xsd", ns::XSD)]) {
+        s = s.with_prefix(*prefix, *iri).map_err(std::io::Error::other)?;
     }
     Ok(s.for_writer(writer))
 }
 
-/// The IRIs of the live datasets' graphs, sorted.
-pub(crate) fn dataset_graphs(store: &Store, base: &PublicBase) -> std::io::Result<Vec<NamedNode>> {
-    let prefix = format!("{}/datasets/", base.as_str());
-    let mut graphs = Vec::new();
-    for g in store.named_graphs() {
-        if let NamedOrBlankNode::NamedNode(g) = g.map_err(std::io::Error::other)? {
-            if g.as_str().starts_with(&prefix) {
-                graphs.push(g);
-            }
+/// The properties whose values the profiles type `xsd:nonNegativeInteger`. Oxigraph stores derived
+/// integer types as `xsd:integer`, so the catalogue restores the declared type on the way out.
+const NON_NEGATIVE: [(&str, &str); 7] = [
+    (ns::HEALTHDCATAP, "numberOfRecords"),
+    (ns::HEALTHDCATAP, "numberOfUniqueIndividuals"),
+    (ns::HEALTHDCATAP, "minTypicalAge"),
+    (ns::HEALTHDCATAP, "maxTypicalAge"),
+    (ns::DCAT, "byteSize"),
+    (ns::CIREG, "numberOfSeries"),
+    (ns::EUCAIM, "nbrOfSegmentations"),
+];
+
+/// `t` as the catalogue publishes it: counts typed as the profiles declare them.
+pub(crate) fn public_triple(t: Triple) -> Triple {
+    if let Term::Literal(l) = &t.object {
+        if l.datatype() == xsd::INTEGER
+            && NON_NEGATIVE.iter().any(|(ns, local)| t.predicate.as_str().strip_prefix(ns) == Some(local))
+            && !l.value().starts_with('-')
+        {
+            let object = Literal::new_typed_literal(l.value(), xsd::NON_NEGATIVE_INTEGER);
+            return Triple::new(t.subject, t.predicate, object);
         }
     }
-    graphs.sort();
-    Ok(graphs)
+    t
 }
 
-/// Writes the catalogue in `format`: the `dcat:Catalog` and every live dataset with its
-/// distributions, contact points and publisher.
+/// One live dataset in the catalogue index.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    /// The dataset's IRI, which is also its graph's name.
+    pub dataset: NamedNode,
+    pub record: NamedNode,
+    pub issued: String,
+    pub modified: String,
+    modified_at: Option<OffsetDateTime>,
+}
+
+/// The live datasets, sorted by IRI, as of one projection checkpoint.
+#[derive(Debug, Default)]
+pub struct CatalogIndex {
+    pub checkpoint: u64,
+    pub entries: Vec<IndexEntry>,
+}
+
+/// Parses an ISO 8601 / RFC 3339 date-time, or a date (taken as midnight UTC).
+pub fn parse_instant(text: &str) -> Option<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(t);
+    }
+    let date = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    Some(date.midnight().assume_utc())
+}
+
+impl CatalogIndex {
+    /// Reads the live datasets' dates from the store.
+    pub fn build(store: &Store, base: &PublicBase, checkpoint: u64) -> std::io::Result<Self> {
+        let prefix = format!("{}/datasets/", base.as_str());
+        let mut dates: HashMap<NamedNode, (Option<String>, Option<String>)> = HashMap::new();
+        for (local, issued) in [("issued", true), ("modified", false)] {
+            let p = n(ns::DCT, local);
+            for quad in store.quads_for_pattern(None, Some(p.as_ref()), None, None) {
+                let quad = quad.map_err(std::io::Error::other)?;
+                let (NamedOrBlankNode::NamedNode(s), oxigraph::model::GraphName::NamedNode(g), Term::Literal(l)) =
+                    (&quad.subject, &quad.graph_name, &quad.object)
+                else {
+                    continue;
+                };
+                if s != g || !g.as_str().starts_with(&prefix) {
+                    continue;
+                }
+                let entry = dates.entry(g.clone()).or_default();
+                if issued {
+                    entry.0 = Some(l.value().to_owned());
+                } else {
+                    entry.1 = Some(l.value().to_owned());
+                }
+            }
+        }
+        let mut entries: Vec<IndexEntry> = dates
+            .into_iter()
+            .map(|(dataset, (issued, modified))| {
+                let issued = issued.unwrap_or_default();
+                let modified = modified.unwrap_or_else(|| issued.clone());
+                let record = NamedNode::new_unchecked(dataset.as_str().replacen(
+                    &format!("{}/datasets/", base.as_str()),
+                    &format!("{}/records/", base.as_str()),
+                    1,
+                ));
+                IndexEntry { modified_at: parse_instant(&modified), dataset, record, issued, modified }
+            })
+            .collect();
+        entries.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+        Ok(CatalogIndex { checkpoint, entries })
+    }
+
+    /// The entries modified at or after `since` (all when `None`).
+    pub fn select(&self, since: Option<OffsetDateTime>) -> Vec<&IndexEntry> {
+        match since {
+            None => self.entries.iter().collect(),
+            Some(since) => self.entries.iter().filter(|e| e.modified_at.is_some_and(|m| m >= since)).collect(),
+        }
+    }
+}
+
+/// The index, rebuilt when the projection has moved past the checkpoint it was built at.
+#[derive(Default)]
+pub struct CatalogCache {
+    index: Mutex<Option<Arc<CatalogIndex>>>,
+}
+
+impl CatalogCache {
+    pub fn index(&self, store: &Store, base: &PublicBase, checkpoint: u64) -> std::io::Result<Arc<CatalogIndex>> {
+        if let Ok(guard) = self.index.lock() {
+            if let Some(index) = guard.as_ref().filter(|i| i.checkpoint == checkpoint) {
+                return Ok(index.clone());
+            }
+        }
+        let index = Arc::new(CatalogIndex::build(store, base, checkpoint)?);
+        if let Ok(mut guard) = self.index.lock() {
+            *guard = Some(index.clone());
+        }
+        Ok(index)
+    }
+}
+
+/// Where one page sits in the whole: what the `hydra:PagedCollection` triples say.
+#[derive(Debug, Clone)]
+pub struct PageLinks {
+    /// The IRI of this page (the request URL).
+    pub this: String,
+    pub first: String,
+    pub last: String,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub total_items: u64,
+    pub items_per_page: u64,
+}
+
+/// What one catalogue document holds: datasets of an index, and where the page sits.
+pub struct CatalogPage<'a> {
+    /// The whole index (the catalogue's own dates come from it).
+    pub index: &'a CatalogIndex,
+    /// The datasets to write.
+    pub datasets: &'a [&'a IndexEntry],
+    /// Hydra paging triples, for a page of a paged catalogue.
+    pub paging: Option<&'a PageLinks>,
+}
+
+/// Writes the catalogue in `format`: the `dcat:Catalog` with its publisher and service, a
+/// `dcat:dataset` and `dcat:record` link per selected dataset, and each of those datasets' graphs
+/// (distributions, contact points, agents, record).
 pub fn write_catalog<W: Write>(
     store: &Store,
     base: &PublicBase,
     info: &CatalogInfo,
+    page: &CatalogPage<'_>,
     format: RdfFormat,
     writer: W,
 ) -> std::io::Result<W> {
+    let CatalogPage { index, datasets, paging } = *page;
     let mut out = serializer(format, writer)?;
-    let catalog = NamedNode::new_unchecked(base.catalog());
-    let publisher = NamedNode::new_unchecked(format!("{}#publisher", base.catalog()));
-    let t = |s: &NamedNode, p: NamedNode, o: oxigraph::model::Term| Triple::new(s.clone(), p, o);
-    out.serialize_triple(&t(&catalog, NamedNode::new_unchecked(ns::RDF_TYPE), n(ns::DCAT, "Catalog").into()))?;
-    out.serialize_triple(&t(
-        &catalog,
-        n(ns::DCT, "title"),
-        Literal::new_language_tagged_literal_unchecked(&info.title, "en").into(),
-    ))?;
-    out.serialize_triple(&t(
-        &catalog,
-        n(ns::DCT, "description"),
-        Literal::new_language_tagged_literal_unchecked(&info.description, "en").into(),
-    ))?;
-    out.serialize_triple(&t(&catalog, n(ns::DCT, "publisher"), publisher.clone().into()))?;
-    out.serialize_triple(&t(&publisher, NamedNode::new_unchecked(ns::RDF_TYPE), n(ns::FOAF, "Agent").into()))?;
-    out.serialize_triple(&t(
-        &publisher,
-        n(ns::FOAF, "name"),
-        Literal::new_simple_literal(&info.publisher_name).into(),
-    ))?;
-    let graphs = dataset_graphs(store, base)?;
-    for g in &graphs {
-        out.serialize_triple(&t(&catalog, n(ns::DCAT, "dataset"), g.clone().into()))?;
+    let issued = index.entries.iter().map(|e| e.issued.as_str()).filter(|s| !s.is_empty()).min();
+    let modified = index.entries.iter().map(|e| e.modified.as_str()).max();
+    let catalog = catalog_graph(base, info, issued, modified);
+    for quad in catalog.quads {
+        out.serialize_triple(&Triple::from(quad))?;
     }
-    for g in &graphs {
-        for quad in store.quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(g.as_ref()))) {
+    let c = NamedNode::new_unchecked(base.catalog());
+    if let Some(p) = paging {
+        write_paging(&mut out, p)?;
+    }
+    for e in datasets {
+        out.serialize_triple(TripleRef::new(&c, &n(ns::DCAT, "dataset"), &e.dataset))?;
+        out.serialize_triple(TripleRef::new(&c, &n(ns::DCAT, "record"), &e.record))?;
+    }
+    for e in datasets {
+        for quad in store.quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(e.dataset.as_ref()))) {
             let quad = quad.map_err(std::io::Error::other)?;
-            out.serialize_triple(&Triple::new(quad.subject, quad.predicate, quad.object))?;
+            out.serialize_triple(&public_triple(Triple::new(quad.subject, quad.predicate, quad.object)))?;
         }
     }
     out.finish()
 }
 
+fn write_paging<W: Write>(out: &mut oxigraph::io::WriterQuadSerializer<W>, p: &PageLinks) -> std::io::Result<()> {
+    let page = NamedNode::new(&p.this).map_err(std::io::Error::other)?;
+    let link = |s: &str| NamedNode::new(s).map_err(std::io::Error::other);
+    let rdf_type = NamedNodeRef::new_unchecked(ns::RDF_TYPE);
+    // ckanext-dcat looks for a hydra:PagedCollection, newer clients for a PartialCollectionView
+    out.serialize_triple(TripleRef::new(&page, rdf_type, &n(ns::HYDRA, "PagedCollection")))?;
+    out.serialize_triple(TripleRef::new(&page, rdf_type, &n(ns::HYDRA, "PartialCollectionView")))?;
+    let count = |v: u64| Literal::new_typed_literal(v.to_string(), xsd::NON_NEGATIVE_INTEGER);
+    out.serialize_triple(TripleRef::new(&page, &n(ns::HYDRA, "totalItems"), &count(p.total_items)))?;
+    out.serialize_triple(TripleRef::new(&page, &n(ns::HYDRA, "itemsPerPage"), &count(p.items_per_page)))?;
+    // both the current Hydra terms and the older *Page ones that piveau follows
+    let mut links = vec![("first", "firstPage", Some(&p.first)), ("last", "lastPage", Some(&p.last))];
+    links.push(("next", "nextPage", p.next.as_ref()));
+    links.push(("previous", "previousPage", p.previous.as_ref()));
+    for (term, old, target) in links {
+        if let Some(target) = target {
+            let target = link(target)?;
+            out.serialize_triple(TripleRef::new(&page, &n(ns::HYDRA, term), &target))?;
+            out.serialize_triple(TripleRef::new(&page, &n(ns::HYDRA, old), &target))?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes what the registry says about one resource it minted: `subject`'s triples in `graph`,
 /// with the nodes it owns (IRIs under `subject#…`) for a dataset or provider, or just the
-/// subject's own triples for a distribution. `Ok(None)` when the graph holds nothing about it.
+/// subject's own triples for a distribution or record. `Ok(None)` when the graph holds nothing
+/// about it.
 pub fn write_resource<W: Write>(
     store: &Store,
     graph: &NamedNode,
@@ -120,25 +275,7 @@ pub fn write_resource<W: Write>(
     format: RdfFormat,
     writer: W,
 ) -> std::io::Result<Option<W>> {
-    let own = |iri: &str| iri == subject.as_str() || iri.starts_with(&format!("{}#", subject.as_str()));
-    let mut triples = Vec::new();
-    let whole_graph = graph == subject;
-    for quad in store.quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(graph.as_ref()))) {
-        let quad = quad.map_err(std::io::Error::other)?;
-        let keep = match &quad.subject {
-            NamedOrBlankNode::NamedNode(s) => {
-                if whole_graph {
-                    true
-                } else {
-                    own(s.as_str())
-                }
-            }
-            NamedOrBlankNode::BlankNode(_) => whole_graph,
-        };
-        if keep {
-            triples.push(Triple::new(quad.subject, quad.predicate, quad.object));
-        }
-    }
+    let triples = resource_triples(store, graph, subject)?;
     if triples.is_empty() {
         return Ok(None);
     }
@@ -147,4 +284,41 @@ pub fn write_resource<W: Write>(
         out.serialize_triple(t)?;
     }
     out.finish().map(Some)
+}
+
+/// The triples [`write_resource`] writes.
+pub fn resource_triples(store: &Store, graph: &NamedNode, subject: &NamedNode) -> std::io::Result<Vec<Triple>> {
+    let own = |iri: &str| iri == subject.as_str() || iri.starts_with(&format!("{}#", subject.as_str()));
+    let mut triples = Vec::new();
+    let whole_graph = graph == subject;
+    for quad in store.quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(graph.as_ref()))) {
+        let quad = quad.map_err(std::io::Error::other)?;
+        let keep = match &quad.subject {
+            NamedOrBlankNode::NamedNode(s) => whole_graph || own(s.as_str()),
+            NamedOrBlankNode::BlankNode(_) => whole_graph,
+        };
+        if keep {
+            triples.push(public_triple(Triple::new(quad.subject, quad.predicate, quad.object)));
+        }
+    }
+    Ok(triples)
+}
+
+/// A public graph that says something about `subject` (a node several dataset graphs share, such
+/// as a manufacturer), if any.
+pub fn graph_about(store: &Store, subject: &NamedNode) -> std::io::Result<Option<NamedNode>> {
+    for quad in store.quads_for_pattern(Some(subject.as_ref().into()), None, None, None) {
+        let quad = quad.map_err(std::io::Error::other)?;
+        if let oxigraph::model::GraphName::NamedNode(g) = quad.graph_name {
+            if g.as_str() != ns::PROJECTION_GRAPH {
+                return Ok(Some(g));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The IRIs of the live datasets' graphs, sorted.
+pub(crate) fn dataset_graphs(store: &Store, base: &PublicBase) -> std::io::Result<Vec<NamedNode>> {
+    Ok(CatalogIndex::build(store, base, 0)?.entries.into_iter().map(|e| e.dataset).collect())
 }

@@ -40,6 +40,11 @@ impl PublicBase {
         format!("{}/distributions/{distribution}", self.dataset(provider, dataset))
     }
 
+    /// The `dcat:CatalogRecord` that describes a dataset's entry in this catalogue.
+    pub fn record(&self, provider: &str, dataset: &str) -> String {
+        format!("{}/records/{provider}/{dataset}", self.0)
+    }
+
     pub fn provider(&self, provider: &str) -> String {
         format!("{}/providers/{provider}", self.0)
     }
