@@ -171,15 +171,28 @@ pub fn datetime_literal(time: &str) -> Literal {
 }
 
 /// The dataset's graph. `None` when the dataset is withdrawn: it leaves the catalogue.
+/// When things happened to a dataset: by the provider's clock (the events' `time`) and, once the
+/// log holds its events, by the registry's (when the log accepted them).
+#[derive(Debug, Clone, Copy)]
+pub struct Dates<'a> {
+    /// `time` of the publishing event: the dataset's `dct:issued`.
+    pub issued: &'a str,
+    /// `time` of the latest event: the dataset's `dct:modified`.
+    pub modified: &'a str,
+    /// When the log accepted the first and the latest event: the catalogue record's `dct:issued`
+    /// and `dct:modified`, what harvesters page by. `None` before the log has them (the gate).
+    pub recorded: Option<(&'a str, &'a str)>,
+}
+
 pub fn dataset_graph(
     base: &PublicBase,
     provider: &str,
     dataset_id: &str,
     status: DatasetStatus,
     dataset: &Dataset,
-    issued: &str,
-    modified: &str,
+    dates: Dates<'_>,
 ) -> Option<GraphBuilder> {
+    let Dates { issued, modified, recorded } = dates;
     if status == DatasetStatus::Withdrawn {
         return None;
     }
@@ -340,12 +353,13 @@ pub fn dataset_graph(
     g.add(&d, term(DCT, "modified"), datetime_literal(modified));
 
     // The catalogue's record of the dataset: when this registry first listed it and last changed
-    // it, from the event log.
+    // it, by the log's clock.
     let record = iri(base.record(provider, dataset_id));
     g.a(&record, term(DCAT, "CatalogRecord"));
     g.add(&record, term(FOAF, "primaryTopic"), d.clone());
-    g.add(&record, term(DCT, "issued"), datetime_literal(issued));
-    g.add(&record, term(DCT, "modified"), datetime_literal(modified));
+    let (listed, changed) = recorded.unwrap_or((issued, modified));
+    g.add(&record, term(DCT, "issued"), datetime_literal(listed));
+    g.add(&record, term(DCT, "modified"), datetime_literal(changed));
     let record_status = if status == DatasetStatus::Deprecated { "Deprecated" } else { "Completed" };
     g.concept(&record, term(ADMS, "status"), &format!("http://purl.org/adms/status/{record_status}"));
 
@@ -428,17 +442,19 @@ pub fn provider_graph(
 
 /// The graph of an aggregate as it stands: a dataset's (none once withdrawn) or a provider's.
 /// `subject_parts` are the provider and aggregate id of its log subject.
+/// `recorded`: when the log accepted the aggregate's first and latest event, once it has.
 pub fn aggregate_graph(
     base: &PublicBase,
     provider: &str,
     id: &str,
     state: &cireg_model::AggregateState,
+    recorded: Option<(&str, &str)>,
 ) -> Result<Option<GraphBuilder>, String> {
     use cireg_model::AggregateState;
     Ok(match state {
         AggregateState::Dataset { status, document, issued, modified, .. } => {
             let dataset: Dataset = serde_json::from_value(document.clone()).map_err(|e| e.to_string())?;
-            dataset_graph(base, provider, id, *status, &dataset, issued, modified)
+            dataset_graph(base, provider, id, *status, &dataset, Dates { issued, modified, recorded })
         }
         AggregateState::Provider { provider: p, modified, .. } => Some(provider_graph(base, provider, p, modified)),
         AggregateState::Empty => None,

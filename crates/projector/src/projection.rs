@@ -41,17 +41,32 @@ struct StoredState {
     /// The [`MAPPING_VERSION`] the aggregate's graph was written with.
     #[serde(default)]
     mapping: u32,
+    /// When the log accepted the aggregate's first and latest event (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recorded: Option<(String, String)>,
 }
 
 /// Bump when `cireg_dcat`'s mapping maps a state to different triples: graphs written with an older
 /// mapping are then replaced whole instead of patched by difference.
-const MAPPING_VERSION: u32 = 2;
+const MAPPING_VERSION: u32 = 3;
 
 /// An aggregate a batch touches: as it was projected before the batch, and as it is now.
 struct Touched {
     aggregate: Aggregate,
-    /// The stored state term (to remove), the state it held, and its mapping version.
-    before: Option<(Term, AggregateState, u32)>,
+    /// How it was projected before the batch, when it was.
+    before: Option<Before>,
+    /// When the log accepted the aggregate's first and latest event, as of the batch.
+    recorded: Option<(String, String)>,
+}
+
+/// An aggregate as projected before a batch.
+struct Before {
+    /// The stored state term, to remove.
+    term: Term,
+    state: AggregateState,
+    /// The mapping version its graph was written with.
+    mapping: u32,
+    recorded: Option<(String, String)>,
 }
 
 /// Folds events into one Oxigraph store.
@@ -153,17 +168,24 @@ impl Projector {
                     .map_err(|e| ProjectionError::Other(format!("stored state of {subject}: {e}")))?;
                 Ok(Touched {
                     aggregate: Aggregate::restore(s.version, s.last_seq, s.state.clone()),
-                    before: Some((l.into(), s.state, s.mapping)),
+                    recorded: s.recorded.clone(),
+                    before: Some(Before { term: l.into(), state: s.state, mapping: s.mapping, recorded: s.recorded }),
                 })
             }
-            _ => Ok(Touched { aggregate: Aggregate::default(), before: None }),
+            _ => Ok(Touched { aggregate: Aggregate::default(), before: None, recorded: None }),
         }
     }
 
     /// The quads of an aggregate's graph in `state` (`None`: no graph).
-    fn graph_quads(&self, subject: &str, state: &AggregateState) -> Result<Option<Vec<Quad>>, ProjectionError> {
+    fn graph_quads(
+        &self,
+        subject: &str,
+        state: &AggregateState,
+        recorded: &Option<(String, String)>,
+    ) -> Result<Option<Vec<Quad>>, ProjectionError> {
         let (provider, _, id) = split_subject(subject);
-        let graph = aggregate_graph(&self.base, provider, id, state)
+        let recorded = recorded.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+        let graph = aggregate_graph(&self.base, provider, id, state, recorded)
             .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
         Ok(graph.map(|g| g.quads))
     }
@@ -185,6 +207,9 @@ impl Projector {
             }
             if let Some(t) = touched.get_mut(&stored.subject) {
                 t.aggregate.apply(stored.seq, &event);
+                let at = log_time(stored.appended_at_nanos);
+                let listed = t.recorded.take().map(|(listed, _)| listed).unwrap_or_else(|| at.clone());
+                t.recorded = Some((listed, at));
             }
             last = stored.seq;
         }
@@ -197,13 +222,13 @@ impl Projector {
         let mut insert: Vec<Quad> = Vec::new();
         let mut remove: Vec<Quad> = Vec::new();
         for subject in &order {
-            let Some(Touched { aggregate, before }) = touched.get(subject) else { continue };
+            let Some(Touched { aggregate, before, recorded }) = touched.get(subject) else { continue };
             let (provider, kind, id) = split_subject(subject);
             let graph_iri = match kind {
                 "dataset" => iri(self.base.dataset(provider, id)),
                 _ => iri(self.base.provider(provider)),
             };
-            let new_quads = self.graph_quads(subject, &aggregate.state)?;
+            let new_quads = self.graph_quads(subject, &aggregate.state, recorded)?;
             match (before, new_quads) {
                 // new aggregate
                 (None, Some(quads)) => insert.extend(quads),
@@ -211,9 +236,9 @@ impl Projector {
                 // gone (withdrawn)
                 (Some(_), None) => drop_graphs.push(graph_iri),
                 // changed, graph written by this mapping: write only the difference
-                (Some((_, old_state, MAPPING_VERSION)), Some(quads)) => {
+                (Some(old), Some(quads)) if old.mapping == MAPPING_VERSION => {
                     let old: HashSet<Quad> =
-                        self.graph_quads(subject, old_state)?.unwrap_or_default().into_iter().collect();
+                        self.graph_quads(subject, &old.state, &old.recorded)?.unwrap_or_default().into_iter().collect();
                     let new: HashSet<Quad> = quads.into_iter().collect();
                     remove.extend(old.difference(&new).cloned());
                     insert.extend(new.difference(&old).cloned());
@@ -230,11 +255,12 @@ impl Projector {
                 last_seq: aggregate.last_seq,
                 state: aggregate.state.clone(),
                 mapping: MAPPING_VERSION,
+                recorded: recorded.clone(),
             })
             .map_err(|e| ProjectionError::Other(e.to_string()))?;
             let node = aggregate_node(subject);
-            if let Some((old, _, _)) = before {
-                remove.push(bookkeeping(&node, STATE, old.clone()));
+            if let Some(old) = before {
+                remove.push(bookkeeping(&node, STATE, old.term.clone()));
             }
             insert.push(bookkeeping(&node, STATE, Literal::new_simple_literal(json).into()));
         }
@@ -276,6 +302,14 @@ impl Projector {
         tx.commit()?;
         Ok(last)
     }
+}
+
+/// A log append time as RFC 3339 (UTC).
+fn log_time(nanos: i128) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
 /// A quad of the bookkeeping graph.

@@ -88,9 +88,17 @@ pub struct IndexEntry {
     /// The dataset's IRI, which is also its graph's name.
     pub dataset: NamedNode,
     pub record: NamedNode,
+    /// When the registry listed the dataset and last changed its record (log time).
     pub issued: String,
     pub modified: String,
     modified_at: Option<OffsetDateTime>,
+}
+
+/// The IRI of a dataset's catalogue record.
+fn record_of(base: &PublicBase, dataset: &NamedNode) -> String {
+    let datasets = format!("{}/datasets/", base.as_str());
+    let records = format!("{}/records/", base.as_str());
+    dataset.as_str().replacen(&datasets, &records, 1)
 }
 
 /// The live datasets, sorted by IRI, as of one projection checkpoint.
@@ -123,7 +131,8 @@ impl CatalogIndex {
                 else {
                     continue;
                 };
-                if s != g || !g.as_str().starts_with(&prefix) {
+                // the catalogue record's dates: when the log accepted the dataset's events
+                if !g.as_str().starts_with(&prefix) || s.as_str() != record_of(base, g) {
                     continue;
                 }
                 let entry = dates.entry(g.clone()).or_default();
@@ -139,11 +148,7 @@ impl CatalogIndex {
             .map(|(dataset, (issued, modified))| {
                 let issued = issued.unwrap_or_default();
                 let modified = modified.unwrap_or_else(|| issued.clone());
-                let record = NamedNode::new_unchecked(dataset.as_str().replacen(
-                    &format!("{}/datasets/", base.as_str()),
-                    &format!("{}/records/", base.as_str()),
-                    1,
-                ));
+                let record = NamedNode::new_unchecked(record_of(base, &dataset));
                 IndexEntry { modified_at: parse_instant(&modified), dataset, record, issued, modified }
             })
             .collect();
