@@ -52,6 +52,17 @@ async fn publish_over_nats_request_then_query() {
     let answer = request(&client, "someone-else", &example("dataset.updated")).await;
     assert_eq!(answer["status"], json!(403), "{answer}");
 
+    // the application profile's SHACL gate answers over NATS as over HTTP
+    let mut unprofiled = example("dataset.updated");
+    unprofiled["id"] = json!("profile-1");
+    unprofiled["data"] = json!({ "structuredData": null });
+    let answer = request(&client, provider, &unprofiled).await;
+    assert_eq!(answer["status"], json!(422), "{answer}");
+    assert!(
+        answer["shaclResults"].as_array().unwrap().iter().any(|r| r["pointer"] == json!("/data/structuredData")),
+        "{answer}"
+    );
+
     c.wait_ready().await;
     let titles = c.select(TITLES, "t").await;
     assert_eq!(titles, vec!["Breast MRI screening cohort (synthetic)".to_owned()]);
