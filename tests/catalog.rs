@@ -288,7 +288,16 @@ async fn every_minted_iri_dereferences() {
             }
         }
     }
-    let kinds = ["/catalog", "/datasets/", "/distributions/", "/records/", "/sparql"];
+    let kinds = [
+        "/catalog",
+        "/datasets/",
+        "/distributions/",
+        "/samples/",
+        "/analytics/",
+        "/records/",
+        "/manufacturers/",
+        "/sparql",
+    ];
     for kind in kinds {
         assert!(minted.iter().any(|m| m.contains(kind)), "no minted IRI of kind {kind}");
     }

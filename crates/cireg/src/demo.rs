@@ -316,6 +316,32 @@ pub fn demo_events() -> Vec<Value> {
         let mut data = data;
         if let (Some(data), Value::Object(profile)) = (data.as_object_mut(), profile) {
             data.extend(profile);
+            if i % 2 == 0 {
+                data.insert(
+                    "analytics".to_owned(),
+                    json!([{
+                        "id": "counts",
+                        "title": { "en": "Studies and series per modality and body part (synthetic)" },
+                        "accessUrl": format!("https://example.org/{}/datasets/{dataset_id}/analytics", project.id),
+                        "format": "CSV",
+                        "mediaType": "text/csv",
+                        "licence": "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0",
+                    }]),
+                );
+            }
+            if i % 4 == 0 {
+                data.insert(
+                    "samples".to_owned(),
+                    json!([{
+                        "id": "five-subjects",
+                        "title": { "en": "Five synthetic subjects to try the data" },
+                        "accessUrl": format!("https://example.org/{}/datasets/{dataset_id}/sample", project.id),
+                        "format": "ZIP",
+                        "licence": "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0",
+                        "accessCondition": "DOWNLOAD",
+                    }]),
+                );
+            }
         }
         let day = 1 + i % 28;
         events.push(event(

@@ -37,7 +37,17 @@ impl PublicBase {
     }
 
     pub fn distribution(&self, provider: &str, dataset: &str, distribution: &str) -> String {
-        format!("{}/distributions/{distribution}", self.dataset(provider, dataset))
+        self.part(provider, dataset, "distribution", distribution)
+    }
+
+    /// A distribution-like part of a dataset: `kind` is `distribution`, `sample` or `analytics`.
+    pub fn part(&self, provider: &str, dataset: &str, kind: &str, id: &str) -> String {
+        let folder = match kind {
+            "sample" => "samples",
+            "analytics" => "analytics",
+            _ => "distributions",
+        };
+        format!("{}/{folder}/{id}", self.dataset(provider, dataset))
     }
 
     /// The `dcat:CatalogRecord` that describes a dataset's entry in this catalogue.

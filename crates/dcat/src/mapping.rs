@@ -133,6 +133,49 @@ impl GraphBuilder {
         self.cv_contact(&contact, &agent.contact_point);
     }
 
+    /// A `dcat:Distribution` (also a sample or an analytics report). `legislation` applies when
+    /// the distribution names none of its own.
+    pub fn distribution(&mut self, x: &NamedNode, dist: &cireg_model::Distribution, legislation: &[String]) {
+        self.a(x, term(DCAT, "Distribution"));
+        if let Some(title) = &dist.title {
+            self.lang(x, term(DCT, "title"), title);
+        }
+        if let Some(description) = &dist.description {
+            self.lang(x, term(DCT, "description"), description);
+        }
+        self.link(x, term(DCAT, "accessURL"), &dist.access_url);
+        if let Some(url) = &dist.download_url {
+            self.link(x, term(DCAT, "downloadURL"), url);
+        }
+        let format = iri(vocab::file_type_iri(&dist.format));
+        self.add(x, term(DCT, "format"), format.clone());
+        self.a(&format, term(DCT, "MediaTypeOrExtent"));
+        if let Some(media) = dist.media_type.as_deref().and_then(|m| checked_iri(&vocab::media_type_iri(m))) {
+            self.add(x, term(DCAT, "mediaType"), media.clone());
+            self.a(&media, term(DCT, "MediaType"));
+        }
+        if let Some(licence) = checked_iri(&dist.licence) {
+            self.add(x, term(DCT, "license"), licence.clone());
+            self.a(&licence, term(DCT, "LicenseDocument"));
+        }
+        let legislation =
+            if dist.applicable_legislation.is_empty() { legislation } else { &dist.applicable_legislation };
+        for eli in legislation {
+            self.typed_link(x, term(DCATAP, "applicableLegislation"), eli, iri(ELI_LEGAL_RESOURCE));
+        }
+        if let Some(condition) = &dist.access_condition {
+            let rights = iri(vocab::access_condition_iri(condition));
+            self.add(x, term(DCT, "rights"), rights.clone());
+            self.a(&rights, term(DCT, "RightsStatement"));
+        }
+        for language in &dist.languages {
+            self.typed_link(x, term(DCT, "language"), &vocab::language_iri(language), term(DCT, "LinguisticSystem"));
+        }
+        if let Some(size) = dist.byte_size {
+            self.typed(x, term(DCAT, "byteSize"), size.to_string(), xsd::NON_NEGATIVE_INTEGER);
+        }
+    }
+
     /// A `dct:PeriodOfTime` with DCAT start and end dates.
     pub fn period(&mut self, node: &NamedNode, period: &Period) {
         self.a(node, term(DCT, "PeriodOfTime"));
@@ -363,49 +406,16 @@ pub fn dataset_graph(
     let record_status = if status == DatasetStatus::Deprecated { "Deprecated" } else { "Completed" };
     g.concept(&record, term(ADMS, "status"), &format!("http://purl.org/adms/status/{record_status}"));
 
-    for dist in &dataset.distributions {
-        let x = iri(base.distribution(provider, dataset_id, &dist.id));
-        g.add(&d, term(DCAT, "distribution"), x.clone());
-        g.a(&x, term(DCAT, "Distribution"));
-        if let Some(title) = &dist.title {
-            g.lang(&x, term(DCT, "title"), title);
-        }
-        if let Some(description) = &dist.description {
-            g.lang(&x, term(DCT, "description"), description);
-        }
-        g.link(&x, term(DCAT, "accessURL"), &dist.access_url);
-        if let Some(url) = &dist.download_url {
-            g.link(&x, term(DCAT, "downloadURL"), url);
-        }
-        let format = iri(vocab::file_type_iri(&dist.format));
-        g.add(&x, term(DCT, "format"), format.clone());
-        g.a(&format, term(DCT, "MediaTypeOrExtent"));
-        if let Some(media) = dist.media_type.as_deref().and_then(|m| checked_iri(&vocab::media_type_iri(m))) {
-            g.add(&x, term(DCAT, "mediaType"), media.clone());
-            g.a(&media, term(DCT, "MediaType"));
-        }
-        if let Some(licence) = checked_iri(&dist.licence) {
-            g.add(&x, term(DCT, "license"), licence.clone());
-            g.a(&licence, term(DCT, "LicenseDocument"));
-        }
-        let legislation = if dist.applicable_legislation.is_empty() {
-            &dataset.applicable_legislation
-        } else {
-            &dist.applicable_legislation
-        };
-        for eli in legislation {
-            g.typed_link(&x, term(DCATAP, "applicableLegislation"), eli, iri(ELI_LEGAL_RESOURCE));
-        }
-        if let Some(condition) = &dist.access_condition {
-            let rights = iri(vocab::access_condition_iri(condition));
-            g.add(&x, term(DCT, "rights"), rights.clone());
-            g.a(&rights, term(DCT, "RightsStatement"));
-        }
-        for language in &dist.languages {
-            g.typed_link(&x, term(DCT, "language"), &vocab::language_iri(language), term(DCT, "LinguisticSystem"));
-        }
-        if let Some(size) = dist.byte_size {
-            g.typed(&x, term(DCAT, "byteSize"), size.to_string(), xsd::NON_NEGATIVE_INTEGER);
+    let parts = [
+        ("distribution", DCAT, "distribution", &dataset.distributions),
+        ("sample", ADMS, "sample", &dataset.samples),
+        ("analytics", HEALTHDCATAP, "analytics", &dataset.analytics),
+    ];
+    for (kind, ns, property, list) in parts {
+        for dist in list {
+            let x = iri(base.part(provider, dataset_id, kind, &dist.id));
+            g.add(&d, term(ns, property), x.clone());
+            g.distribution(&x, dist, &dataset.applicable_legislation);
         }
     }
     Some(g)
@@ -503,6 +513,8 @@ pub fn pointer_for_property(property: &str) -> Option<&'static str> {
         "accrualPeriodicity" => "/data/frequency",
         "hasQualityAnnotation" => "/data/qualityCertificates",
         "distribution" => "/data/distributions",
+        "sample" => "/data/samples",
+        "analytics" => "/data/analytics",
         _ => return None,
     })
 }

@@ -167,6 +167,12 @@ pub struct Dataset {
     /// dqv:hasQualityAnnotation: web pages of quality certificates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality_certificates: Vec<String>,
+    /// adms:sample: sample distributions (a few subjects, to try the data).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Distribution>,
+    /// healthdcatap:analytics: distributions of aggregate statistics about the dataset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analytics: Vec<Distribution>,
     pub distributions: Vec<Distribution>,
 }
 

@@ -116,7 +116,8 @@ dl{{display:grid;grid-template-columns:max-content auto;gap:.25rem 1rem}}dt{{fon
 <dl><dt>Datasets</dt><dd>{datasets}</dd><dt>Providers</dt><dd>{providers}</dd><dt>Individuals</dt><dd>{subjects}</dd><dt>Imaging studies</dt><dd>{studies}</dd><dt>Image series</dt><dd>{series}</dd></dl>
 <h2>Use it</h2>
 <ul>
-<li>Catalogue: <a href="{base}/catalog.ttl">Turtle</a>, <a href="{base}/catalog.jsonld">JSON-LD</a>, <a href="{base}/catalog.rdf">RDF/XML</a>, <a href="{base}/catalog.nt">N-Triples</a></li>
+<li>Catalogue (DCAT-AP 3, HealthDCAT-AP, EUCAIM): <a href="{base}/catalog">browse</a>, or as <a href="{base}/catalog.ttl">Turtle</a>, <a href="{base}/catalog.jsonld">JSON-LD</a>, <a href="{base}/catalog.rdf">RDF/XML</a>, <a href="{base}/catalog.nt">N-Triples</a>; paged for harvesters: <a href="{base}/catalog.ttl?page=1">?page=1</a> (Hydra), <code>?modified_since=</code>, <code>?at=</code></li>
+<li>Change feed (LDES, ActivityStreams): <a href="{base}/feed">/feed</a></li>
 <li>SPARQL endpoint: <a href="{base}/sparql?query=SELECT%20%3Fdataset%20%3Ftitle%20WHERE%20%7B%20%3Fdataset%20a%20%3Chttp%3A%2F%2Fwww.w3.org%2Fns%2Fdcat%23Dataset%3E%20%3B%20%3Chttp%3A%2F%2Fpurl.org%2Fdc%2Fterms%2Ftitle%3E%20%3Ftitle%20%7D%20LIMIT%2050">/sparql</a> (SPARQL 1.1 Protocol, read-only)</li>
 <li>Event schemas for providers: <a href="{base}/schemas">/schemas</a>; send events to <code>POST /events</code></li>
 <li>Operations: <a href="{base}/healthz">/healthz</a>, <a href="{base}/readyz">/readyz</a>, <a href="{base}/metrics">/metrics</a></li>

@@ -348,6 +348,22 @@ pub async fn distribution(
     resource(state, &headers, graph, iri).await
 }
 
+/// `GET /datasets/{provider}/{dataset}/samples/{id}` and `…/analytics/{id}`.
+pub async fn dataset_part(
+    State(state): State<AppState>,
+    Path((provider, dataset, folder, id)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let kind = match folder.as_str() {
+        "samples" => "sample",
+        "analytics" => "analytics",
+        _ => return problem(404, "not-found", "Not found", format!("datasets have no {folder}")).into_response(),
+    };
+    let graph = state.base.dataset(&provider, &dataset);
+    let iri = state.base.part(&provider, &dataset, kind, &id);
+    resource(state, &headers, graph, iri).await
+}
+
 /// `GET /manufacturers/{slug}`: an imaging equipment manufacturer the datasets name.
 pub async fn manufacturer(State(state): State<AppState>, Path(slug): Path<String>, headers: HeaderMap) -> Response {
     let iri = state.base.manufacturer(&slug);

@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/manufacturers/{slug}", get(crate::read::manufacturer))
         .route("/datasets/{provider}/{dataset}", get(crate::read::dataset))
         .route("/datasets/{provider}/{dataset}/distributions/{distribution}", get(crate::read::distribution))
+        .route("/datasets/{provider}/{dataset}/{folder}/{id}", get(crate::read::dataset_part))
         .route("/providers/{provider}", get(crate::read::provider))
         .route("/schemas", get(crate::read::schema_index))
         .route("/schemas/{file}", get(crate::read::schema_file))
