@@ -190,6 +190,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         base: base.clone(),
         catalog: Arc::new(args.catalog.info()),
         catalog_index: Arc::default(),
+        search_index: Arc::default(),
         applied: applied_rx,
         sparql_timeout: Duration::from_secs(args.sparql_timeout),
         sparql_slots: Arc::new(tokio::sync::Semaphore::new(

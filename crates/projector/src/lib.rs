@@ -11,5 +11,5 @@ mod projection;
 mod runner;
 
 pub use cireg_dcat::{slug, BaseError, PublicBase};
-pub use projection::{ProjectionError, Projector};
+pub use projection::{projected_datasets, ProjectedDataset, ProjectionError, Projector};
 pub use runner::{rebuild, run, RunOptions};

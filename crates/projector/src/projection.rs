@@ -1,9 +1,9 @@
 use std::collections::{HashMap, HashSet};
 
 use cireg_log::StoredEvent;
-use cireg_model::{Aggregate, AggregateState, Event};
+use cireg_model::{Aggregate, AggregateState, Dataset, DatasetStatus, Event};
 use oxigraph::{
-    model::{vocab::xsd, GraphName, GraphNameRef, Literal, NamedNode, Quad, Term},
+    model::{vocab::xsd, GraphName, GraphNameRef, Literal, NamedNode, NamedOrBlankNode, Quad, Term},
     store::{StorageError, Store},
 };
 use serde::{Deserialize, Serialize};
@@ -302,6 +302,49 @@ impl Projector {
         tx.commit()?;
         Ok(last)
     }
+}
+
+/// A live dataset as the projection holds it: the read models (search, summaries) start here
+/// rather than from the triples, since the document keeps every code with its display text.
+#[derive(Debug, Clone)]
+pub struct ProjectedDataset {
+    pub provider: String,
+    pub id: String,
+    pub status: DatasetStatus,
+    pub dataset: Dataset,
+    /// When the log accepted the dataset's first and latest event (RFC 3339).
+    pub recorded: Option<(String, String)>,
+}
+
+/// Every dataset in the store that is not withdrawn.
+pub fn projected_datasets(store: &Store) -> Result<Vec<ProjectedDataset>, ProjectionError> {
+    let state = NamedNode::new_unchecked(STATE);
+    let mut out = Vec::new();
+    for quad in store.quads_for_pattern(None, Some(state.as_ref()), None, Some(projection_graph().as_ref())) {
+        let quad = quad?;
+        let (NamedOrBlankNode::NamedNode(node), Term::Literal(json)) = (&quad.subject, &quad.object) else { continue };
+        let Some(subject) = node.as_str().strip_prefix("urn:cireg:aggregate:") else { continue };
+        let (provider, kind, id) = split_subject(subject);
+        if kind != "dataset" {
+            continue;
+        }
+        let stored: StoredState = serde_json::from_str(json.value())
+            .map_err(|e| ProjectionError::Other(format!("stored state of {subject}: {e}")))?;
+        let AggregateState::Dataset { status, document, .. } = stored.state else { continue };
+        if status == DatasetStatus::Withdrawn {
+            continue;
+        }
+        let dataset: Dataset = serde_json::from_value(document)
+            .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
+        out.push(ProjectedDataset {
+            provider: provider.to_owned(),
+            id: id.to_owned(),
+            status,
+            dataset,
+            recorded: stored.recorded,
+        });
+    }
+    Ok(out)
 }
 
 /// A log append time as RFC 3339 (UTC).

@@ -7,7 +7,9 @@ mod negotiate;
 mod pages;
 mod problem;
 mod read;
+mod search;
 mod state;
 mod stream;
+mod web;
 
 pub use state::{router, serve, AppState};

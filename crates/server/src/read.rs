@@ -334,8 +334,25 @@ pub async fn dataset(
     Path((provider, dataset)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    if wants_html(&headers) {
+        // people get the dataset page: labels for every code, links onward
+        let index = match crate::search::index(&state).await {
+            Ok(index) => index,
+            Err(response) => return response,
+        };
+        if let Some(doc) = index.get(&provider, &dataset) {
+            return crate::web::dataset_page(&state, doc);
+        }
+    }
     let iri = state.base.dataset(&provider, &dataset);
     resource(state, &headers, iri.clone(), iri).await
+}
+
+/// True when the client prefers HTML over every RDF format offered.
+fn wants_html(headers: &HeaderMap) -> bool {
+    let mut offers: Vec<(&str, bool)> = rdf_formats().iter().map(|(m, _, _)| (*m, false)).collect();
+    offers.push(("text/html", true));
+    negotiate(accept(headers), &offers, false).unwrap_or(false)
 }
 
 pub async fn distribution(

@@ -7,7 +7,7 @@ use axum::{
 };
 use cireg_ingest::Ingest;
 use cireg_projector::PublicBase;
-use cireg_views::{CatalogCache, CatalogInfo};
+use cireg_views::{CatalogCache, CatalogInfo, SearchCache};
 use oxigraph::store::Store;
 use tokio::sync::watch;
 
@@ -20,6 +20,8 @@ pub struct AppState {
     pub catalog: Arc<CatalogInfo>,
     /// The paging index of the live catalogue, rebuilt when the checkpoint moves.
     pub catalog_index: Arc<CatalogCache>,
+    /// The search index of the live datasets, rebuilt when the checkpoint moves.
+    pub search_index: Arc<SearchCache>,
     /// The projector's checkpoint (last applied log sequence).
     pub applied: watch::Receiver<u64>,
     /// Time limit of one SPARQL query.
@@ -46,7 +48,12 @@ const BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// All routes of the registry.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(crate::pages::landing))
+        .route("/", get(crate::web::landing))
+        .route("/search", get(crate::web::search))
+        .route("/api/v1/datasets", get(crate::search::datasets))
+        .route("/api/v1/datasets/{provider}/{id}", get(crate::search::dataset))
+        .route("/api/openapi.json", get(crate::search::openapi))
+        .route("/api/eucaim/search", post(crate::search::eucaim))
         .route("/events", post(crate::events::post_events))
         .route("/sparql", get(crate::read::sparql_get).post(crate::read::sparql_post))
         .route("/catalog", get(crate::catalog::catalog))

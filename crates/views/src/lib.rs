@@ -1,12 +1,15 @@
 //! Read models over the store: what the world sees. Nothing here writes.
 //!
 //! - `catalog.rs`: the DCAT-AP catalogue document, its paging index, and single resources.
+//! - `search.rs`: faceted search over the live datasets (web page, JSON API, EUCAIM mediator).
 //! - `feed.rs`: the change feed (LDES / ActivityStreams) over the log's dataset events.
 //! - `sparql.rs`: SPARQL evaluation over the public graphs, with a time limit.
 //! - `summary.rs`: counts for the landing page and metrics.
 
 mod catalog;
+mod eucaim;
 mod feed;
+mod search;
 mod sparql;
 mod summary;
 
@@ -15,6 +18,11 @@ pub use catalog::{
     CatalogPage, IndexEntry, PageLinks,
 };
 pub use cireg_dcat::CatalogInfo;
+pub use eucaim::{eucaim_search, AstError, EucaimAnswer, EucaimQuery};
 pub use feed::{activity_iri, write_feed, FeedPage};
+pub use search::{
+    access_label, country_name, FacetCount, Label, SearchCache, SearchDoc, SearchIndex, SearchQuery, SearchResults,
+    Sort, FACETS, SIZE_CLASSES,
+};
 pub use sparql::{evaluate, write_results, ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
 pub use summary::{summary, Summary};
