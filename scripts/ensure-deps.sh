@@ -2,6 +2,7 @@
 # Installs what building and testing cireg needs and a fresh Debian machine lacks:
 #   libclang-dev  (oxigraph's RocksDB build runs bindgen)
 #   nats-server   (the integration tests start real NATS servers)
+#   chromium, chromium-driver (the browser test of the search pages)
 # Says clearly what is missing when it cannot install it.
 set -euo pipefail
 
@@ -13,6 +14,10 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so*
 fi
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && [ -z "${NATS_SERVER_BIN:-}" ]; then
   missing+=(nats-server)
+fi
+# the browser test (tests/browser.rs) drives Debian's headless Chromium through chromedriver
+if [ ! -x /usr/bin/chromedriver ] && [ -z "${CHROMEDRIVER:-}" ]; then
+  missing+=(chromium chromium-driver)
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "ensure-deps: cargo is not installed; install a Rust toolchain (rustup) first" >&2

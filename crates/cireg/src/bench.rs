@@ -166,6 +166,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
     // the catalogue: whole (streamed) and paged, next to a raw serialisation of the same store
     let catalogue = catalogue_timings(&store)?;
+    // the search API's work: index built from the projection, then queries answered from memory
+    let search = search_timings(&store)?;
 
     let raw_pub_rate = rate(n, raw_publish);
     let raw_load_rate = rate(n, raw_load);
@@ -192,6 +194,16 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     println!();
     println!("{:<44} {:>12} {:>10}", "catalogue page (100 datasets, Turtle)", "p50 ms", "p99 ms");
     for (label, times) in &catalogue.pages {
+        println!("{label:<44} {:>12.2} {:>10.2}", percentile(times, 0.5), percentile(times, 0.99));
+    }
+    println!();
+    println!(
+        "{:<44} {:>12} {:>10}",
+        format!("search ({n} datasets, index built in {:.0} ms)", search.build * 1000.0),
+        "p50 ms",
+        "p99 ms"
+    );
+    for (label, times) in &search.queries {
         println!("{label:<44} {:>12.2} {:>10.2}", percentile(times, 0.5), percentile(times, 0.99));
     }
     println!();
@@ -250,4 +262,43 @@ fn catalogue_timings(store: &Store) -> anyhow::Result<CatalogueTimings> {
         pages.push((format!("page {page} of {last} ({label})"), times));
     }
     Ok(CatalogueTimings { raw, whole, pages })
+}
+
+struct SearchTimings {
+    build: f64,
+    queries: Vec<(String, Vec<f64>)>,
+}
+
+/// Builds the search index and times typical queries (facet counts included in each).
+fn search_timings(store: &Store) -> anyhow::Result<SearchTimings> {
+    let base = PublicBase::new("http://bench.invalid")?;
+    let start = Instant::now();
+    let index = cireg_views::SearchIndex::build(store, &base, 0)?;
+    let build = start.elapsed().as_secs_f64();
+    let query = |text: &str, modality: &[&str], country: &[&str]| cireg_views::SearchQuery {
+        text: text.to_owned(),
+        modality: modality.iter().map(|s| (*s).to_owned()).collect(),
+        country: country.iter().map(|s| (*s).to_owned()).collect(),
+        page: 1,
+        page_size: 20,
+        ..Default::default()
+    };
+    let cases = [
+        ("everything, all facets", query("", &[], &[])),
+        ("free text \"breast mri\"", query("breast mri", &[], &[])),
+        ("two facets (modality MR, country ESP)", query("", &["MR"], &["ESP"])),
+        ("text + facet", query("benchmark", &["MR"], &[])),
+    ];
+    let mut queries = Vec::new();
+    for (label, q) in cases {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let start = Instant::now();
+            let results = index.search(&q);
+            std::hint::black_box(results.total);
+            times.push(start.elapsed().as_secs_f64());
+        }
+        queries.push((label.to_owned(), times));
+    }
+    Ok(SearchTimings { build, queries })
 }

@@ -67,19 +67,19 @@ fn bar_chart(title: &str, bars: &[(String, u64)]) -> String {
     let row = 26;
     let height = row * shown.len().max(1) + 6;
     let mut svg = format!(
-        r#"<svg role="img" aria-labelledby="t-{id}" viewBox="0 0 460 {height}" width="100%" preserveAspectRatio="xMinYMin meet"><title id="t-{id}">{title}: {desc}</title>"#,
+        r#"<svg role="img" aria-labelledby="t-{id}" viewBox="0 0 360 {height}" width="100%" preserveAspectRatio="xMinYMin meet"><title id="t-{id}">{title}: {desc}</title>"#,
         id = escape(&title.to_lowercase().replace(' ', "-")),
         title = escape(title),
         desc = escape(&shown.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>().join(", ")),
     );
     for (i, (label, value)) in shown.iter().enumerate() {
         let y = i * row + 3;
-        let width = (*value as f64 / max as f64 * 230.0).max(1.0);
+        let width = (*value as f64 / max as f64 * 150.0).max(1.0);
         svg.push_str(&format!(
-            r##"<text x="0" y="{ty}" font-size="12" fill="#1d2733">{label}</text><rect x="170" y="{y}" width="{width:.1}" height="18" rx="3" fill="#1f5fa8"/><text x="{tx:.1}" y="{ty}" font-size="12" fill="#1d2733">{value}</text>"##,
+            r##"<text x="0" y="{ty}" font-size="13" fill="#1d2733">{label}</text><rect x="150" y="{y}" width="{width:.1}" height="18" rx="3" fill="#1f5fa8"/><text x="{tx:.1}" y="{ty}" font-size="13" fill="#1d2733">{value}</text>"##,
             ty = y + 13,
-            label = escape(&truncate(label, 26)),
-            tx = 175.0 + width,
+            label = escape(&truncate(label, 20)),
+            tx = 155.0 + width,
         ));
     }
     svg.push_str("</svg>");
@@ -317,7 +317,7 @@ pub async fn search(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     let api = format!("/api/v1/datasets?{}", query_string(&q, results.page));
     let body = format!(
         r#"<h1>Search datasets</h1>
-<form id="search" action="/search" method="get" role="search">
+<form id="search" action="/search" method="get" role="search" autocomplete="off">
 <div class="searchbar"><label for="q" class="skip">Search text</label><input id="q" name="q" type="search" value="{text}" placeholder="Cancer type, modality, body part, provider…"><label for="sort">Sort by</label><select id="sort" name="sort">{sorts}</select><button type="submit">Search</button></div>
 <div class="layout"><aside aria-label="Filters">{facets}<button type="submit">Apply filters</button> <a href="/search">Clear all</a></aside>
 <section aria-label="Results" aria-live="polite"><p id="total"><strong>{total}</strong> dataset{plural} found. <a href="{api}">As JSON</a></p><ol class="results">{items}</ol><nav class="pager" aria-label="Pages">{pager}</nav></section></div>
@@ -326,6 +326,11 @@ pub async fn search(State(state): State<AppState>, RawQuery(query): RawQuery) ->
 // progressive: apply a filter as soon as it changes; without scripts the buttons do it
 document.querySelectorAll('#search input[type=checkbox], #search select').forEach(function (el) {{
   el.addEventListener('change', function () {{ document.getElementById('search').submit(); }});
+}});
+// back and forward show the page from the cache, with the boxes as last clicked: show the URL's state
+window.addEventListener('pageshow', function () {{
+  document.querySelectorAll('#search input[type=checkbox]').forEach(function (el) {{ el.checked = el.defaultChecked; }});
+  document.querySelectorAll('#search select option').forEach(function (el) {{ el.selected = el.defaultSelected; }});
 }});
 </script>"#,
         text = escape(&q.text),
