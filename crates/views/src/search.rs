@@ -132,16 +132,6 @@ impl SearchDoc {
         doc.tokens = tokens.into_iter().collect();
         doc
     }
-
-    /// The score of `terms` (every term must prefix some word of the dataset), or `None`.
-    fn score(&self, terms: &[String]) -> Option<u32> {
-        let mut total = 0;
-        for term in terms {
-            let best = self.tokens.iter().filter(|(w, _)| w.starts_with(term.as_str())).map(|(_, s)| *s).max()?;
-            total += best;
-        }
-        Some(total)
-    }
 }
 
 /// English names of the countries the EU country authority codes stand for (EU and EEA, and a few
@@ -294,11 +284,36 @@ pub struct SearchResults {
     pub facets: BTreeMap<String, Vec<FacetCount>>,
 }
 
-/// The live datasets, as of one projection checkpoint.
+/// The distinct values of one facet: each dataset refers to them by number.
+#[derive(Debug, Default)]
+struct FacetDictionary {
+    values: Vec<(String, String)>,
+    ids: HashMap<String, u32>,
+}
+
+impl FacetDictionary {
+    fn intern(&mut self, value: &str, label: &str) -> u32 {
+        if let Some(id) = self.ids.get(value) {
+            return *id;
+        }
+        let id = self.values.len() as u32;
+        self.values.push((value.to_owned(), label.to_owned()));
+        self.ids.insert(value.to_owned(), id);
+        id
+    }
+}
+
+/// The live datasets, as of one projection checkpoint, with what makes queries cheap: an inverted
+/// index of their words, and their facet values as numbers.
 #[derive(Debug, Default)]
 pub struct SearchIndex {
     pub checkpoint: u64,
     pub docs: Vec<SearchDoc>,
+    /// Every word, sorted (prefix matches are a range), with the datasets that have it and its weight there.
+    words: BTreeMap<String, Vec<(u32, u32)>>,
+    /// Per facet (in [`FACETS`] order) its dictionary, and per dataset its value ids.
+    dictionaries: Vec<FacetDictionary>,
+    doc_facets: Vec<Vec<Vec<u32>>>,
 }
 
 impl SearchIndex {
@@ -306,80 +321,142 @@ impl SearchIndex {
         let datasets = projected_datasets(store).map_err(std::io::Error::other)?;
         let mut docs: Vec<SearchDoc> = datasets.into_iter().map(|d| SearchDoc::new(base, d)).collect();
         docs.sort_by(|a, b| a.iri.cmp(&b.iri));
-        Ok(SearchIndex { checkpoint, docs })
+        let mut words: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
+        let mut dictionaries: Vec<FacetDictionary> = FACETS.iter().map(|_| FacetDictionary::default()).collect();
+        let mut doc_facets = Vec::with_capacity(docs.len());
+        for (i, doc) in docs.iter_mut().enumerate() {
+            for (word, weight) in std::mem::take(&mut doc.tokens) {
+                words.entry(word).or_default().push((i as u32, weight));
+            }
+            let ids = FACETS
+                .iter()
+                .zip(dictionaries.iter_mut())
+                .map(|(facet, dict)| facet_values(doc, facet).iter().map(|(v, l)| dict.intern(v, l)).collect())
+                .collect();
+            doc_facets.push(ids);
+        }
+        Ok(SearchIndex { checkpoint, docs, words, dictionaries, doc_facets })
     }
 
     pub fn get(&self, provider: &str, id: &str) -> Option<&SearchDoc> {
         self.docs.iter().find(|d| d.provider == provider && d.id == id)
     }
 
-    fn passes(&self, doc: &SearchDoc, q: &SearchQuery, except: Option<&str>) -> bool {
-        for facet in FACETS {
-            if Some(facet) == except {
-                continue;
+    /// Per dataset, its text score, or `None` when a term matches no word of it. Every term must
+    /// begin some word of the dataset; a term scores its best such word.
+    fn text_scores(&self, terms: &[String]) -> Vec<Option<u32>> {
+        let n = self.docs.len();
+        if terms.is_empty() {
+            return vec![Some(0); n];
+        }
+        let mut total: Vec<Option<u32>> = vec![Some(0); n];
+        for term in terms {
+            let mut best = vec![0u32; n];
+            for (_, postings) in self.words.range(term.clone()..).take_while(|(w, _)| w.starts_with(term.as_str())) {
+                for (doc, weight) in postings {
+                    let b = &mut best[*doc as usize];
+                    *b = (*b).max(*weight);
+                }
             }
-            let selected = q.selected(facet);
-            if !selected.is_empty() && !facet_values(doc, facet).iter().any(|(v, _)| selected.iter().any(|s| s == v)) {
-                return false;
+            for (t, b) in total.iter_mut().zip(best) {
+                *t = match (*t, b) {
+                    (Some(sum), b) if b > 0 => Some(sum + b),
+                    _ => None,
+                };
             }
         }
-        if q.age_min.is_some() || q.age_max.is_some() {
-            let Some((lo, hi)) = doc.age_range else { return false };
-            if q.age_min.is_some_and(|m| hi < m) || q.age_max.is_some_and(|m| lo > m) {
-                return false;
-            }
-        }
-        true
+        total
     }
 
     pub fn search(&self, q: &SearchQuery) -> SearchResults {
         let terms: Vec<String> = words(&q.text).collect();
-        // text first: it decides the universe every facet counts in
-        let matching: Vec<(&SearchDoc, u32)> = self
-            .docs
+        let scores = self.text_scores(&terms);
+        // the selected values of each facet as ids (a value no dataset has matches nothing)
+        let selected: Vec<Vec<Option<u32>>> = FACETS
             .iter()
-            .filter_map(|d| if terms.is_empty() { Some((d, 0)) } else { d.score(&terms).map(|s| (d, s)) })
+            .zip(&self.dictionaries)
+            .map(|(facet, dict)| q.selected(facet).iter().map(|v| dict.ids.get(v).copied()).collect())
             .collect();
-        let mut hits: Vec<(&SearchDoc, u32)> =
-            matching.iter().filter(|(d, _)| self.passes(d, q, None)).copied().collect();
-        match q.sort {
-            Sort::Relevance => hits.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.subjects.cmp(&a.0.subjects))),
-            Sort::Size => hits.sort_by(|a, b| b.0.subjects.cmp(&a.0.subjects).then(a.0.title.cmp(&b.0.title))),
-            Sort::Title => hits.sort_by(|a, b| a.0.title.cmp(&b.0.title)),
-        }
-        let mut facets = BTreeMap::new();
-        for facet in FACETS {
-            let selected = q.selected(facet);
-            let mut counts: BTreeMap<&str, (&str, usize)> = BTreeMap::new();
-            for (d, _) in matching.iter().filter(|(d, _)| self.passes(d, q, Some(facet))) {
-                for (value, label) in facet_values(d, facet) {
-                    counts.entry(value).or_insert((label, 0)).1 += 1;
+        let active: u32 = selected.iter().enumerate().filter(|(_, s)| !s.is_empty()).fold(0, |m, (i, _)| m | 1 << i);
+        // per dataset: the facets whose selection it satisfies (bit i), age included in all
+        let age_ok = |d: &SearchDoc| {
+            if q.age_min.is_none() && q.age_max.is_none() {
+                return true;
+            }
+            let Some((lo, hi)) = d.age_range else { return false };
+            !(q.age_min.is_some_and(|m| hi < m) || q.age_max.is_some_and(|m| lo > m))
+        };
+        let mut candidates: Vec<(usize, u32, u32)> = Vec::new(); // (doc, score, facet bits satisfied)
+        for (i, doc) in self.docs.iter().enumerate() {
+            let Some(score) = scores[i] else { continue };
+            if !age_ok(doc) {
+                continue;
+            }
+            let mut bits = !active;
+            for (f, sel) in selected.iter().enumerate() {
+                if !sel.is_empty() && self.doc_facets[i][f].iter().any(|v| sel.contains(&Some(*v))) {
+                    bits |= 1 << f;
                 }
             }
-            // a selected value stays listed even when nothing else would give it
-            for s in selected {
-                counts.entry(s.as_str()).or_insert((s.as_str(), 0));
+            candidates.push((i, score, bits));
+        }
+        let all = u32::MAX;
+        let mut hits: Vec<(usize, u32)> =
+            candidates.iter().filter(|(_, _, bits)| *bits == all).map(|(i, s, _)| (*i, *s)).collect();
+        let doc = |i: usize| &self.docs[i];
+        match q.sort {
+            Sort::Relevance => hits.sort_by(|a, b| b.1.cmp(&a.1).then(doc(b.0).subjects.cmp(&doc(a.0).subjects))),
+            Sort::Size => {
+                hits.sort_by(|a, b| doc(b.0).subjects.cmp(&doc(a.0).subjects).then(doc(a.0).title.cmp(&doc(b.0).title)))
             }
-            let mut values: Vec<FacetCount> = counts
-                .into_iter()
-                .map(|(value, (label, count))| FacetCount {
-                    selected: selected.iter().any(|s| s == value),
-                    value: value.to_owned(),
-                    label: label.to_owned(),
-                    count,
+            Sort::Title => hits.sort_by(|a, b| doc(a.0).title.cmp(&doc(b.0).title)),
+        }
+        let mut facets = BTreeMap::new();
+        for (f, facet) in FACETS.iter().enumerate() {
+            let dict = &self.dictionaries[f];
+            let mut counts = vec![0usize; dict.values.len()];
+            // counted over the results of every other facet
+            for (i, _, bits) in &candidates {
+                if bits | 1 << f == all {
+                    for v in &self.doc_facets[*i][f] {
+                        counts[*v as usize] += 1;
+                    }
+                }
+            }
+            let chosen = q.selected(facet);
+            let mut values: Vec<FacetCount> = dict
+                .values
+                .iter()
+                .zip(&counts)
+                .filter(|((value, _), count)| **count > 0 || chosen.contains(value))
+                .map(|((value, label), count)| FacetCount {
+                    selected: chosen.contains(value),
+                    value: value.clone(),
+                    label: label.clone(),
+                    count: *count,
                 })
                 .collect();
-            if facet == "size" {
+            // a selected value no dataset has still shows, so it can be unticked
+            for c in chosen {
+                if !dict.ids.contains_key(c) {
+                    values.push(FacetCount { value: c.clone(), label: c.clone(), count: 0, selected: true });
+                }
+            }
+            if *facet == "size" {
                 values.sort_by_key(|v| SIZE_CLASSES.iter().position(|(n, _, _)| *n == v.value));
             } else {
                 values.sort_by(|a, b| b.count.cmp(&a.count).then(a.label.cmp(&b.label)));
             }
-            facets.insert(facet.to_owned(), values);
+            facets.insert((*facet).to_owned(), values);
         }
         let page_size = q.page_size.max(1);
         let page = q.page.max(1);
-        let results =
-            hits.iter().skip((page - 1).saturating_mul(page_size)).take(page_size).map(|(d, _)| (*d).clone()).collect();
+        let results = hits
+            .iter()
+            .skip((page - 1).saturating_mul(page_size))
+            .take(page_size)
+            .map(|(i, _)| self.docs[*i].clone())
+            .collect();
         SearchResults { total: hits.len(), page, page_size, results, facets }
     }
 }
