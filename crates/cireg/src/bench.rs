@@ -144,7 +144,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     for u in &updates {
         embedded_ingest.submit(u, &Sender::Unauthenticated).await.map_err(|e| anyhow::anyhow!("{:?}", e.problem()))?;
     }
-    let project_updates = project_all(embedded, &embedded_projector).await?;
+    let project_updates = project_all(embedded.clone(), &embedded_projector).await?;
 
     // raw Oxigraph bulk load of exactly the quads the projection wrote
     let quads: Vec<_> = store
@@ -166,8 +166,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
     // the catalogue: whole (streamed) and paged, next to a raw serialisation of the same store
     let catalogue = catalogue_timings(&store)?;
-    // the search API's work: index built from the projection, then queries answered from memory
+    // the search API's work: index built from the projection, then queries answered from memory;
+    // and the same queries over HTTP, JSON included, from the server the registry runs
     let search = search_timings(&store)?;
+    let search_http = search_http_timings(store.clone(), embedded.clone()).await?;
 
     let raw_pub_rate = rate(n, raw_publish);
     let raw_load_rate = rate(n, raw_load);
@@ -204,6 +206,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         "p99 ms"
     );
     for (label, times) in &search.queries {
+        println!("{label:<44} {:>12.2} {:>10.2}", percentile(times, 0.5), percentile(times, 0.99));
+    }
+    println!();
+    println!("{:<44} {:>12} {:>10}", "search API over HTTP (GET /api/v1/datasets)", "p50 ms", "p99 ms");
+    for (label, times) in &search_http {
         println!("{label:<44} {:>12.2} {:>10.2}", percentile(times, 0.5), percentile(times, 0.99));
     }
     println!();
@@ -301,4 +308,47 @@ fn search_timings(store: &Store) -> anyhow::Result<SearchTimings> {
         queries.push((label.to_owned(), times));
     }
     Ok(SearchTimings { build, queries })
+}
+
+/// Times the search API as a client sees it: HTTP on loopback, JSON included.
+async fn search_http_timings(store: Store, log: Arc<dyn EventLog>) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (_applied_tx, applied) = tokio::sync::watch::channel(0u64);
+    let state = cireg_server::AppState {
+        ingest: Ingest::new(log),
+        store,
+        base: PublicBase::new("http://bench.invalid")?,
+        catalog: Arc::new(cireg_views::CatalogInfo::default()),
+        catalog_index: Arc::default(),
+        search_index: Arc::default(),
+        applied,
+        sparql_timeout: std::time::Duration::from_secs(30),
+        sparql_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cireg_server::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let mut out = Vec::new();
+    for (label, query) in [
+        ("everything, all facets", ""),
+        ("free text \"breast mri\"", "q=breast+mri"),
+        ("two facets (modality MR, country ESP)", "modality=MR&country=ESP"),
+        ("text + facet", "q=benchmark&modality=MR"),
+    ] {
+        let url = format!("http://{addr}/api/v1/datasets?{query}");
+        client.get(&url).send().await?.error_for_status()?.bytes().await?; // builds the index once
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let start = Instant::now();
+            client.get(&url).send().await?.error_for_status()?.bytes().await?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        out.push((label.to_owned(), times));
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    Ok(out)
 }
