@@ -2,7 +2,7 @@
 # Installs what building and testing cireg needs and a fresh Debian machine lacks:
 #   libclang-dev  (oxigraph's RocksDB build runs bindgen)
 #   nats-server   (the integration tests start real NATS servers)
-#   chromium, chromium-driver (the browser test of the search pages)
+#   chromium, chromium-driver (with --tests: the browser test of the search pages)
 # Says clearly what is missing when it cannot install it.
 set -euo pipefail
 
@@ -15,8 +15,9 @@ fi
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ] && [ -z "${NATS_SERVER_BIN:-}" ]; then
   missing+=(nats-server)
 fi
-# the browser test (tests/browser.rs) drives Debian's headless Chromium through chromedriver
-if [ ! -x /usr/bin/chromedriver ] && [ -z "${CHROMEDRIVER:-}" ]; then
+# the browser test (tests/browser.rs) drives Debian's headless Chromium through chromedriver;
+# only the tests need it (scripts/test.sh passes --tests)
+if [ "${1:-}" = "--tests" ] && [ ! -x /usr/bin/chromedriver ] && [ -z "${CHROMEDRIVER:-}" ]; then
   missing+=(chromium chromium-driver)
 fi
 if ! command -v cargo >/dev/null 2>&1; then

@@ -3,7 +3,7 @@
 # the black-box tests that start real nats-server and cireg processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/ensure-deps.sh
+scripts/ensure-deps.sh --tests
 # reuse a build directory outside the checkout, so repeated runs on one machine do not rebuild
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cireg-target}"
 echo "test.sh: nats-server: $(command -v nats-server || echo "${NATS_SERVER_BIN:-/usr/sbin/nats-server}") ($(nats-server --version 2>/dev/null || true))"
