@@ -263,4 +263,26 @@ async fn pages_show_figures_search_and_datasets() {
     assert!(dataset.contains("Requesting access"));
     assert!(dataset.contains(d["accessUrls"][0].as_str().unwrap()));
     assert!(dataset.contains("DESCRIBE"));
+    // its DCAT-AP in every format, by links a browser can follow
+    for (format, media) in [
+        ("ttl", "text/turtle"),
+        ("jsonld", "application/ld+json"),
+        ("rdf", "application/rdf+xml"),
+        ("nt", "application/n-triples"),
+    ] {
+        let path =
+            format!("/datasets/{}/{}?format={format}", d["provider"].as_str().unwrap(), d["id"].as_str().unwrap());
+        assert!(dataset.contains(&path.replace('&', "&amp;")), "{path}");
+        let r = reqwest::Client::new().get(c.url(&path)).header("accept", "text/html").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(media), "{format}");
+    }
+    let r = reqwest::get(c.url(&format!(
+        "/datasets/{}/{}?format=pdf",
+        d["provider"].as_str().unwrap(),
+        d["id"].as_str().unwrap()
+    )))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
 }

@@ -332,8 +332,19 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 pub async fn dataset(
     State(state): State<AppState>,
     Path((provider, dataset)): Path<(String, String)>,
-    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    mut headers: HeaderMap,
 ) -> Response {
+    // `?format=ttl|jsonld|rdf|nt`: a link a browser can follow to the RDF (it cannot set Accept)
+    if let Some(format) = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "format")
+        .map(|(_, v)| v.into_owned())
+    {
+        let Some((media, _, _)) = rdf_formats().into_iter().find(|(_, _, ext)| *ext == format) else {
+            return bad_parameter("format", format!("{format:?}: one of ttl, jsonld, rdf, nt")).into_response();
+        };
+        headers.insert(header::ACCEPT, header::HeaderValue::from_static(media));
+    }
     if wants_html(&headers) {
         // people get the dataset page: labels for every code, links onward
         let index = match crate::search::index(&state).await {

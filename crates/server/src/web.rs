@@ -424,7 +424,7 @@ pub fn dataset_page(state: &AppState, d: &SearchDoc) -> Response {
 <dl class="facts">{facts}</dl>
 <h2>Requesting access</h2><p>Ask the provider through:</p><ul>{access}</ul>
 <h2>Metadata</h2><ul>
-<li>DCAT-AP: <a href="{path}" type="text/turtle" data-accept="text/turtle">{iri}</a> (ask for <code>text/turtle</code>, <code>application/ld+json</code>, <code>application/rdf+xml</code> or <code>application/n-triples</code>)</li>
+<li>DCAT-AP: <code>{iri}</code> as <a href="{path}?format=ttl">Turtle</a>, <a href="{path}?format=jsonld">JSON-LD</a>, <a href="{path}?format=rdf">RDF/XML</a>, <a href="{path}?format=nt">N-Triples</a> (or ask the IRI with an <code>Accept</code> header)</li>
 <li><a href="{describe}">SPARQL description</a> (DESCRIBE)</li>
 <li><a href="/api/v1/datasets/{p}/{i}">As JSON (search API)</a></li>
 <li>Imaging studies (FHIR ImagingStudy): for authorised researchers, once the study-level views are enabled.</li></ul>"#,
