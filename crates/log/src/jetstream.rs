@@ -65,6 +65,32 @@ impl JetStreamLog {
         Ok(JetStreamLog { client, context, stream })
     }
 
+    /// Reads through an ordered consumer until `max` events, the sequence `last` (the end when the
+    /// read began), or the end of what the consumer has pending.
+    async fn read_ordered(
+        &self,
+        config: pull::OrderedConfig,
+        max: usize,
+        last: u64,
+    ) -> Result<Vec<StoredEvent>, LogError> {
+        let consumer = self.stream.create_consumer(config).await.map_err(unavailable)?;
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(message) =
+            tokio::time::timeout(Duration::from_secs(10), messages.next()).await.map_err(unavailable)?
+        {
+            let message = message.map_err(unavailable)?;
+            let pending = message.info().map_err(unavailable)?.pending;
+            let event = stored(&message)?;
+            let seq = event.seq;
+            out.push(event);
+            if out.len() >= max || seq >= last || pending == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }
@@ -120,29 +146,12 @@ impl EventLog for JetStreamLog {
         if last == 0 {
             return Ok(Vec::new());
         }
-        let consumer = self
-            .stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: subject.to_owned(),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        let mut out = Vec::new();
-        while let Some(message) =
-            tokio::time::timeout(Duration::from_secs(10), messages.next()).await.map_err(unavailable)?
-        {
-            let message = message.map_err(unavailable)?;
-            let event = stored(&message)?;
-            let seq = event.seq;
-            out.push(event);
-            if seq >= last {
-                break;
-            }
-        }
-        Ok(out)
+        let config = pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        };
+        self.read_ordered(config, usize::MAX, last).await
     }
 
     async fn read_range(&self, from_seq: u64, max: usize) -> Result<Vec<StoredEvent>, LogError> {
@@ -151,30 +160,11 @@ impl EventLog for JetStreamLog {
         if from > last || max == 0 {
             return Ok(Vec::new());
         }
-        let consumer = self
-            .stream
-            .create_consumer(pull::OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        let mut out = Vec::new();
-        while let Some(message) =
-            tokio::time::timeout(Duration::from_secs(10), messages.next()).await.map_err(unavailable)?
-        {
-            let message = message.map_err(unavailable)?;
-            let pending = message.info().map_err(unavailable)?.pending;
-            let event = stored(&message)?;
-            let seq = event.seq;
-            out.push(event);
-            // `pending` 0: nothing after this one now; `last`: nothing after it when we began
-            if out.len() >= max || seq >= last || pending == 0 {
-                break;
-            }
-        }
-        Ok(out)
+        let config = pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+            ..Default::default()
+        };
+        self.read_ordered(config, max, last).await
     }
 
     async fn purge_subject(&self, subject: &str) -> Result<u64, LogError> {

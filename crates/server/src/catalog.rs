@@ -121,7 +121,7 @@ async fn html(state: AppState, query: Option<String>) -> Response {
     let size = params.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
     let since = params.modified_since.as_ref().map(|(_, t)| *t);
     let listing = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<(String, String)>, u64)> {
-        let index = cache.index(&store, &base, checkpoint)?;
+        let index = cache.get(checkpoint, || CatalogIndex::build(&store, &base, checkpoint))?;
         let selected = index.select(since);
         let start = ((page.saturating_sub(1)) * size) as usize;
         let title = oxigraph::model::NamedNode::new_unchecked("http://purl.org/dc/terms/title");
@@ -183,7 +183,11 @@ async fn respond(
         None => {
             let checkpoint = *state.applied.borrow();
             let (store, base, cache) = (state.store.clone(), state.base.clone(), state.catalog_index.clone());
-            match tokio::task::spawn_blocking(move || cache.index(&store, &base, checkpoint)).await {
+            match tokio::task::spawn_blocking(move || {
+                cache.get(checkpoint, || CatalogIndex::build(&store, &base, checkpoint))
+            })
+            .await
+            {
                 Ok(Ok(index)) => (state.store.clone(), index),
                 Ok(Err(e)) => return internal(e.to_string()),
                 Err(e) => return internal(e.to_string()),
@@ -315,9 +319,20 @@ pub async fn feed(State(state): State<AppState>, headers: HeaderMap, RawQuery(qu
     let next = (next_from <= last && !events.is_empty()).then(|| feed_url(next_from));
     let this = feed_url(from);
     let base = state.base.clone();
+    feed_response(base, events, this, next, format, media).await
+}
+
+/// Writes a feed page (or one activity) off the async threads.
+async fn feed_response(
+    base: cireg_projector::PublicBase,
+    events: Vec<StoredEvent>,
+    this: String,
+    next: Option<String>,
+    format: RdfFormat,
+    media: &'static str,
+) -> Response {
     let body = tokio::task::spawn_blocking(move || {
-        let page = FeedPage { events: &events, this, next };
-        cireg_views::write_feed(&base, &page, format, Vec::new())
+        cireg_views::write_feed(&base, &FeedPage { events: &events, this, next }, format, Vec::new())
     })
     .await;
     match body {
@@ -348,15 +363,5 @@ pub async fn feed_activity(State(state): State<AppState>, headers: HeaderMap, Pa
     }
     let this = cireg_views::activity_iri(&state.base, seq);
     let base = state.base.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        cireg_views::write_feed(&base, &FeedPage { events: &events, this, next: None }, format, Vec::new())
-    })
-    .await;
-    match body {
-        Ok(Ok(body)) => {
-            ([(header::CONTENT_TYPE, content_type(media)), (header::VARY, "Accept".to_owned())], body).into_response()
-        }
-        Ok(Err(e)) => internal(e.to_string()),
-        Err(e) => internal(e.to_string()),
-    }
+    feed_response(base, events, this, None, format, media).await
 }

@@ -88,7 +88,9 @@ pub fn parse_query(query: Option<&str>) -> Result<SearchQuery, Response> {
 pub async fn index(state: &AppState) -> Result<Arc<SearchIndex>, Response> {
     let checkpoint = *state.applied.borrow();
     let (store, base, cache) = (state.store.clone(), state.base.clone(), state.search_index.clone());
-    match tokio::task::spawn_blocking(move || cache.index(&store, &base, checkpoint)).await {
+    match tokio::task::spawn_blocking(move || cache.get(checkpoint, || SearchIndex::build(&store, &base, checkpoint)))
+        .await
+    {
         Ok(Ok(index)) => Ok(index),
         Ok(Err(e)) => Err(problem(500, "internal", "Could not read the datasets", e.to_string()).into_response()),
         Err(e) => Err(problem(500, "internal", "Could not read the datasets", e.to_string()).into_response()),

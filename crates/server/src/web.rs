@@ -212,7 +212,7 @@ fn query_string(q: &SearchQuery, page: usize) -> String {
         s.append_pair("q", &q.text);
     }
     for facet in FACETS {
-        for v in selected(q, facet) {
+        for v in q.selected(facet) {
             s.append_pair(facet, v);
         }
     }
@@ -235,20 +235,6 @@ fn query_string(q: &SearchQuery, page: usize) -> String {
         s.append_pair("page", &page.to_string());
     }
     s.finish()
-}
-
-fn selected<'a>(q: &'a SearchQuery, facet: &str) -> &'a [String] {
-    match facet {
-        "cancer" => &q.cancer,
-        "modality" => &q.modality,
-        "bodyPart" => &q.body_part,
-        "country" => &q.country,
-        "provider" => &q.provider,
-        "access" => &q.access,
-        "sex" => &q.sex,
-        "size" => &q.size,
-        _ => &[],
-    }
 }
 
 /// `GET /search`: faceted search; the URL holds the whole state.

@@ -165,26 +165,38 @@ impl CatalogIndex {
     }
 }
 
-/// The index, rebuilt when the projection has moved past the checkpoint it was built at.
-#[derive(Default)]
-pub struct CatalogCache {
-    index: Mutex<Option<Arc<CatalogIndex>>>,
+/// A read model built from the store, kept until the projection moves past the checkpoint it was
+/// built at.
+pub struct CheckpointCache<T> {
+    built: Mutex<Option<(u64, Arc<T>)>>,
 }
 
-impl CatalogCache {
-    pub fn index(&self, store: &Store, base: &PublicBase, checkpoint: u64) -> std::io::Result<Arc<CatalogIndex>> {
-        if let Ok(guard) = self.index.lock() {
-            if let Some(index) = guard.as_ref().filter(|i| i.checkpoint == checkpoint) {
-                return Ok(index.clone());
-            }
-        }
-        let index = Arc::new(CatalogIndex::build(store, base, checkpoint)?);
-        if let Ok(mut guard) = self.index.lock() {
-            *guard = Some(index.clone());
-        }
-        Ok(index)
+impl<T> Default for CheckpointCache<T> {
+    fn default() -> Self {
+        CheckpointCache { built: Mutex::new(None) }
     }
 }
+
+impl<T> CheckpointCache<T> {
+    /// The model as of `checkpoint`: the kept one, or a new one from `build`.
+    pub fn get(&self, checkpoint: u64, build: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<Arc<T>> {
+        if let Ok(guard) = self.built.lock() {
+            if let Some((at, model)) = guard.as_ref() {
+                if *at == checkpoint {
+                    return Ok(model.clone());
+                }
+            }
+        }
+        let model = Arc::new(build()?);
+        if let Ok(mut guard) = self.built.lock() {
+            *guard = Some((checkpoint, model.clone()));
+        }
+        Ok(model)
+    }
+}
+
+/// The catalogue's paging index, kept per checkpoint.
+pub type CatalogCache = CheckpointCache<CatalogIndex>;
 
 /// Where one page sits in the whole: what the `hydra:PagedCollection` triples say.
 #[derive(Debug, Clone)]

@@ -6,10 +6,7 @@
 //! counts are taken over the results of every *other* facet, so choosing a value never hides the
 //! other values of the same facet.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
-};
+use std::collections::{BTreeMap, HashMap};
 
 use cireg_dcat::PublicBase;
 use cireg_model::{Coding, DatasetStatus, LangMap};
@@ -220,7 +217,8 @@ pub struct SearchQuery {
 pub const FACETS: [&str; 8] = ["cancer", "modality", "bodyPart", "country", "provider", "access", "sex", "size"];
 
 impl SearchQuery {
-    fn selected(&self, facet: &str) -> &[String] {
+    /// The values selected for `facet` (one of [`FACETS`]).
+    pub fn selected(&self, facet: &str) -> &[String] {
         match facet {
             "cancer" => &self.cancer,
             "modality" => &self.modality,
@@ -461,23 +459,5 @@ impl SearchIndex {
     }
 }
 
-/// The search index, rebuilt when the projection has moved past the checkpoint it was built at.
-#[derive(Default)]
-pub struct SearchCache {
-    index: Mutex<Option<Arc<SearchIndex>>>,
-}
-
-impl SearchCache {
-    pub fn index(&self, store: &Store, base: &PublicBase, checkpoint: u64) -> std::io::Result<Arc<SearchIndex>> {
-        if let Ok(guard) = self.index.lock() {
-            if let Some(index) = guard.as_ref().filter(|i| i.checkpoint == checkpoint) {
-                return Ok(index.clone());
-            }
-        }
-        let index = Arc::new(SearchIndex::build(store, base, checkpoint)?);
-        if let Ok(mut guard) = self.index.lock() {
-            *guard = Some(index.clone());
-        }
-        Ok(index)
-    }
-}
+/// The search index, kept per checkpoint.
+pub type SearchCache = crate::catalog::CheckpointCache<SearchIndex>;
