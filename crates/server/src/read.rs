@@ -144,7 +144,7 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest
             None => return not_acceptable(&SOLUTION_FORMATS.map(|(m, _)| m)),
         }
     };
-    let store = state.store.clone();
+    let (store, base) = (state.store.clone(), state.base.clone());
     let timeout = state.sparql_timeout;
     // A slot per running evaluation. Oxigraph checks the cancellation token only while it reads
     // the store, so a query that spins in memory (a large cross product) can outlive its time
@@ -159,7 +159,7 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest
     };
     let evaluation = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        cireg_views::evaluate(&store, &request, timeout, |results| {
+        cireg_views::evaluate(&store, &base, &request, timeout, |results| {
             cireg_views::write_results(results, format, Vec::new())
         })
     });

@@ -4,7 +4,7 @@
 
 use std::{io::Write, time::Duration};
 
-use cireg_projector::ns::PROJECTION_GRAPH;
+use cireg_projector::{ns::PROJECTION_GRAPH, PublicBase};
 use oxigraph::{
     io::{RdfFormat, RdfSerializer},
     model::{GraphName, NamedNode, NamedOrBlankNode},
@@ -69,12 +69,20 @@ pub enum ResultsFormat {
     Graph(RdfFormat),
 }
 
-fn public_graphs(store: &Store) -> Result<Vec<NamedOrBlankNode>, QueryError> {
-    store
-        .named_graphs()
-        .filter(|g| !matches!(g, Ok(NamedOrBlankNode::NamedNode(n)) if n.as_str() == PROJECTION_GRAPH))
-        .collect::<Result<_, _>>()
-        .map_err(|e| QueryError::Evaluation(e.to_string()))
+/// The graphs anyone may query: the datasets' and the providers' graphs, by an allowlist of
+/// their IRI prefixes. Anything else in the store (the projector's bookkeeping, and any graph a
+/// later projection adds, such as study-level data) is left out unless it is listed here.
+fn public_graphs(store: &Store, base: &PublicBase) -> Result<Vec<NamedOrBlankNode>, QueryError> {
+    let prefixes = [format!("{}/datasets/", base.as_str()), format!("{}/providers/", base.as_str())];
+    let mut public = Vec::new();
+    for g in store.named_graphs() {
+        if let NamedOrBlankNode::NamedNode(n) = g.map_err(|e| QueryError::Evaluation(e.to_string()))? {
+            if n.as_str() != PROJECTION_GRAPH && prefixes.iter().any(|p| n.as_str().starts_with(p.as_str())) {
+                public.push(NamedOrBlankNode::NamedNode(n));
+            }
+        }
+    }
+    Ok(public)
 }
 
 fn graph_list(
@@ -98,6 +106,7 @@ fn graph_list(
 /// serialisation.
 pub fn evaluate<T>(
     store: &Store,
+    base: &PublicBase,
     request: &SparqlRequest,
     timeout: Duration,
     write: impl FnOnce(QueryResults<'_>) -> Result<T, QueryError>,
@@ -108,7 +117,7 @@ pub fn evaluate<T>(
         // (which could reach anything the server can reach) fails instead of leaving the host
         .with_cancellation_token(token.clone())
         .for_query(request.query.0.clone());
-    let public = public_graphs(store)?;
+    let public = public_graphs(store, base)?;
     let from = request.query.dataset().cloned();
     let dataset = prepared.dataset_mut();
     // the protocol parameters win over the query's FROM / FROM NAMED (SPARQL 1.1 Protocol
@@ -178,5 +187,68 @@ pub fn write_results<W: Write>(results: QueryResults<'_>, format: ResultsFormat,
             out.finish().map_err(io)
         }
         _ => Err(QueryError::Parameter("Accept", "the requested format does not fit this query form".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxigraph::model::{Literal, Quad, Term};
+
+    /// Runs a SELECT and returns the values of `?o`.
+    fn objects(store: &Store, base: &PublicBase, query: &str, named: &[&str]) -> Vec<String> {
+        let request = SparqlRequest {
+            query: ParsedQuery::parse(query).unwrap(),
+            default_graph_uris: Vec::new(),
+            named_graph_uris: named.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        evaluate(store, base, &request, Duration::from_secs(10), |results| {
+            let QueryResults::Solutions(solutions) = results else { panic!("not a SELECT") };
+            let mut out = Vec::new();
+            for s in solutions {
+                let s = s.map_err(|e| QueryError::Evaluation(e.to_string()))?;
+                if let Some(Term::Literal(l)) = s.get("o") {
+                    out.push(l.value().to_owned());
+                }
+            }
+            Ok(out)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn only_dataset_and_provider_graphs_are_public() {
+        let base = PublicBase::new("https://registry.example.eu").unwrap();
+        let store = Store::new().unwrap();
+        let p = NamedNode::new("urn:p").unwrap();
+        for (graph, value) in [
+            ("https://registry.example.eu/datasets/a/b", "dataset"),
+            ("https://registry.example.eu/providers/a", "provider"),
+            ("https://registry.example.eu/studies/a/s1", "study"),
+            ("urn:anything:else", "other"),
+            (PROJECTION_GRAPH, "bookkeeping"),
+        ] {
+            let g = NamedNode::new(graph).unwrap();
+            store.insert(&Quad::new(g.clone(), p.clone(), Literal::new_simple_literal(value), g)).unwrap();
+        }
+        let mut all = objects(&store, &base, "SELECT ?o WHERE { { ?s ?p ?o } UNION { GRAPH ?g { ?s ?p ?o } } }", &[]);
+        all.sort();
+        all.dedup();
+        assert_eq!(all, vec!["dataset", "provider"]);
+        // naming a private graph, by FROM, FROM NAMED or the protocol, reads as empty
+        for q in [
+            "SELECT ?o FROM <https://registry.example.eu/studies/a/s1> WHERE { ?s ?p ?o }",
+            "SELECT ?o FROM NAMED <urn:anything:else> WHERE { GRAPH ?g { ?s ?p ?o } }",
+            "SELECT ?o WHERE { GRAPH <https://registry.example.eu/studies/a/s1> { ?s ?p ?o } }",
+        ] {
+            assert!(objects(&store, &base, q, &[]).is_empty(), "{q}");
+        }
+        let via_protocol = objects(
+            &store,
+            &base,
+            "SELECT ?o WHERE { GRAPH ?g { ?s ?p ?o } }",
+            &["https://registry.example.eu/studies/a/s1"],
+        );
+        assert!(via_protocol.is_empty());
     }
 }
