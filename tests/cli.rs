@@ -28,6 +28,19 @@ fn validate_accepts_every_example_and_rejects_every_invalid_one() {
 }
 
 #[test]
+fn validate_checks_published_datasets_against_the_application_profile() {
+    let example = repo_root().join("schemas/examples/eu.cancerimage.dataset.published.v1.json");
+    let (ok, out, err) = run_cli(&["validate", example.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("schema and application profile"), "{out}");
+    let bad = repo_root().join("schemas/examples/profile-invalid/missing-hdab.json");
+    let (ok, out, _) = run_cli(&["validate", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(out.contains("INVALID against the application profile"), "{out}");
+    assert!(out.contains("/data/hdab sh:MinCountConstraintComponent"), "{out}");
+}
+
+#[test]
 fn demo_prints_forty_synthetic_datasets() {
     let (ok, out, err) = run_cli(&["demo"]);
     assert!(ok, "{err}");
