@@ -112,6 +112,10 @@ async fn paging_both_ways_counts_every_dataset_once() {
     let whole = get_graph(&c.url("/catalog"), "application/n-triples").await;
     let all: BTreeSet<String> = datasets_in(&whole, &c).into_iter().collect();
     assert_eq!(all.len(), 40);
+    // the catalogue covers the countries its datasets cover (the demo names none of its own)
+    let catalog = iri(&format!("{}/catalog", c.base));
+    let spatial = objects(&whole, &catalog, "http://purl.org/dc/terms/spatial");
+    assert_eq!(spatial.len(), 13, "{spatial:?}");
 
     for link in ["next", "nextPage"] {
         let (seen, total, pages) = walk(&c, "/catalog?page=1&pageSize=7", link).await;

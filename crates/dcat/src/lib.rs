@@ -15,5 +15,5 @@ pub mod ns;
 pub use iris::{slug, BaseError, PublicBase};
 pub use mapping::{
     aggregate_graph, catalog_graph, dataset_graph, datetime_literal, iri, pointer_for_property, provider_graph, term,
-    CatalogInfo, GraphBuilder,
+    CatalogExtent, CatalogInfo, GraphBuilder,
 };

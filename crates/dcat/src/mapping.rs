@@ -403,6 +403,8 @@ pub fn dataset_graph(
     let (listed, changed) = recorded.unwrap_or((issued, modified));
     g.add(&record, term(DCT, "issued"), datetime_literal(listed));
     g.add(&record, term(DCT, "modified"), datetime_literal(changed));
+    // the application profile the record's metadata follows (DCAT-AP allows one)
+    g.typed_link(&record, term(DCT, "conformsTo"), DCAT_AP_3, term(DCT, "Standard"));
     let record_status = if status == DatasetStatus::Deprecated { "Deprecated" } else { "Completed" };
     g.concept(&record, term(ADMS, "status"), &format!("http://purl.org/adms/status/{record_status}"));
 
@@ -532,7 +534,8 @@ pub struct CatalogInfo {
     pub languages: Vec<String>,
     /// ELI IRIs of the legislation the catalogue falls under.
     pub applicable_legislation: Vec<String>,
-    /// ISO 3166-1 alpha-3 codes of the countries the catalogue covers.
+    /// ISO 3166-1 alpha-3 codes of the countries the catalogue covers (when empty, the catalogue
+    /// covers the countries its datasets cover).
     pub countries: Vec<String>,
     /// The licence of the catalogue's metadata.
     pub licence: Option<String>,
@@ -562,12 +565,18 @@ impl Default for CatalogInfo {
 
 /// The `dcat:Catalog` node and what it owns (publisher, SPARQL service), without its datasets.
 /// `issued` and `modified` are the earliest and latest dataset dates, when there are datasets.
-pub fn catalog_graph(
-    base: &PublicBase,
-    info: &CatalogInfo,
-    issued: Option<&str>,
-    modified: Option<&str>,
-) -> GraphBuilder {
+/// The catalogue's own dates and coverage, from its datasets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CatalogExtent<'a> {
+    /// The earliest and latest dataset record dates.
+    pub issued: Option<&'a str>,
+    pub modified: Option<&'a str>,
+    /// The countries the datasets cover (ISO 3166-1 alpha-3), used when the operator names none.
+    pub countries: &'a [String],
+}
+
+pub fn catalog_graph(base: &PublicBase, info: &CatalogInfo, extent: CatalogExtent<'_>) -> GraphBuilder {
+    let CatalogExtent { issued, modified, countries } = extent;
     let c = iri(base.catalog());
     let mut g = GraphBuilder::new(&c);
     g.a(&c, term(DCAT, "Catalog"));
@@ -594,7 +603,8 @@ pub fn catalog_graph(
     for language in &info.languages {
         g.typed_link(&c, term(DCT, "language"), &vocab::language_iri(language), term(DCT, "LinguisticSystem"));
     }
-    for country in &info.countries {
+    let countries = if info.countries.is_empty() { countries } else { &info.countries };
+    for country in countries {
         g.typed_link(&c, term(DCT, "spatial"), &vocab::country_iri(country), term(DCT, "Location"));
     }
     if let Some(licence) = &info.licence {

@@ -29,6 +29,8 @@ pub const EUCAIM: &str = "https://hyperontology.eucaim.cancerimage.eu/#";
 pub const CIREG: &str = "urn:cireg:vocab#";
 /// The class DCAT-AP expects of `dcatap:applicableLegislation` values.
 pub const ELI_LEGAL_RESOURCE: &str = "http://data.europa.eu/eli/ontology#LegalResource";
+/// The application profile the registry's catalogue records follow.
+pub const DCAT_AP_3: &str = "http://data.europa.eu/r5r/";
 pub const DATA_THEME_SCHEME: &str = "http://publications.europa.eu/resource/authority/data-theme";
 pub const HEALTH_CATEGORY_SCHEME: &str = "https://hdeu-dcat.data.health.europa.eu/resource/authority/healthcategories";
 pub const DATA_THEME_HEAL: &str = "http://publications.europa.eu/resource/authority/data-theme/HEAL";

@@ -10,7 +10,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use cireg_dcat::{catalog_graph, CatalogInfo, PublicBase};
+use cireg_dcat::{catalog_graph, CatalogExtent, CatalogInfo, PublicBase};
 use cireg_projector::ns;
 use oxigraph::{
     io::{RdfFormat, RdfSerializer},
@@ -106,6 +106,8 @@ fn record_of(base: &PublicBase, dataset: &NamedNode) -> String {
 pub struct CatalogIndex {
     pub checkpoint: u64,
     pub entries: Vec<IndexEntry>,
+    /// The countries the datasets cover (ISO 3166-1 alpha-3), sorted.
+    pub countries: Vec<String>,
 }
 
 /// Parses an ISO 8601 / RFC 3339 date-time, or a date (taken as midnight UTC).
@@ -153,7 +155,24 @@ impl CatalogIndex {
             })
             .collect();
         entries.sort_by(|a, b| a.dataset.cmp(&b.dataset));
-        Ok(CatalogIndex { checkpoint, entries })
+        // the countries of the datasets: `dct:spatial` of a dataset, in its own graph
+        let spatial = n(ns::DCT, "spatial");
+        let country_prefix = cireg_model::vocab::country_iri("");
+        let mut countries = std::collections::BTreeSet::new();
+        for quad in store.quads_for_pattern(None, Some(spatial.as_ref()), None, None) {
+            let quad = quad.map_err(std::io::Error::other)?;
+            let (NamedOrBlankNode::NamedNode(s), oxigraph::model::GraphName::NamedNode(g), Term::NamedNode(o)) =
+                (&quad.subject, &quad.graph_name, &quad.object)
+            else {
+                continue;
+            };
+            if s == g && g.as_str().starts_with(&prefix) {
+                if let Some(code) = o.as_str().strip_prefix(&country_prefix) {
+                    countries.insert(code.to_owned());
+                }
+            }
+        }
+        Ok(CatalogIndex { checkpoint, entries, countries: countries.into_iter().collect() })
     }
 
     /// The entries modified at or after `since` (all when `None`).
@@ -236,7 +255,7 @@ pub fn write_catalog<W: Write>(
     let mut out = serializer(format, writer)?;
     let issued = index.entries.iter().map(|e| e.issued.as_str()).filter(|s| !s.is_empty()).min();
     let modified = index.entries.iter().map(|e| e.modified.as_str()).max();
-    let catalog = catalog_graph(base, info, issued, modified);
+    let catalog = catalog_graph(base, info, CatalogExtent { issued, modified, countries: &index.countries });
     for quad in catalog.quads {
         out.serialize_triple(&Triple::from(quad))?;
     }
