@@ -164,13 +164,23 @@ impl EventLog for EmbeddedLog {
             {
                 let mut index = txn.open_table(BY_SUBJECT).map_err(storage)?;
                 let mut events = txn.open_table(EVENTS).map_err(storage)?;
-                let seqs: Vec<u64> = index
-                    .range((subject.as_str(), 0)..=(subject.as_str(), u64::MAX))
-                    .map_err(storage)?
-                    .map(|r| r.map(|(k, _)| k.value().1))
-                    .collect::<Result<_, _>>()
-                    .map_err(storage)?;
-                for seq in seqs {
+                // `a.b.>`: every subject that starts with `a.b.` (the NATS wildcard), else one subject
+                let keys: Vec<(String, u64)> = match subject.strip_suffix('>').filter(|p| p.ends_with('.')) {
+                    Some(prefix) => index
+                        .range((prefix, 0)..)
+                        .map_err(storage)?
+                        .map(|r| r.map(|(k, _)| (k.value().0.to_owned(), k.value().1)))
+                        .take_while(|r| r.as_ref().map_or(true, |(s, _)| s.starts_with(prefix)))
+                        .collect::<Result<_, _>>()
+                        .map_err(storage)?,
+                    None => index
+                        .range((subject.as_str(), 0)..=(subject.as_str(), u64::MAX))
+                        .map_err(storage)?
+                        .map(|r| r.map(|(k, _)| (subject.clone(), k.value().1)))
+                        .collect::<Result<_, _>>()
+                        .map_err(storage)?,
+                };
+                for (subject, seq) in keys {
                     index.remove((subject.as_str(), seq)).map_err(storage)?;
                     events.remove(seq).map_err(storage)?;
                     removed += 1;

@@ -93,7 +93,9 @@ pub trait EventLog: Send + Sync + 'static {
     /// for the change feed and for replaying it up to a point in time.
     async fn read_range(&self, from_seq: u64, max: usize) -> Result<Vec<StoredEvent>, LogError>;
 
-    /// Deletes every event on `subject` (erasure). Returns how many were removed.
+    /// Deletes every event on `subject` (erasure), or, for `a.b.>`, on every subject under
+    /// `a.b.` (the NATS wildcard: a pseudonymous subject's studies at once). Returns how many were
+    /// removed.
     async fn purge_subject(&self, subject: &str) -> Result<u64, LogError>;
 
     /// Follows the log from `from_seq` (inclusive) on, as the reader named `reader` (JetStream

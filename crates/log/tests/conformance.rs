@@ -91,6 +91,19 @@ async fn conformance(log: Arc<dyn EventLog>) {
     assert!(batch.iter().all(|e| e.subject == B), "{batch:?}");
     assert_eq!(batch.len(), 2);
     assert_eq!(seqs(log.read_range(1, 100).await.unwrap()), vec![2, 4]);
+
+    // erasure under a prefix: every subject below it, nothing beside it
+    let s1 = ["cireg.events.p1.subject.s1.study.x", "cireg.events.p1.subject.s1.study.y"];
+    let s10 = "cireg.events.p1.subject.s10.study.z";
+    for (i, subject) in s1.iter().chain([&s10]).enumerate() {
+        log.append(req(subject, &format!("p{i}"), 0)).await.unwrap();
+    }
+    assert_eq!(log.purge_subject("cireg.events.p1.subject.s1.>").await.unwrap(), 2);
+    for subject in s1 {
+        assert!(log.read_subject(subject).await.unwrap().is_empty(), "{subject}");
+    }
+    assert_eq!(log.read_subject(s10).await.unwrap().len(), 1);
+    assert_eq!(log.read_subject(B).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
