@@ -263,6 +263,19 @@ async fn pages_show_figures_search_and_datasets() {
     assert!(dataset.contains("Requesting access"));
     assert!(dataset.contains(d["accessUrls"][0].as_str().unwrap()));
     assert!(dataset.contains("DESCRIBE"));
+    // everything the catalogue knows, with labels from the vocabularies
+    for needle in [
+        "Health data access body",
+        "Data access committee of the",
+        "Other health data from medical devices",
+        "Cancer <span class=\"count\">(CANCER_DISEASE)",
+        "Retention",
+        "https://w3id.org/dpv#ResearchAndDevelopment",
+        "<h2>Distributions</h2>",
+        "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0",
+    ] {
+        assert!(dataset.contains(needle), "{needle} missing from the dataset page");
+    }
     // its DCAT-AP in every format, by links a browser can follow
     for (format, media) in [
         ("ttl", "text/turtle"),

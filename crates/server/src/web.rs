@@ -391,6 +391,7 @@ pub fn dataset_page(state: &AppState, d: &SearchDoc) -> Response {
     if !d.keywords.is_empty() {
         facts.push(("Keywords", escape(&d.keywords.join(", "))));
     }
+    facts.extend(more_facts(&d.document));
     let facts: String = facts.iter().map(|(k, v)| format!("<dt>{k}</dt><dd>{v}</dd>")).collect();
     let access: String =
         d.access_urls.iter().map(|u| format!(r#"<li><a href="{0}">{0}</a></li>"#, escape(u))).collect();
@@ -409,6 +410,8 @@ pub fn dataset_page(state: &AppState, d: &SearchDoc) -> Response {
 <p>{description}</p>
 <dl class="facts">{facts}</dl>
 <h2>Requesting access</h2><p>Ask the provider through:</p><ul>{access}</ul>
+{parties}
+{distributions}
 <h2>Metadata</h2><ul>
 <li>DCAT-AP: <code>{iri}</code> as <a href="{path}?format=ttl">Turtle</a>, <a href="{path}?format=jsonld">JSON-LD</a>, <a href="{path}?format=rdf">RDF/XML</a>, <a href="{path}?format=nt">N-Triples</a> (or ask the IRI with an <code>Accept</code> header)</li>
 <li><a href="{describe}">SPARQL description</a> (DESCRIBE)</li>
@@ -416,6 +419,8 @@ pub fn dataset_page(state: &AppState, d: &SearchDoc) -> Response {
 <li>Imaging studies (FHIR ImagingStudy): for authorised researchers, once the study-level views are enabled.</li></ul>"#,
         title = escape(&d.title),
         description = escape(&d.description),
+        parties = parties(&d.document),
+        distributions = distributions(&d.document),
         path = escape(&path),
         iri = escape(iri),
         describe = escape(&describe),
@@ -423,4 +428,167 @@ pub fn dataset_page(state: &AppState, d: &SearchDoc) -> Response {
         i = escape(&url_encode(&d.id)),
     );
     page(state, &d.title, &body)
+}
+
+fn link(url: &str) -> String {
+    format!(r#"<a href="{0}">{0}</a>"#, escape(url))
+}
+
+fn english(texts: &cireg_model::LangMap) -> String {
+    texts.get("en").or_else(|| texts.values().next()).cloned().unwrap_or_default()
+}
+
+fn coding(c: &cireg_model::Coding) -> String {
+    format!("{} <span class=\"count\">({})</span>", escape(c.display.as_deref().unwrap_or(&c.code)), escape(&c.code))
+}
+
+/// A code of a controlled vocabulary with its label where the registry knows it.
+fn vocabulary(iri: &str, code: &str) -> String {
+    match cireg_views::vocabulary_label(iri) {
+        Some(label) => format!("{} <span class=\"count\">({})</span>", escape(label), escape(code)),
+        None => escape(code),
+    }
+}
+
+fn period(p: &cireg_model::Period) -> String {
+    format!("{} to {}", p.start.as_deref().unwrap_or("…"), p.end.as_deref().unwrap_or("…"))
+}
+
+/// What the dataset page shows besides the search facts: the rest of the catalogue's record.
+fn more_facts(d: &cireg_model::Dataset) -> Vec<(&'static str, String)> {
+    use cireg_model::vocab;
+    let join = |v: Vec<String>| v.join(", ");
+    let mut facts = vec![("Version", escape(&d.version))];
+    if !d.dataset_types.is_empty() {
+        facts.push(("Dataset type", join(d.dataset_types.iter().map(coding).collect())));
+    }
+    if !d.health_categories.is_empty() {
+        facts.push((
+            "Health categories",
+            join(d.health_categories.iter().map(|c| vocabulary(&vocab::health_category_iri(c), c)).collect()),
+        ));
+    }
+    if !d.health_themes.is_empty() {
+        facts.push((
+            "Health themes",
+            join(d.health_themes.iter().map(|c| vocabulary(&vocab::health_theme_iri(c), c)).collect()),
+        ));
+    }
+    facts.push(("Collection", join(d.collection_methods.iter().map(coding).collect())));
+    if let Some(level) = &d.interoperability_level {
+        facts.push(("Interoperability tier", coding(level)));
+    }
+    if let Some(structured) = d.structured_data {
+        facts.push(("Structured data", if structured { "yes" } else { "no" }.to_owned()));
+    }
+    if let Some(coverage) = &d.population_coverage {
+        facts.push(("Population", escape(&english(coverage))));
+    }
+    if let Some(provenance) = &d.provenance {
+        facts.push(("Provenance", escape(&english(provenance))));
+    }
+    if !d.languages.is_empty() {
+        facts.push(("Languages", escape(&d.languages.join(", "))));
+    }
+    if let Some(f) = &d.frequency {
+        // the common EU frequency codes in words
+        let words = match f.as_str() {
+            "NEVER" => "never (a closed collection)",
+            "IRREG" => "irregularly",
+            "CONT" => "continuously",
+            "DAILY" => "daily",
+            "WEEKLY" => "weekly",
+            "MONTHLY" => "monthly",
+            "QUARTERLY" => "quarterly",
+            "ANNUAL" => "every year",
+            other => other,
+        };
+        facts.push(("Updated", escape(words)));
+    }
+    facts.push(("Legislation", join(d.applicable_legislation.iter().map(|l| link(l)).collect())));
+    if !d.legal_bases.is_empty() {
+        facts.push(("Legal basis", join(d.legal_bases.iter().map(|l| link(l)).collect())));
+    }
+    if !d.purposes.is_empty() {
+        facts.push(("Purposes", join(d.purposes.iter().map(|l| link(l)).collect())));
+    }
+    if !d.personal_data.is_empty() {
+        facts.push(("Personal data", join(d.personal_data.iter().map(|l| link(l)).collect())));
+    }
+    if let Some(r) = &d.retention_period {
+        facts.push(("Retention", escape(&period(r))));
+    }
+    if let Some(page) = &d.landing_page {
+        facts.push(("Landing page", link(page)));
+    }
+    if !d.documentation.is_empty() {
+        facts.push(("Documentation", join(d.documentation.iter().map(|l| link(l)).collect())));
+    }
+    if !d.quality_certificates.is_empty() {
+        facts.push(("Quality certificates", join(d.quality_certificates.iter().map(|l| link(l)).collect())));
+    }
+    facts
+}
+
+fn contact(c: &cireg_model::Contact) -> String {
+    let mut parts = Vec::new();
+    if let Some(name) = &c.name {
+        parts.push(escape(name));
+    }
+    if let Some(email) = &c.email {
+        parts.push(format!(r#"<a href="mailto:{0}">{0}</a>"#, escape(email)));
+    }
+    if let Some(url) = &c.url {
+        parts.push(link(url));
+    }
+    if let Some(tel) = &c.telephone {
+        parts.push(escape(tel));
+    }
+    parts.join(", ")
+}
+
+/// Who is who: publisher, health data access body, custodian, contact point.
+fn parties(d: &cireg_model::Dataset) -> String {
+    let agent = |role: &str, a: &cireg_model::Agent| {
+        let home = a.homepage.as_deref().map(|h| format!(" ({})", link(h))).unwrap_or_default();
+        format!("<dt>{role}</dt><dd>{}{home}; contact: {}</dd>", escape(&english(&a.name)), contact(&a.contact_point))
+    };
+    let mut out = agent("Publisher", &d.publisher);
+    if let Some(hdab) = &d.hdab {
+        out.push_str(&agent("Health data access body", hdab));
+    }
+    if let Some(custodian) = &d.custodian {
+        out.push_str(&agent("Custodian", custodian));
+    }
+    out.push_str(&format!("<dt>Contact point</dt><dd>{}</dd>", contact(&d.contact_point)));
+    format!(r#"<h2>Who</h2><dl class="facts">{out}</dl>"#)
+}
+
+/// The distributions, samples and analytics, each with what it is and under which terms.
+fn distributions(d: &cireg_model::Dataset) -> String {
+    let one = |x: &cireg_model::Distribution| {
+        let title = x.title.as_ref().map(english).unwrap_or_else(|| x.id.clone());
+        let mut facts = vec![format!("format {}", escape(&x.format))];
+        if let Some(m) = &x.media_type {
+            facts.push(escape(m));
+        }
+        if let Some(c) = &x.access_condition {
+            facts.push(format!("access: {}", escape(&c.to_lowercase().replace('_', " "))));
+        }
+        facts.push(format!(r#"<a href="{}">licence</a>"#, escape(&x.licence)));
+        let download = x.download_url.as_deref().map(|u| format!(", download: {}", link(u))).unwrap_or_default();
+        format!(
+            "<li><strong>{}</strong> ({}): {}{download}</li>",
+            escape(&title),
+            facts.join(", "),
+            link(&x.access_url)
+        )
+    };
+    let mut out = String::new();
+    for (heading, list) in [("Distributions", &d.distributions), ("Samples", &d.samples), ("Analytics", &d.analytics)] {
+        if !list.is_empty() {
+            out.push_str(&format!("<h2>{heading}</h2><ul>{}</ul>", list.iter().map(one).collect::<String>()));
+        }
+    }
+    out
 }

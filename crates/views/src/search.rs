@@ -60,6 +60,9 @@ pub struct SearchDoc {
     pub years: Option<(i32, i32)>,
     #[serde(skip)]
     tokens: Vec<(String, u32)>,
+    /// The whole dataset document, for the dataset page.
+    #[serde(skip)]
+    pub document: Box<cireg_model::Dataset>,
 }
 
 /// Lowercase alphanumeric words.
@@ -106,6 +109,7 @@ impl SearchDoc {
             access_urls: d.distributions.iter().map(|x| x.access_url.clone()).collect(),
             years,
             tokens: Vec::new(),
+            document: Box::new(p.dataset.clone()),
         };
         // what free text matches, and how much each place counts
         let mut tokens: HashMap<String, u32> = HashMap::new();
