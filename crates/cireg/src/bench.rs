@@ -28,11 +28,21 @@ fn generated_events(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
         serde_json::from_str(include_str!("../../../schemas/examples/eu.cancerimage.dataset.published.v1.json"))?;
     let provider: Value =
         serde_json::from_str(include_str!("../../../schemas/examples/eu.cancerimage.provider.registered.v1.json"))?;
+    // the demo's 40 datasets as patterns: nine cancer types, several modalities, body parts,
+    // countries and access levels, so search facets have the variety of a real catalogue
+    let patterns: Vec<Value> = crate::demo::demo_events()
+        .into_iter()
+        .filter(|e| e["type"] == json!("eu.cancerimage.dataset.published.v1"))
+        .map(|e| e["data"].clone())
+        .collect();
     let mut out = vec![serde_json::to_vec(&provider)?];
     for i in 0..n {
         let mut e = template.clone();
         e["id"] = json!(format!("bench-{i}"));
         e["subject"] = json!(format!("bench-dataset-{i}"));
+        if let Some(pattern) = patterns.get(i % patterns.len().max(1)) {
+            e["data"] = pattern.clone();
+        }
         e["data"]["numberOfSubjects"] = json!(100 + i % 900);
         e["data"]["title"]["en"] = json!(format!("Benchmark dataset {i} (synthetic)"));
         out.push(serde_json::to_vec(&e)?);
@@ -292,7 +302,7 @@ fn search_timings(store: &Store) -> anyhow::Result<SearchTimings> {
     };
     let cases = [
         ("everything, all facets", query("", &[], &[])),
-        ("free text \"breast mri\"", query("breast mri", &[], &[])),
+        ("free text \"breast mr\"", query("breast mr", &[], &[])),
         ("two facets (modality MR, country ESP)", query("", &["MR"], &["ESP"])),
         ("text + facet", query("benchmark", &["MR"], &[])),
     ];
@@ -334,7 +344,7 @@ async fn search_http_timings(store: Store, log: Arc<dyn EventLog>) -> anyhow::Re
     let mut out = Vec::new();
     for (label, query) in [
         ("everything, all facets", ""),
-        ("free text \"breast mri\"", "q=breast+mri"),
+        ("free text \"breast mr\"", "q=breast+mr"),
         ("two facets (modality MR, country ESP)", "modality=MR&country=ESP"),
         ("text + facet", "q=benchmark&modality=MR"),
     ] {
