@@ -67,6 +67,16 @@ async fn publish_over_nats_request_then_query() {
     let titles = c.select(TITLES, "t").await;
     assert_eq!(titles, vec!["Breast MRI screening cohort (synthetic)".to_owned()]);
 
+    // the change feed and the catalogue as of a time read the JetStream log too
+    let feed = reqwest::get(c.url("/feed?from=1")).await.unwrap().text().await.unwrap();
+    assert_eq!(feed.matches("tree:member").count(), 1, "{feed}");
+    assert!(feed.contains("as:Create"), "{feed}");
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let then = reqwest::get(c.url(&format!("/catalog.nt?at={now}"))).await.unwrap().text().await.unwrap();
+    assert!(then.contains("breast-mri-screening-2024"), "{then}");
+    let before = reqwest::get(c.url("/catalog.nt?at=2000-01-01")).await.unwrap().text().await.unwrap();
+    assert!(!before.contains("breast-mri-screening-2024"));
+
     // the log is the JetStream stream, with one subject per aggregate
     let js = jetstream::new(client.clone());
     let mut stream = js.get_stream(cireg_log::EVENTS_STREAM).await.unwrap();
