@@ -327,6 +327,10 @@ async fn every_minted_iri_dereferences() {
         let r = client.get(&url).header("accept", "text/html,application/xhtml+xml,*/*;q=0.8").send().await.unwrap();
         assert_eq!(r.status(), 200, "{m} as HTML");
         assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{m}");
+        // and a browser can follow a link to its RDF
+        let r = client.get(format!("{url}?format=jsonld")).header("accept", "text/html").send().await.unwrap();
+        assert_eq!(r.status(), 200, "{m}?format=jsonld");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/ld+json"), "{m}");
     }
 }
 

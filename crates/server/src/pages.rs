@@ -75,7 +75,7 @@ pub fn resource(state: &AppState, iri: &str, triples: &[oxigraph::model::Triple]
 <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.4}}
 table{{border-collapse:collapse;width:100%}}td,th{{text-align:left;vertical-align:top;padding:.2rem .5rem;border-bottom:1px solid #ddd;overflow-wrap:anywhere}}th{{background:#f3f3f3}}</style></head>
 <body><p><a href="{base}/">{title}</a></p><h1>{iri}</h1>
-<p>The same IRI answers RDF: ask with <code>Accept: text/turtle</code>, <code>application/ld+json</code>, <code>application/rdf+xml</code> or <code>application/n-triples</code>.</p>
+<p>As RDF: <a href="{iri}?format=ttl">Turtle</a>, <a href="{iri}?format=jsonld">JSON-LD</a>, <a href="{iri}?format=rdf">RDF/XML</a>, <a href="{iri}?format=nt">N-Triples</a> (or ask the IRI with an <code>Accept</code> header).</p>
 <table><tbody>{rows}</tbody></table></body></html>
 "#,
         iri = escape(iri),

@@ -332,19 +332,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 pub async fn dataset(
     State(state): State<AppState>,
     Path((provider, dataset)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-    mut headers: HeaderMap,
+    headers: HeaderMap,
 ) -> Response {
-    // `?format=ttl|jsonld|rdf|nt`: a link a browser can follow to the RDF (it cannot set Accept)
-    if let Some(format) = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "format")
-        .map(|(_, v)| v.into_owned())
-    {
-        let Some((media, _, _)) = rdf_formats().into_iter().find(|(_, _, ext)| *ext == format) else {
-            return bad_parameter("format", format!("{format:?}: one of ttl, jsonld, rdf, nt")).into_response();
-        };
-        headers.insert(header::ACCEPT, header::HeaderValue::from_static(media));
-    }
     if wants_html(&headers) {
         // people get the dataset page: labels for every code, links onward
         let index = match crate::search::index(&state).await {
@@ -357,6 +346,21 @@ pub async fn dataset(
     }
     let iri = state.base.dataset(&provider, &dataset);
     resource(state, &headers, iri.clone(), iri).await
+}
+
+/// `?format=ttl|jsonld|rdf|nt` on a minted resource: a link a browser can follow to the RDF (a
+/// link cannot set `Accept`), turned into the `Accept` header the handlers negotiate on.
+pub async fn format_parameter(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let format = request.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "format").map(|(_, v)| v.into_owned())
+    });
+    if let Some(format) = format {
+        let Some((media, _, _)) = rdf_formats().into_iter().find(|(_, _, ext)| *ext == format) else {
+            return bad_parameter("format", format!("{format:?}: one of ttl, jsonld, rdf, nt")).into_response();
+        };
+        request.headers_mut().insert(header::ACCEPT, header::HeaderValue::from_static(media));
+    }
+    next.run(request).await
 }
 
 /// True when the client prefers HTML over every RDF format offered.

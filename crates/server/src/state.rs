@@ -56,7 +56,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/eucaim/search", post(crate::search::eucaim))
         .route("/events", post(crate::events::post_events))
         .route("/sparql", get(crate::read::sparql_get).post(crate::read::sparql_post))
-        .route("/catalog", get(crate::catalog::catalog))
         .route(
             "/catalog.ttl",
             get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "ttl", q)),
@@ -74,22 +73,30 @@ pub fn router(state: AppState) -> Router {
             get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "nt", q)),
         )
         .route("/feed", get(crate::catalog::feed))
-        .route("/feed/{seq}", get(crate::catalog::feed_activity))
-        .route("/records/{provider}/{dataset}", get(crate::read::record))
-        .route("/manufacturers/{slug}", get(crate::read::manufacturer))
-        .route("/datasets/{provider}/{dataset}", get(crate::read::dataset))
-        .route("/datasets/{provider}/{dataset}/distributions/{distribution}", get(crate::read::distribution))
-        .route("/datasets/{provider}/{dataset}/{folder}/{id}", get(crate::read::dataset_part))
-        .route("/providers/{provider}", get(crate::read::provider))
         .route("/schemas", get(crate::read::schema_index))
         .route("/schemas/{file}", get(crate::read::schema_file))
         .route("/healthz", get(crate::read::healthz))
         .route("/readyz", get(crate::read::readyz))
         .route("/metrics", get(crate::read::metrics))
+        .merge(minted_resources())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The IRIs the registry mints, each dereferenceable by `Accept` or by `?format=`.
+fn minted_resources() -> Router<AppState> {
+    Router::new()
+        .route("/catalog", get(crate::catalog::catalog))
+        .route("/datasets/{provider}/{dataset}", get(crate::read::dataset))
+        .route("/datasets/{provider}/{dataset}/distributions/{distribution}", get(crate::read::distribution))
+        .route("/datasets/{provider}/{dataset}/{folder}/{id}", get(crate::read::dataset_part))
+        .route("/records/{provider}/{dataset}", get(crate::read::record))
+        .route("/providers/{provider}", get(crate::read::provider))
+        .route("/manufacturers/{slug}", get(crate::read::manufacturer))
+        .route("/feed/{seq}", get(crate::catalog::feed_activity))
+        .layer(axum::middleware::from_fn(crate::read::format_parameter))
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes, then drains open requests.
