@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::{
     negotiate::negotiate,
     problem::{bad_parameter, problem},
-    read::{accept, content_type, not_acceptable, rdf_formats},
+    read::{accept, content_type, not_acceptable, rdf_formats, rdf_or_html},
     stream::streamed,
     AppState,
 };
@@ -94,18 +94,10 @@ impl CatalogParams {
 
 /// `GET /catalog`: the format by `Accept`.
 pub async fn catalog(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let formats = rdf_formats();
-    let mut offers: Vec<(&str, Option<(RdfFormat, &str)>)> =
-        formats.iter().map(|(m, f, _)| (*m, Some((*f, *m)))).collect();
-    offers.push(("text/html", None));
-    match negotiate(accept(&headers), &offers, Some((RdfFormat::Turtle, "text/turtle"))) {
-        Some(Some((format, media))) => respond(state, format, media, "", query).await,
-        Some(None) => html(state, query).await,
-        None => {
-            let mut media: Vec<&str> = formats.iter().map(|(m, _, _)| *m).collect();
-            media.push("text/html");
-            not_acceptable(&media)
-        }
+    match rdf_or_html(&headers) {
+        Ok(Some((format, media))) => respond(state, format, media, "", query).await,
+        Ok(None) => html(state, query).await,
+        Err(not_acceptable) => not_acceptable,
     }
 }
 

@@ -363,11 +363,26 @@ pub async fn format_parameter(mut request: axum::extract::Request, next: axum::m
     next.run(request).await
 }
 
+/// What a document that exists as RDF and as an HTML page answers: `Ok(Some(rdf))`, `Ok(None)`
+/// for the page (a browser asks for HTML first; a client that does not say gets Turtle), or the
+/// 406 to send.
+// the error is the HTTP answer itself
+#[allow(clippy::result_large_err)]
+pub(crate) fn rdf_or_html(headers: &HeaderMap) -> Result<Option<(RdfFormat, &'static str)>, Response> {
+    let formats = rdf_formats();
+    let mut offers: Vec<(&str, Option<(RdfFormat, &'static str)>)> =
+        formats.iter().map(|(m, f, _)| (*m, Some((*f, *m)))).collect();
+    offers.push(("text/html", None));
+    negotiate(accept(headers), &offers, Some((RdfFormat::Turtle, "text/turtle"))).ok_or_else(|| {
+        let mut media: Vec<&str> = formats.iter().map(|(m, _, _)| *m).collect();
+        media.push("text/html");
+        not_acceptable(&media)
+    })
+}
+
 /// True when the client prefers HTML over every RDF format offered.
 fn wants_html(headers: &HeaderMap) -> bool {
-    let mut offers: Vec<(&str, bool)> = rdf_formats().iter().map(|(m, _, _)| (*m, false)).collect();
-    offers.push(("text/html", true));
-    negotiate(accept(headers), &offers, false).unwrap_or(false)
+    matches!(rdf_or_html(headers), Ok(None))
 }
 
 pub async fn distribution(
@@ -433,15 +448,9 @@ async fn resource(state: AppState, headers: &HeaderMap, graph: String, subject: 
         return problem(404, "not-found", "Not found", format!("{subject} is not an IRI this registry mints"))
             .into_response();
     };
-    let formats = rdf_formats();
-    // a browser asks for HTML first; RDF clients get RDF, Turtle when they do not say
-    let mut offers: Vec<(&str, Option<(RdfFormat, &str)>)> =
-        formats.iter().map(|(m, f, _)| (*m, Some((*f, *m)))).collect();
-    offers.push(("text/html", None));
-    let Some(chosen) = negotiate(accept(headers), &offers, Some((RdfFormat::Turtle, "text/turtle"))) else {
-        let mut media: Vec<&str> = formats.iter().map(|(m, _, _)| *m).collect();
-        media.push("text/html");
-        return not_acceptable(&media);
+    let chosen = match rdf_or_html(headers) {
+        Ok(chosen) => chosen,
+        Err(not_acceptable) => return not_acceptable,
     };
     let store = state.store.clone();
     let name = subject.as_str().to_owned();
