@@ -258,7 +258,7 @@ fn catalogue_timings(store: &Store) -> anyhow::Result<CatalogueTimings> {
     let raw = start.elapsed().as_secs_f64();
 
     let start = Instant::now();
-    let index = cireg_views::CatalogIndex::build(store, &base, 0)?;
+    let index = cireg_views::CatalogIndex::build(store, &base)?;
     let all: Vec<_> = index.select(None);
     let page = cireg_views::CatalogPage { index: &index, datasets: &all, paging: None };
     cireg_views::write_catalog(store, &base, &info, &page, RdfFormat::NTriples, std::io::sink())?;
@@ -290,7 +290,7 @@ struct SearchTimings {
 fn search_timings(store: &Store) -> anyhow::Result<SearchTimings> {
     let base = PublicBase::new("http://bench.invalid")?;
     let start = Instant::now();
-    let index = cireg_views::SearchIndex::build(store, &base, 0)?;
+    let index = cireg_views::SearchIndex::build(store, &base)?;
     let build = start.elapsed().as_secs_f64();
     let query = |text: &str, modality: &[&str], country: &[&str]| cireg_views::SearchQuery {
         text: text.to_owned(),

@@ -107,13 +107,15 @@ async fn html(state: AppState, query: Option<String>) -> Response {
         Ok(p) => p,
         Err(response) => return response,
     };
-    let checkpoint = *state.applied.borrow();
-    let (store, base, cache) = (state.store.clone(), state.base.clone(), state.catalog_index.clone());
+    let index = match state.catalog_index().await {
+        Ok(index) => index,
+        Err(e) => return internal(e.to_string()),
+    };
+    let store = state.store.clone();
     let page = params.page.unwrap_or(1);
     let size = params.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
     let since = params.modified_since.as_ref().map(|(_, t)| *t);
     let listing = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<(String, String)>, u64)> {
-        let index = cache.get(checkpoint, || CatalogIndex::build(&store, &base, checkpoint))?;
         let selected = index.select(since);
         let start = ((page.saturating_sub(1)) * size) as usize;
         let title = oxigraph::model::NamedNode::new_unchecked("http://purl.org/dc/terms/title");
@@ -172,19 +174,10 @@ async fn respond(
     };
     // the store to answer from: the live one, or the log replayed up to `at`
     let (store, index) = match &params.at {
-        None => {
-            let checkpoint = *state.applied.borrow();
-            let (store, base, cache) = (state.store.clone(), state.base.clone(), state.catalog_index.clone());
-            match tokio::task::spawn_blocking(move || {
-                cache.get(checkpoint, || CatalogIndex::build(&store, &base, checkpoint))
-            })
-            .await
-            {
-                Ok(Ok(index)) => (state.store.clone(), index),
-                Ok(Err(e)) => return internal(e.to_string()),
-                Err(e) => return internal(e.to_string()),
-            }
-        }
+        None => match state.catalog_index().await {
+            Ok(index) => (state.store.clone(), index),
+            Err(e) => return internal(e.to_string()),
+        },
         Some((_, at)) => match store_at(&state, *at).await {
             Ok(found) => found,
             Err(response) => return response,
@@ -264,7 +257,7 @@ async fn store_at(state: &AppState, at: OffsetDateTime) -> Result<(Store, Arc<Ca
         from = last + 1;
     }
     let (s, base) = (store.clone(), state.base.clone());
-    let index = tokio::task::spawn_blocking(move || CatalogIndex::build(&s, &base, 0))
+    let index = tokio::task::spawn_blocking(move || CatalogIndex::build(&s, &base))
         .await
         .map_err(|e| internal(e.to_string()))?
         .map_err(|e| internal(e.to_string()))?;

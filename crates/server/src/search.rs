@@ -84,17 +84,12 @@ pub fn parse_query(query: Option<&str>) -> Result<SearchQuery, Response> {
     Ok(q)
 }
 
-/// The current search index (rebuilt when the projection has moved on).
+/// The current search index, or the 500 to send.
 pub async fn index(state: &AppState) -> Result<Arc<SearchIndex>, Response> {
-    let checkpoint = *state.applied.borrow();
-    let (store, base, cache) = (state.store.clone(), state.base.clone(), state.search_index.clone());
-    match tokio::task::spawn_blocking(move || cache.get(checkpoint, || SearchIndex::build(&store, &base, checkpoint)))
+    state
+        .search_index()
         .await
-    {
-        Ok(Ok(index)) => Ok(index),
-        Ok(Err(e)) => Err(problem(500, "internal", "Could not read the datasets", e.to_string()).into_response()),
-        Err(e) => Err(problem(500, "internal", "Could not read the datasets", e.to_string()).into_response()),
-    }
+        .map_err(|e| problem(500, "internal", "Could not read the datasets", e.to_string()).into_response())
 }
 
 /// `GET /api/v1/datasets`: one page of results with every facet's counts.

@@ -7,7 +7,7 @@ use axum::{
 };
 use cireg_ingest::Ingest;
 use cireg_projector::PublicBase;
-use cireg_views::{CatalogCache, CatalogInfo, SearchCache};
+use cireg_views::{CatalogCache, CatalogIndex, CatalogInfo, SearchCache, SearchIndex};
 use oxigraph::store::Store;
 use tokio::sync::watch;
 
@@ -31,14 +31,33 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Catalogue counts (zero when the store cannot be read: they feed pages and gauges only).
+    /// Catalogue counts (zero when the store cannot be read: they feed gauges only).
     pub async fn summary(&self) -> cireg_views::Summary {
+        let Ok(index) = self.catalog_index().await else { return cireg_views::Summary::default() };
         let (store, base) = (self.store.clone(), self.base.clone());
-        tokio::task::spawn_blocking(move || cireg_views::summary(&store, &base))
+        tokio::task::spawn_blocking(move || cireg_views::summary(&store, &base, &index))
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default()
+    }
+
+    /// The catalogue's paging index as of the projector's checkpoint (built once per checkpoint).
+    pub async fn catalog_index(&self) -> std::io::Result<Arc<CatalogIndex>> {
+        let checkpoint = *self.applied.borrow();
+        let (store, base, cache) = (self.store.clone(), self.base.clone(), self.catalog_index.clone());
+        tokio::task::spawn_blocking(move || cache.get(checkpoint, || CatalogIndex::build(&store, &base)))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// The search index as of the projector's checkpoint (built once per checkpoint).
+    pub async fn search_index(&self) -> std::io::Result<Arc<SearchIndex>> {
+        let checkpoint = *self.applied.borrow();
+        let (store, base, cache) = (self.store.clone(), self.base.clone(), self.search_index.clone());
+        tokio::task::spawn_blocking(move || cache.get(checkpoint, || SearchIndex::build(&store, &base)))
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
 

@@ -101,10 +101,9 @@ fn record_of(base: &PublicBase, dataset: &NamedNode) -> String {
     dataset.as_str().replacen(&datasets, &records, 1)
 }
 
-/// The live datasets, sorted by IRI, as of one projection checkpoint.
+/// The live datasets, sorted by IRI.
 #[derive(Debug, Default)]
 pub struct CatalogIndex {
-    pub checkpoint: u64,
     pub entries: Vec<IndexEntry>,
     /// The countries the datasets cover (ISO 3166-1 alpha-3), sorted.
     pub countries: Vec<String>,
@@ -121,7 +120,7 @@ pub fn parse_instant(text: &str) -> Option<OffsetDateTime> {
 
 impl CatalogIndex {
     /// Reads the live datasets' dates from the store.
-    pub fn build(store: &Store, base: &PublicBase, checkpoint: u64) -> std::io::Result<Self> {
+    pub fn build(store: &Store, base: &PublicBase) -> std::io::Result<Self> {
         let prefix = format!("{}/datasets/", base.as_str());
         let mut dates: HashMap<NamedNode, (Option<String>, Option<String>)> = HashMap::new();
         for (local, issued) in [("issued", true), ("modified", false)] {
@@ -172,7 +171,7 @@ impl CatalogIndex {
                 }
             }
         }
-        Ok(CatalogIndex { checkpoint, entries, countries: countries.into_iter().collect() })
+        Ok(CatalogIndex { entries, countries: countries.into_iter().collect() })
     }
 
     /// The entries modified at or after `since` (all when `None`).
@@ -352,9 +351,4 @@ pub fn graph_about(store: &Store, subject: &NamedNode) -> std::io::Result<Option
         }
     }
     Ok(None)
-}
-
-/// The IRIs of the live datasets' graphs, sorted.
-pub(crate) fn dataset_graphs(store: &Store, base: &PublicBase) -> std::io::Result<Vec<NamedNode>> {
-    Ok(CatalogIndex::build(store, base, 0)?.entries.into_iter().map(|e| e.dataset).collect())
 }

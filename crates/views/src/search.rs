@@ -305,11 +305,10 @@ impl FacetDictionary {
     }
 }
 
-/// The live datasets, as of one projection checkpoint, with what makes queries cheap: an inverted
+/// The live datasets, with what makes queries cheap: an inverted
 /// index of their words, and their facet values as numbers.
 #[derive(Debug, Default)]
 pub struct SearchIndex {
-    pub checkpoint: u64,
     pub docs: Vec<SearchDoc>,
     /// Every word, sorted (prefix matches are a range), with the datasets that have it and its weight there.
     words: BTreeMap<String, Vec<(u32, u32)>>,
@@ -319,7 +318,7 @@ pub struct SearchIndex {
 }
 
 impl SearchIndex {
-    pub fn build(store: &Store, base: &PublicBase, checkpoint: u64) -> std::io::Result<Self> {
+    pub fn build(store: &Store, base: &PublicBase) -> std::io::Result<Self> {
         let datasets = projected_datasets(store).map_err(std::io::Error::other)?;
         let mut docs: Vec<SearchDoc> = datasets.into_iter().map(|d| SearchDoc::new(base, d)).collect();
         docs.sort_by(|a, b| a.iri.cmp(&b.iri));
@@ -337,7 +336,7 @@ impl SearchIndex {
                 .collect();
             doc_facets.push(ids);
         }
-        Ok(SearchIndex { checkpoint, docs, words, dictionaries, doc_facets })
+        Ok(SearchIndex { docs, words, dictionaries, doc_facets })
     }
 
     pub fn get(&self, provider: &str, id: &str) -> Option<&SearchDoc> {

@@ -1,6 +1,8 @@
 //! Aggregate figures over the catalogue.
 
 use cireg_projector::{ns, PublicBase};
+
+use crate::CatalogIndex;
 use oxigraph::{
     model::{GraphNameRef, NamedNode, NamedOrBlankNode, Term},
     store::Store,
@@ -28,14 +30,14 @@ fn number(store: &Store, s: &NamedNode, p: &str, g: &NamedNode) -> u64 {
         .unwrap_or(0)
 }
 
-/// Counts over the live datasets.
-pub fn summary(store: &Store, base: &PublicBase) -> std::io::Result<Summary> {
+/// Counts over the live datasets of `index`.
+pub fn summary(store: &Store, base: &PublicBase, index: &CatalogIndex) -> std::io::Result<Summary> {
     let mut s = Summary::default();
-    for g in crate::catalog::dataset_graphs(store, base)? {
+    for g in index.entries.iter().map(|e| &e.dataset) {
         s.datasets += 1;
-        s.subjects += number(store, &g, &format!("{}numberOfUniqueIndividuals", ns::HEALTHDCATAP), &g);
-        s.studies += number(store, &g, &format!("{}numberOfRecords", ns::HEALTHDCATAP), &g);
-        s.series += number(store, &g, &format!("{}numberOfSeries", ns::CIREG), &g);
+        s.subjects += number(store, g, &format!("{}numberOfUniqueIndividuals", ns::HEALTHDCATAP), g);
+        s.studies += number(store, g, &format!("{}numberOfRecords", ns::HEALTHDCATAP), g);
+        s.series += number(store, g, &format!("{}numberOfSeries", ns::CIREG), g);
         let synthetic = NamedNode::new_unchecked(format!("{}synthetic", ns::CIREG));
         if store
             .quads_for_pattern(
