@@ -81,30 +81,29 @@ impl Rejection {
     }
 }
 
+/// Writes `items` separated by "; ".
+fn joined<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            write!(f, "; ")?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rejection::Invalid(v) => {
                 write!(f, "invalid event: ")?;
-                for (i, v) in v.iter().enumerate() {
-                    if i > 0 {
-                        write!(f, "; ")?;
-                    }
-                    write!(f, "{v}")?;
-                }
-                Ok(())
+                joined(f, v)
             }
             Rejection::Conflict { detail, .. } => write!(f, "conflict: {detail}"),
             Rejection::Forbidden(d) => write!(f, "forbidden: {d}"),
             Rejection::Profile(v) => {
                 write!(f, "the dataset would not conform to the application profile: ")?;
-                for (i, v) in v.iter().enumerate() {
-                    if i > 0 {
-                        write!(f, "; ")?;
-                    }
-                    write!(f, "{v}")?;
-                }
-                Ok(())
+                joined(f, v)
             }
         }
     }

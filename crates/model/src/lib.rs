@@ -16,8 +16,8 @@ pub use aggregate::{Aggregate, AggregateState, DatasetStatus, Decision};
 pub use envelope::{subject_for, Event, EventType, ProviderId, SUBJECT_PREFIX};
 pub use error::{ProfileViolation, Rejection, Violation};
 pub use payload::{
-    AgeRange, Agent, Coding, Contact, Dataset, Deprecation, Distribution, DistributionRemoval, LangMap, Payload,
-    Period, Provider, Withdrawal,
+    english, AgeRange, Agent, Coding, Contact, Dataset, Deprecation, Distribution, DistributionRemoval, LangMap,
+    Payload, Period, Provider, Withdrawal,
 };
 pub use problem::Problem;
 pub use schema::{schema_files, validate_dataset_document, validate_event, SchemaFile};

@@ -11,6 +11,11 @@ use crate::{EventType, Rejection};
 /// Text per BCP 47 language tag.
 pub type LangMap = BTreeMap<String, String>;
 
+/// The English text of `texts`, else the first language's, for pages and search.
+pub fn english(texts: &LangMap) -> String {
+    texts.get("en").or_else(|| texts.values().next()).cloned().unwrap_or_default()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Coding {
     pub system: String,

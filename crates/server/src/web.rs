@@ -9,6 +9,7 @@ use axum::{
     extract::{RawQuery, State},
     response::{Html, IntoResponse, Response},
 };
+use cireg_model::english;
 use cireg_views::{access_label, SearchDoc, SearchIndex, SearchQuery, FACETS};
 
 use crate::{search::parse_query, AppState};
@@ -432,10 +433,6 @@ pub fn dataset_page(state: &AppState, d: &SearchDoc) -> Response {
 
 fn link(url: &str) -> String {
     format!(r#"<a href="{0}">{0}</a>"#, escape(url))
-}
-
-fn english(texts: &cireg_model::LangMap) -> String {
-    texts.get("en").or_else(|| texts.values().next()).cloned().unwrap_or_default()
 }
 
 fn coding(c: &cireg_model::Coding) -> String {

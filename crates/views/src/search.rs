@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cireg_dcat::PublicBase;
-use cireg_model::{Coding, DatasetStatus, LangMap};
+use cireg_model::{english, Coding, DatasetStatus};
 use cireg_projector::{projected_datasets, ProjectedDataset};
 use oxigraph::store::Store;
 use serde::Serialize;
@@ -23,10 +23,6 @@ pub struct Label {
 
 fn label_of(c: &Coding) -> Label {
     Label { code: c.code.clone(), label: c.display.clone().unwrap_or_else(|| c.code.clone()) }
-}
-
-fn english(texts: &LangMap) -> String {
-    texts.get("en").or_else(|| texts.values().next()).cloned().unwrap_or_default()
 }
 
 /// One dataset as search sees it.
