@@ -18,9 +18,8 @@ use oxigraph::{io::RdfFormat, store::Store};
 use time::OffsetDateTime;
 
 use crate::{
-    negotiate::negotiate,
     problem::{bad_parameter, problem},
-    read::{accept, content_type, not_acceptable, rdf_formats, rdf_or_html},
+    read::{content_type, rdf_formats, rdf_only, rdf_or_html},
     stream::streamed,
     AppState,
 };
@@ -280,10 +279,9 @@ pub async fn feed(State(state): State<AppState>, headers: HeaderMap, RawQuery(qu
             _ => {}
         }
     }
-    let formats = rdf_formats();
-    let offers = formats.map(|(m, f, _)| (m, (f, m)));
-    let Some((format, media)) = negotiate(accept(&headers), &offers, (RdfFormat::Turtle, "text/turtle")) else {
-        return not_acceptable(&formats.map(|(m, _, _)| m));
+    let (format, media) = match rdf_only(&headers) {
+        Ok(chosen) => chosen,
+        Err(not_acceptable) => return not_acceptable,
     };
     let log = state.ingest.log().clone();
     let (events, last) = match tokio::try_join!(log.read_range(from, limit), log.last_seq()) {
@@ -331,10 +329,9 @@ async fn feed_response(
 
 /// `GET /feed/{seq}`: one activity of the feed.
 pub async fn feed_activity(State(state): State<AppState>, headers: HeaderMap, Path(seq): Path<u64>) -> Response {
-    let formats = rdf_formats();
-    let offers = formats.map(|(m, f, _)| (m, (f, m)));
-    let Some((format, media)) = negotiate(accept(&headers), &offers, (RdfFormat::Turtle, "text/turtle")) else {
-        return not_acceptable(&formats.map(|(m, _, _)| m));
+    let (format, media) = match rdf_only(&headers) {
+        Ok(chosen) => chosen,
+        Err(not_acceptable) => return not_acceptable,
     };
     let events = match state.ingest.log().read_range(seq, 1).await {
         Ok(events) => events.into_iter().filter(|e| e.seq == seq).collect::<Vec<_>>(),

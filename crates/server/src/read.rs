@@ -380,6 +380,15 @@ pub(crate) fn rdf_or_html(headers: &HeaderMap) -> Result<Option<(RdfFormat, &'st
     })
 }
 
+/// The RDF format the client asks for (Turtle when it does not say), or the 406 to send.
+#[allow(clippy::result_large_err)]
+pub(crate) fn rdf_only(headers: &HeaderMap) -> Result<(RdfFormat, &'static str), Response> {
+    let formats = rdf_formats();
+    let offers = formats.map(|(m, f, _)| (m, (f, m)));
+    negotiate(accept(headers), &offers, (RdfFormat::Turtle, "text/turtle"))
+        .ok_or_else(|| not_acceptable(&formats.map(|(m, _, _)| m)))
+}
+
 /// True when the client prefers HTML over every RDF format offered.
 fn wants_html(headers: &HeaderMap) -> bool {
     matches!(rdf_or_html(headers), Ok(None))
