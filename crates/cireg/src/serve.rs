@@ -32,6 +32,11 @@ pub struct ServeArgs {
     /// Time limit of one SPARQL query, in seconds.
     #[arg(long, default_value_t = 30)]
     sparql_timeout: u64,
+    /// Serve the study-level views (FHIR ImagingStudy under /fhir): pseudonymised subject data.
+    /// Off by default: this release does not authenticate readers yet, so only switch it on for a
+    /// node that only authorised researchers can reach.
+    #[arg(long, env = "CIREG_STUDY_VIEWS")]
+    study_views: bool,
     #[command(flatten)]
     catalog: CatalogArgs,
     /// Name of this node's projector (its JetStream durable consumer); one per store.
@@ -191,6 +196,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         catalog: Arc::new(args.catalog.info()),
         catalog_index: Arc::default(),
         search_index: Arc::default(),
+        study_index: Arc::default(),
+        study_views: args.study_views,
         applied: applied_rx,
         sparql_timeout: Duration::from_secs(args.sparql_timeout),
         sparql_slots: Arc::new(tokio::sync::Semaphore::new(
@@ -198,6 +205,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )),
     };
     println!("cireg is serving on {}/ (listening on http://{local}, log: {})", base.as_str(), log.backend());
+    if args.study_views {
+        println!("study views (FHIR ImagingStudy) at {}/fhir", base.as_str());
+        warn!("--study-views: study-level data is served to anyone who reaches this node");
+    }
     let mut shutdown_http = shutdown_rx.clone();
     let server = cireg_server::serve(listener, state, async move {
         tokio::select! {

@@ -55,6 +55,12 @@ impl PublicBase {
         format!("{}/records/{provider}/{dataset}", self.0)
     }
 
+    /// An imaging study (pseudonymised subject data: in a graph the public SPARQL endpoint never
+    /// shows); `id` is `cireg_model::Study::resource_id`.
+    pub fn study(&self, id: &str) -> String {
+        format!("{}/studies/{id}", self.0)
+    }
+
     pub fn provider(&self, provider: &str) -> String {
         format!("{}/providers/{provider}", self.0)
     }

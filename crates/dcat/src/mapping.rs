@@ -469,7 +469,7 @@ pub fn aggregate_graph(
             dataset_graph(base, provider, id, *status, &dataset, Dates { issued, modified, recorded })
         }
         AggregateState::Provider { provider: p, modified, .. } => Some(provider_graph(base, provider, p, modified)),
-        AggregateState::Empty => None,
+        AggregateState::Empty | AggregateState::Subject { .. } | AggregateState::Study { .. } => None,
     })
 }
 

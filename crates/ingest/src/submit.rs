@@ -9,7 +9,8 @@ use std::{
 use bytes::Bytes;
 use cireg_log::{AppendRequest, Appended, EventLog, LogError};
 use cireg_model::{
-    subject_for, validate_event, Aggregate, AggregateState, Decision, Event, EventType, Problem, ProviderId, Rejection,
+    consent_subject, dataset_subject, provider_subject, subject_studies_filter, validate_event, Aggregate,
+    AggregateKind, AggregateState, Decision, Event, EventType, Payload, Problem, ProviderId, Rejection, Related,
 };
 use serde::{Deserialize, Serialize};
 use tracing::debug;
@@ -143,19 +144,71 @@ impl Ingest {
         }
         let subject = event.subject();
         let aggregate = self.aggregate(&subject).await?;
-        let registered = if event.event_type == EventType::DatasetPublished {
-            let provider_subject = subject_for(&event.provider, EventType::ProviderRegistered, event.provider.as_str());
-            matches!(self.aggregate(&provider_subject).await?.state, AggregateState::Provider { .. })
-        } else {
-            true
-        };
-        match aggregate.decide(&event, registered).map_err(reject)? {
-            Decision::Duplicate { seq } => Ok(Accepted { id: event.id.clone(), sequence: seq, duplicate: true }),
+        let related = self.related(&event).await?;
+        let (kind, provider, pseudonym) =
+            (event.event_type.aggregate_kind(), event.provider.clone(), event.aggregate.clone());
+        let accepted = match aggregate.decide(&event, &related).map_err(reject)? {
+            Decision::Duplicate { seq } => Accepted { id: event.id.clone(), sequence: seq, duplicate: true },
             Decision::Append { expected_last_seq } => {
                 self.check_profile(&event, &aggregate).await?;
-                self.append(event, subject, aggregate, expected_last_seq).await
+                self.append(event, subject, aggregate, expected_last_seq).await?
             }
+        };
+        self.erase_withdrawn_subject(kind, &provider, &pseudonym).await?;
+        Ok(accepted)
+    }
+
+    /// What the rules of `event`'s aggregate need to know of other aggregates.
+    async fn related(&self, event: &Event) -> Result<Related, IngestError> {
+        let mut related = Related::default();
+        if event.event_type == EventType::DatasetPublished {
+            let provider = self.aggregate(&provider_subject(&event.provider)).await?;
+            related.provider_registered = matches!(provider.state, AggregateState::Provider { .. });
         }
+        if event.event_type.aggregate_kind() == AggregateKind::Study {
+            let consent = self.aggregate(&consent_subject(&event.provider, &event.aggregate)).await?;
+            related.consent_withdrawn = matches!(consent.state, AggregateState::Subject { .. });
+        }
+        if let Payload::StudyRegistered(study) | Payload::StudyUpdated(study) = &event.payload {
+            let dataset = self.aggregate(&dataset_subject(&event.provider, &study.dataset)).await?;
+            related.dataset = match dataset.state {
+                AggregateState::Dataset { status, .. } => Some(status),
+                _ => None,
+            };
+        }
+        Ok(related)
+    }
+
+    /// Erases from the log every study of a subject that withdrew consent: after the withdrawal
+    /// is appended (and again when it is re-sent, so that a crash between the two is mended by the
+    /// provider's retry), and after a study lands whose subject withdrew consent meanwhile.
+    async fn erase_withdrawn_subject(
+        &self,
+        kind: AggregateKind,
+        provider: &ProviderId,
+        pseudonym: &str,
+    ) -> Result<(), IngestError> {
+        let withdrawn = match kind {
+            AggregateKind::Subject => true,
+            AggregateKind::Study => {
+                let consent = consent_subject(provider, pseudonym);
+                self.log.last_seq_of_subject(&consent).await.map_err(|e| IngestError::Unavailable(e.to_string()))? > 0
+            }
+            _ => false,
+        };
+        if !withdrawn {
+            return Ok(());
+        }
+        let filter = subject_studies_filter(provider, pseudonym);
+        let purged = self.log.purge_subject(&filter).await.map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        let prefix = filter.trim_end_matches('>');
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|subject, _| !subject.starts_with(prefix));
+        }
+        if purged > 0 {
+            tracing::info!(%provider, purged, "erased the studies of a subject that withdrew consent");
+        }
+        Ok(())
     }
 
     /// Runs the profile gate on the dataset as `event` would leave it.
@@ -213,8 +266,8 @@ impl Ingest {
                 Err(IngestError::Rejected {
                     rejection: Rejection::conflict(format!(
                         "another change to {} landed while this one was checked; nothing was appended: \
-                         re-read the dataset and send the change again",
-                        event.aggregate
+                         re-read it and send the change again",
+                        event.aggregate_name()
                     )),
                     event_id: Some(event.id),
                 })

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{payload::merge_patch, schema::patched_dataset, Deprecation, Event, Payload, Provider, Rejection};
+use crate::{
+    payload::merge_patch, schema::patched_dataset, AggregateKind, Deprecation, Event, Payload, Provider, Rejection,
+    Study,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -15,6 +18,14 @@ pub enum DatasetStatus {
     Live,
     Deprecated,
     Withdrawn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StudyStatus {
+    Available,
+    /// Retracted by its provider: gone from the views; nothing may follow.
+    Retracted,
 }
 
 /// What an aggregate is after its events so far.
@@ -39,6 +50,38 @@ pub enum AggregateState {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deprecation: Option<Deprecation>,
     },
+    /// A pseudonymous subject that withdrew consent (the only event a subject has).
+    Subject {
+        /// `time` of the withdrawal.
+        consent_withdrawn: String,
+    },
+    Study {
+        status: StudyStatus,
+        /// The pseudonymous subject id.
+        subject: String,
+        study: Box<Study>,
+        /// `time` of the registering event.
+        registered: String,
+        /// `time` of the latest event.
+        modified: String,
+    },
+}
+
+/// What the rules of one aggregate need to know of others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Related {
+    /// The sending provider has registered itself.
+    pub provider_registered: bool,
+    /// For study events: the status of the study's dataset (`None`: not published).
+    pub dataset: Option<DatasetStatus>,
+    /// For study events: the subject withdrew consent.
+    pub consent_withdrawn: bool,
+}
+
+impl Default for Related {
+    fn default() -> Self {
+        Related { provider_registered: true, dataset: Some(DatasetStatus::Live), consent_withdrawn: false }
+    }
 }
 
 /// What to do with an event that passed the rules.
@@ -83,6 +126,26 @@ impl Aggregate {
         self.seen.insert(event.id.clone(), (seq, event.raw.clone()));
         let time = event.time.clone();
         match (&mut self.state, &event.payload) {
+            (state @ AggregateState::Empty, Payload::StudyRegistered(study)) => {
+                *state = AggregateState::Study {
+                    status: StudyStatus::Available,
+                    subject: event.aggregate.clone(),
+                    study: study.clone(),
+                    registered: time.clone(),
+                    modified: time,
+                };
+            }
+            (AggregateState::Study { study, modified, .. }, Payload::StudyUpdated(new)) => {
+                *study = new.clone();
+                *modified = time;
+            }
+            (AggregateState::Study { status, modified, .. }, Payload::StudyRetracted(_)) => {
+                *status = StudyStatus::Retracted;
+                *modified = time;
+            }
+            (state @ AggregateState::Empty, Payload::ConsentWithdrawn) => {
+                *state = AggregateState::Subject { consent_withdrawn: time };
+            }
             (state, Payload::ProviderRegistered(p)) => {
                 let registered = match state {
                     AggregateState::Provider { registered, .. } => registered.clone(),
@@ -121,16 +184,16 @@ impl Aggregate {
                         *deprecation = Some(d.clone());
                     }
                     Payload::DatasetWithdrawn(_) => *status = DatasetStatus::Withdrawn,
-                    Payload::DatasetPublished(_) | Payload::ProviderRegistered(_) => {}
+                    _ => {}
                 }
             }
             _ => {}
         }
     }
 
-    /// Decides whether `event` may be appended after the events folded so far.
-    /// `provider_registered` says whether the sending provider has registered itself.
-    pub fn decide(&self, event: &Event, provider_registered: bool) -> Result<Decision, Rejection> {
+    /// Decides whether `event` may be appended after the events folded so far, given what the
+    /// rules need to know of other aggregates.
+    pub fn decide(&self, event: &Event, related: &Related) -> Result<Decision, Rejection> {
         if let Some((seq, raw)) = self.seen.get(&event.id) {
             return if *raw == event.raw {
                 Ok(Decision::Duplicate { seq: *seq })
@@ -153,10 +216,76 @@ impl Aggregate {
                 ));
             }
         }
+        match event.event_type.aggregate_kind() {
+            AggregateKind::Study => self.decide_study(event, related)?,
+            AggregateKind::Subject => {
+                if let AggregateState::Subject { consent_withdrawn } = &self.state {
+                    return Err(Rejection::conflict(format!(
+                        "subject {} already withdrew consent at {consent_withdrawn}",
+                        event.aggregate
+                    )));
+                }
+            }
+            AggregateKind::Provider | AggregateKind::Dataset => self.decide_dataset(event, related)?,
+        }
+        Ok(Decision::Append { expected_last_seq: self.last_seq })
+    }
+
+    fn decide_study(&self, event: &Event, related: &Related) -> Result<(), Rejection> {
+        let name = event.aggregate_name();
+        let (provider, pseudonym) = (&event.provider, &event.aggregate);
+        if related.consent_withdrawn {
+            return Err(Rejection::conflict(format!(
+                "subject {pseudonym} of provider {provider} withdrew consent: no study of the subject is accepted"
+            )));
+        }
+        let new_study = match &event.payload {
+            Payload::StudyRegistered(s) | Payload::StudyUpdated(s) => Some(s),
+            _ => None,
+        };
+        if let Some(study) = new_study {
+            match related.dataset {
+                None => {
+                    return Err(Rejection::conflict_at(
+                        "/data/dataset",
+                        format!("dataset {} of provider {provider} has not been published", study.dataset),
+                    ))
+                }
+                Some(DatasetStatus::Withdrawn) => {
+                    return Err(Rejection::conflict_at(
+                        "/data/dataset",
+                        format!("dataset {} was withdrawn: it takes no studies", study.dataset),
+                    ))
+                }
+                Some(_) => {}
+            }
+            check_study(study)?;
+        }
+        match (&self.state, &event.payload) {
+            (AggregateState::Empty, Payload::StudyRegistered(_)) => Ok(()),
+            (AggregateState::Empty, _) => Err(Rejection::conflict(format!("{name} has not been registered"))),
+            (AggregateState::Study { status: StudyStatus::Retracted, .. }, _) => {
+                Err(Rejection::conflict(format!("{name} was retracted: nothing may follow a retraction")))
+            }
+            (AggregateState::Study { .. }, Payload::StudyRegistered(_)) => Err(Rejection::conflict(format!(
+                "{name} is already registered: send eu.cancerimage.study.updated.v1 to change it"
+            ))),
+            (AggregateState::Study { study, .. }, Payload::StudyUpdated(new)) if new.dataset != study.dataset => {
+                Err(Rejection::conflict_at(
+                    "/data/dataset",
+                    format!("{name} belongs to dataset {}: a study cannot move to another dataset", study.dataset),
+                ))
+            }
+            (AggregateState::Study { .. }, _) => Ok(()),
+            _ => Err(Rejection::conflict(format!("{name} is not a study"))),
+        }
+    }
+
+    fn decide_dataset(&self, event: &Event, related: &Related) -> Result<(), Rejection> {
         let name = &event.aggregate;
         match (&self.state, &event.payload) {
             (_, Payload::ProviderRegistered(_)) => {}
-            (_, Payload::DatasetPublished(_)) if !provider_registered => {
+            (_, Payload::DatasetPublished(_)) if !related.provider_registered => {
                 return Err(Rejection::conflict(format!(
                     "provider {} is not registered: send eu.cancerimage.provider.registered.v1 first",
                     event.provider
@@ -225,8 +354,60 @@ impl Aggregate {
             (AggregateState::Provider { .. }, _) => {
                 return Err(Rejection::conflict(format!("{name} is a provider, not a dataset")));
             }
+            (AggregateState::Subject { .. } | AggregateState::Study { .. }, _) => {
+                return Err(Rejection::conflict(format!("{name} is not a dataset")));
+            }
+            // study and consent events never reach a dataset aggregate (their subjects differ)
+            (AggregateState::Dataset { .. }, _) => {
+                return Err(Rejection::conflict(format!("{} is not an event of dataset {name}", event.event_type)));
+            }
         }
-        Ok(Decision::Append { expected_last_seq: self.last_seq })
+        Ok(())
+    }
+}
+
+/// What the schema cannot say about a study: its series are distinct and add up.
+fn check_study(study: &Study) -> Result<(), Rejection> {
+    let mut violations = Vec::new();
+    let mut uids = std::collections::HashSet::new();
+    for (i, series) in study.series.iter().enumerate() {
+        if !uids.insert(&series.uid) {
+            violations.push(crate::Violation {
+                pointer: format!("/data/series/{i}/uid"),
+                detail: format!("series {} appears twice", series.uid),
+            });
+        }
+        if !study.modalities.contains(&series.modality) {
+            violations.push(crate::Violation {
+                pointer: format!("/data/series/{i}/modality"),
+                detail: format!("{} is not among the study's modalities {:?}", series.modality, study.modalities),
+            });
+        }
+    }
+    if study.series.len() as u64 > study.number_of_series {
+        violations.push(crate::Violation {
+            pointer: "/data/numberOfSeries".to_owned(),
+            detail: format!(
+                "{} series are listed but numberOfSeries is {}",
+                study.series.len(),
+                study.number_of_series
+            ),
+        });
+    }
+    let instances: u64 = study.series.iter().map(|s| s.number_of_instances).sum();
+    if instances > study.number_of_instances {
+        violations.push(crate::Violation {
+            pointer: "/data/numberOfInstances".to_owned(),
+            detail: format!(
+                "the series hold {instances} instances but numberOfInstances is {}",
+                study.number_of_instances
+            ),
+        });
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::Invalid(violations))
     }
 }
 
@@ -264,23 +445,32 @@ mod tests {
     fn lifecycle_rules() {
         let mut agg = Aggregate::default();
         let update = event(with_id(example("dataset.updated"), "u1"));
-        assert!(matches!(agg.decide(&update, true), Err(Rejection::Conflict { .. })), "update before publish");
+        assert!(
+            matches!(agg.decide(&update, &Related::default()), Err(Rejection::Conflict { .. })),
+            "update before publish"
+        );
 
         let publish = event(example("dataset.published"));
-        assert!(matches!(agg.decide(&publish, false), Err(Rejection::Conflict { .. })), "unregistered provider");
-        assert_eq!(agg.decide(&publish, true), Ok(Decision::Append { expected_last_seq: 0 }));
+        assert!(
+            matches!(
+                agg.decide(&publish, &Related { provider_registered: false, ..Related::default() }),
+                Err(Rejection::Conflict { .. })
+            ),
+            "unregistered provider"
+        );
+        assert_eq!(agg.decide(&publish, &Related::default()), Ok(Decision::Append { expected_last_seq: 0 }));
         agg.apply(7, &publish);
-        assert_eq!(agg.decide(&publish, true), Ok(Decision::Duplicate { seq: 7 }), "re-send");
+        assert_eq!(agg.decide(&publish, &Related::default()), Ok(Decision::Duplicate { seq: 7 }), "re-send");
         let second = event(with_id(example("dataset.published"), "p2"));
-        assert!(matches!(agg.decide(&second, true), Err(Rejection::Conflict { .. })), "second publish");
+        assert!(matches!(agg.decide(&second, &Related::default()), Err(Rejection::Conflict { .. })), "second publish");
 
-        assert_eq!(agg.decide(&update, true), Ok(Decision::Append { expected_last_seq: 7 }));
+        assert_eq!(agg.decide(&update, &Related::default()), Ok(Decision::Append { expected_last_seq: 7 }));
         agg.apply(9, &update);
         let AggregateState::Dataset { document, .. } = &agg.state else { panic!() };
         assert_eq!(document["numberOfSubjects"], json!(436));
 
         let stale = event(example("dataset.updated")); // expectedversion 1, aggregate at 2
-        let Err(Rejection::Conflict { pointer, .. }) = agg.decide(&stale, true) else { panic!() };
+        let Err(Rejection::Conflict { pointer, .. }) = agg.decide(&stale, &Related::default()) else { panic!() };
         assert_eq!(pointer.as_deref(), Some("/expectedversion"));
 
         let remove_last = event(json!({
@@ -288,12 +478,12 @@ mod tests {
             "type": "eu.cancerimage.dataset.distribution.removed.v1", "subject": "breast-mri-screening-2024",
             "time": "2026-11-04T10:00:00Z", "data": {"distributionId": "dicom"}
         }));
-        assert!(agg.decide(&remove_last, true).is_err(), "last distribution stays");
+        assert!(agg.decide(&remove_last, &Related::default()).is_err(), "last distribution stays");
 
         let withdraw = event(example("dataset.withdrawn"));
         agg.apply(10, &withdraw);
         let again = event(with_id(example("dataset.updated"), "u2"));
-        assert!(matches!(agg.decide(&again, true), Err(Rejection::Conflict { .. })), "after withdrawal");
+        assert!(matches!(agg.decide(&again, &Related::default()), Err(Rejection::Conflict { .. })), "after withdrawal");
     }
 
     #[test]
@@ -303,7 +493,95 @@ mod tests {
         agg.apply(1, &publish);
         let mut changed = example("dataset.published");
         changed["data"]["version"] = json!("9");
-        let Err(Rejection::Conflict { pointer, .. }) = agg.decide(&event(changed), true) else { panic!() };
+        let Err(Rejection::Conflict { pointer, .. }) = agg.decide(&event(changed), &Related::default()) else {
+            panic!()
+        };
         assert_eq!(pointer.as_deref(), Some("/id"));
+    }
+}
+
+#[cfg(test)]
+mod study_tests {
+    use super::*;
+    use crate::validate_event;
+    use serde_json::json;
+
+    fn example(t: &str) -> Value {
+        let path = format!("{}/../../schemas/examples/eu.cancerimage.{t}.v1.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn event(v: Value) -> Event {
+        validate_event(&serde_json::to_vec(&v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn study_lifecycle_rules() {
+        let register = event(example("study.registered"));
+        let mut agg = Aggregate::default();
+        let unpublished = Related { dataset: None, ..Related::default() };
+        let Err(Rejection::Conflict { pointer, .. }) = agg.decide(&register, &unpublished) else { panic!() };
+        assert_eq!(pointer.as_deref(), Some("/data/dataset"));
+        let withdrawn = Related { dataset: Some(DatasetStatus::Withdrawn), ..Related::default() };
+        assert!(agg.decide(&register, &withdrawn).is_err(), "a withdrawn dataset takes no studies");
+        let no_consent = Related { consent_withdrawn: true, ..Related::default() };
+        assert!(agg.decide(&register, &no_consent).is_err(), "consent withdrawn");
+        let retract = event(example("study.retracted"));
+        assert!(agg.decide(&retract, &Related::default()).is_err(), "retract before register");
+
+        assert_eq!(agg.decide(&register, &Related::default()), Ok(Decision::Append { expected_last_seq: 0 }));
+        agg.apply(3, &register);
+        let AggregateState::Study { status, subject, .. } = &agg.state else { panic!("{:?}", agg.state) };
+        assert_eq!((*status, subject.as_str()), (StudyStatus::Available, "BRMR-000123"));
+        let mut again = example("study.registered");
+        again["id"] = json!("other");
+        assert!(agg.decide(&event(again), &Related::default()).is_err(), "registered twice");
+
+        let mut moved = example("study.updated");
+        moved["data"]["dataset"] = json!("another-dataset");
+        let Err(Rejection::Conflict { pointer, .. }) = agg.decide(&event(moved), &Related::default()) else { panic!() };
+        assert_eq!(pointer.as_deref(), Some("/data/dataset"));
+        let update = event(example("study.updated"));
+        assert_eq!(agg.decide(&update, &Related::default()), Ok(Decision::Append { expected_last_seq: 3 }));
+        agg.apply(4, &update);
+        agg.apply(5, &retract);
+        let AggregateState::Study { status: StudyStatus::Retracted, .. } = &agg.state else { panic!() };
+        let mut after = example("study.updated");
+        after["id"] = json!("after");
+        after.as_object_mut().unwrap().remove("expectedversion");
+        assert!(agg.decide(&event(after), &Related::default()).is_err(), "nothing after a retraction");
+    }
+
+    #[test]
+    fn a_study_must_add_up() {
+        let mut v = example("study.registered");
+        v["data"]["series"][1]["uid"] = v["data"]["series"][0]["uid"].clone();
+        v["data"]["series"][0]["modality"] = json!("CT");
+        v["data"]["numberOfSeries"] = json!(1);
+        v["data"]["numberOfInstances"] = json!(10);
+        let Err(Rejection::Invalid(found)) = Aggregate::default().decide(&event(v), &Related::default()) else {
+            panic!()
+        };
+        let pointers: Vec<&str> = found.iter().map(|v| v.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            ["/data/series/0/modality", "/data/series/1/uid", "/data/numberOfSeries", "/data/numberOfInstances"]
+        );
+    }
+
+    #[test]
+    fn consent_is_withdrawn_once() {
+        let withdraw = event(example("subject.consent.withdrawn"));
+        assert_eq!(withdraw.subject(), "cireg.events.synthetic-breast-consortium.subject.BRMR-000123");
+        let register = event(example("study.registered"));
+        assert!(register
+            .subject()
+            .starts_with(&crate::subject_studies_filter(&register.provider, "BRMR-000123")[..60]));
+        assert!(register.subject().ends_with(".study.2_25_178063125098516432178954231457806613211"));
+        let mut agg = Aggregate::default();
+        agg.apply(1, &withdraw);
+        let mut again = example("subject.consent.withdrawn");
+        again["id"] = json!("again");
+        assert!(agg.decide(&event(again), &Related::default()).is_err());
     }
 }

@@ -54,10 +54,25 @@ pub enum EventType {
     DistributionRemoved,
     DatasetDeprecated,
     DatasetWithdrawn,
+    StudyRegistered,
+    StudyUpdated,
+    StudyRetracted,
+    ConsentWithdrawn,
+}
+
+/// What kind of aggregate an event type belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggregateKind {
+    Provider,
+    Dataset,
+    /// A pseudonymous subject (patient): its consent.
+    Subject,
+    /// One imaging study of a subject.
+    Study,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 11] = [
         EventType::ProviderRegistered,
         EventType::DatasetPublished,
         EventType::DatasetUpdated,
@@ -65,6 +80,10 @@ impl EventType {
         EventType::DistributionRemoved,
         EventType::DatasetDeprecated,
         EventType::DatasetWithdrawn,
+        EventType::StudyRegistered,
+        EventType::StudyUpdated,
+        EventType::StudyRetracted,
+        EventType::ConsentWithdrawn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +95,10 @@ impl EventType {
             EventType::DistributionRemoved => "eu.cancerimage.dataset.distribution.removed.v1",
             EventType::DatasetDeprecated => "eu.cancerimage.dataset.deprecated.v1",
             EventType::DatasetWithdrawn => "eu.cancerimage.dataset.withdrawn.v1",
+            EventType::StudyRegistered => "eu.cancerimage.study.registered.v1",
+            EventType::StudyUpdated => "eu.cancerimage.study.updated.v1",
+            EventType::StudyRetracted => "eu.cancerimage.study.retracted.v1",
+            EventType::ConsentWithdrawn => "eu.cancerimage.subject.consent.withdrawn.v1",
         }
     }
 
@@ -83,9 +106,30 @@ impl EventType {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    /// Whether events of this type belong to a dataset aggregate (else to the provider).
+    /// The kind of aggregate events of this type belong to.
+    pub fn aggregate_kind(self) -> AggregateKind {
+        match self {
+            EventType::ProviderRegistered => AggregateKind::Provider,
+            EventType::DatasetPublished
+            | EventType::DatasetUpdated
+            | EventType::DistributionAdded
+            | EventType::DistributionRemoved
+            | EventType::DatasetDeprecated
+            | EventType::DatasetWithdrawn => AggregateKind::Dataset,
+            EventType::StudyRegistered | EventType::StudyUpdated | EventType::StudyRetracted => AggregateKind::Study,
+            EventType::ConsentWithdrawn => AggregateKind::Subject,
+        }
+    }
+
+    /// Whether events of this type are about a dataset (public catalogue metadata).
     pub fn is_dataset_event(self) -> bool {
-        !matches!(self, EventType::ProviderRegistered)
+        self.aggregate_kind() == AggregateKind::Dataset
+    }
+
+    /// Whether events of this type carry pseudonymised study-level data of a subject, which only
+    /// authorised readers may see (never the public feed or catalogue).
+    pub fn is_subject_data(self) -> bool {
+        matches!(self.aggregate_kind(), AggregateKind::Subject | AggregateKind::Study)
     }
 }
 
@@ -95,15 +139,33 @@ impl fmt::Display for EventType {
     }
 }
 
-/// The log subject of an aggregate: `cireg.events.<provider>.provider` for the provider itself,
-/// `cireg.events.<provider>.dataset.<dataset-id>` for one of its datasets. Keeping the provider in
-/// the second token lets NATS permissions confine a provider to its own aggregates.
-pub fn subject_for(provider: &ProviderId, event_type: EventType, aggregate: &str) -> String {
-    if event_type.is_dataset_event() {
-        format!("{SUBJECT_PREFIX}.{provider}.dataset.{aggregate}")
-    } else {
-        format!("{SUBJECT_PREFIX}.{provider}.provider")
-    }
+/// The log subject of the provider's own aggregate: `cireg.events.<provider>.provider`.
+/// Keeping the provider in the token after the prefix lets NATS permissions confine a provider to
+/// its own aggregates.
+pub fn provider_subject(provider: &ProviderId) -> String {
+    format!("{SUBJECT_PREFIX}.{provider}.provider")
+}
+
+/// The log subject of a dataset: `cireg.events.<provider>.dataset.<dataset-id>`.
+pub fn dataset_subject(provider: &ProviderId, dataset: &str) -> String {
+    format!("{SUBJECT_PREFIX}.{provider}.dataset.{dataset}")
+}
+
+/// The log subject of a pseudonymous subject's consent: `cireg.events.<provider>.subject.<pseudonym>`.
+pub fn consent_subject(provider: &ProviderId, pseudonym: &str) -> String {
+    format!("{SUBJECT_PREFIX}.{provider}.subject.{pseudonym}")
+}
+
+/// The log subject of one study: `cireg.events.<provider>.subject.<pseudonym>.study.<uid>`, with
+/// the UID's dots as `_` (a dot separates NATS subject tokens). Under the consent subject, so
+/// that [`subject_studies_filter`] erases all of a subject's studies at once.
+pub fn study_subject(provider: &ProviderId, pseudonym: &str, study_uid: &str) -> String {
+    format!("{}.study.{}", consent_subject(provider, pseudonym), study_uid.replace('.', "_"))
+}
+
+/// The log filter matching every study of a pseudonymous subject (and not the consent record).
+pub fn subject_studies_filter(provider: &ProviderId, pseudonym: &str) -> String {
+    format!("{}.>", consent_subject(provider, pseudonym))
 }
 
 /// The CloudEvents attributes as sent, before the payload is typed.
@@ -127,7 +189,8 @@ pub struct Event {
     pub id: String,
     pub provider: ProviderId,
     pub event_type: EventType,
-    /// The aggregate id: a dataset id, or the provider id for provider events.
+    /// The CloudEvents `subject`: a dataset id, the provider id for provider events, the
+    /// pseudonymous subject id for study and consent events.
     pub aggregate: String,
     /// The CloudEvents `time` (RFC 3339) as sent.
     pub time: String,
@@ -145,7 +208,7 @@ impl Event {
             .ok_or_else(|| Rejection::invalid("/source", "source must be urn:cireg:provider:<provider-id>"))?;
         let event_type = EventType::parse(&env.type_)
             .ok_or_else(|| Rejection::invalid("/type", format!("unknown event type {}", env.type_)))?;
-        if !event_type.is_dataset_event() && env.subject != provider.as_str() {
+        if event_type.aggregate_kind() == AggregateKind::Provider && env.subject != provider.as_str() {
             return Err(Rejection::invalid(
                 "/subject",
                 format!("a provider event's subject must be the provider id {provider}"),
@@ -174,7 +237,24 @@ impl Event {
 
     /// The log subject of this event's aggregate.
     pub fn subject(&self) -> String {
-        subject_for(&self.provider, self.event_type, &self.aggregate)
+        let p = &self.provider;
+        match (self.event_type.aggregate_kind(), &self.payload) {
+            (AggregateKind::Provider, _) => provider_subject(p),
+            (AggregateKind::Dataset, _) => dataset_subject(p, &self.aggregate),
+            (AggregateKind::Subject, _) => consent_subject(p, &self.aggregate),
+            (AggregateKind::Study, payload) => {
+                study_subject(p, &self.aggregate, payload.study_uid().unwrap_or_default())
+            }
+        }
+    }
+
+    /// What readers may call the aggregate: the dataset, provider or subject id, and for a study
+    /// its UID.
+    pub fn aggregate_name(&self) -> String {
+        match self.payload.study_uid() {
+            Some(uid) => format!("study {uid} of subject {}", self.aggregate),
+            None => self.aggregate.clone(),
+        }
     }
 
     /// The event as stored in the log (compact JSON of what the provider sent).

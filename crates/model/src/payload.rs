@@ -215,6 +215,86 @@ pub struct Withdrawal {
     pub reason: LangMap,
 }
 
+/// A SNOMED CT concept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnomedCode {
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+/// An instance (image) of a series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesInstance {
+    pub uid: String,
+    pub sop_class: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u32>,
+}
+
+/// One DICOM series of a study.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Series {
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u32>,
+    /// DICOM modality code (DCM).
+    pub modality: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_site: Option<SnomedCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub laterality: Option<SnomedCode>,
+    pub number_of_instances: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<SeriesInstance>,
+}
+
+/// One imaging study of a pseudonymous subject (the event's `subject`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Study {
+    /// The provider's dataset the study belongs to.
+    pub dataset: String,
+    pub study_instance_uid: String,
+    /// RFC 3339 date-time.
+    pub started: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// DICOM modality codes (DCM).
+    pub modalities: Vec<String>,
+    pub number_of_series: u64,
+    pub number_of_instances: u64,
+    pub series: Vec<Series>,
+}
+
+impl Study {
+    /// The study's resource id (FHIR `ImagingStudy.id`, the last segment of its IRI): the same
+    /// on every node and after every rebuild, at most 64 characters like a FHIR id must be, and
+    /// without the pseudonym in the clear. Derived from the provider, the pseudonym and the Study
+    /// Instance UID, so two providers (or subjects) that send the same UID stay apart.
+    pub fn resource_id(provider: &str, pseudonym: &str, study_uid: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(provider)
+            .chain_update([0])
+            .chain_update(pseudonym)
+            .chain_update([0])
+            .chain_update(study_uid)
+            .finalize();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StudyRetraction {
+    pub study_instance_uid: String,
+}
+
 /// The typed `data` of an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -226,6 +306,12 @@ pub enum Payload {
     DistributionRemoved(DistributionRemoval),
     DatasetDeprecated(Deprecation),
     DatasetWithdrawn(Withdrawal),
+    StudyRegistered(Box<Study>),
+    /// The whole study as it now stands.
+    StudyUpdated(Box<Study>),
+    StudyRetracted(StudyRetraction),
+    /// Carries nothing but the pseudonym (the event's `subject`).
+    ConsentWithdrawn,
 }
 
 impl Payload {
@@ -244,7 +330,20 @@ impl Payload {
             EventType::DistributionRemoved => Payload::DistributionRemoved(typed(data)?),
             EventType::DatasetDeprecated => Payload::DatasetDeprecated(typed(data)?),
             EventType::DatasetWithdrawn => Payload::DatasetWithdrawn(typed(data)?),
+            EventType::StudyRegistered => Payload::StudyRegistered(Box::new(typed(data)?)),
+            EventType::StudyUpdated => Payload::StudyUpdated(Box::new(typed(data)?)),
+            EventType::StudyRetracted => Payload::StudyRetracted(typed(data)?),
+            EventType::ConsentWithdrawn => Payload::ConsentWithdrawn,
         })
+    }
+
+    /// The Study Instance UID a study event is about.
+    pub fn study_uid(&self) -> Option<&str> {
+        match self {
+            Payload::StudyRegistered(s) | Payload::StudyUpdated(s) => Some(&s.study_instance_uid),
+            Payload::StudyRetracted(r) => Some(&r.study_instance_uid),
+            _ => None,
+        }
     }
 }
 

@@ -25,7 +25,7 @@ macro_rules! schema_file {
     };
 }
 
-static FILES: [SchemaFile; 9] = [
+static FILES: [SchemaFile; 13] = [
     schema_file!("defs.v1"),
     schema_file!("cloudevent.v1"),
     schema_file!("eu.cancerimage.provider.registered.v1"),
@@ -35,6 +35,10 @@ static FILES: [SchemaFile; 9] = [
     schema_file!("eu.cancerimage.dataset.distribution.removed.v1"),
     schema_file!("eu.cancerimage.dataset.deprecated.v1"),
     schema_file!("eu.cancerimage.dataset.withdrawn.v1"),
+    schema_file!("eu.cancerimage.study.registered.v1"),
+    schema_file!("eu.cancerimage.study.updated.v1"),
+    schema_file!("eu.cancerimage.study.retracted.v1"),
+    schema_file!("eu.cancerimage.subject.consent.withdrawn.v1"),
 ];
 
 /// Every schema file, for serving under `/schemas/` and for tests.

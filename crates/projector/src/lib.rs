@@ -9,7 +9,11 @@
 pub mod ns;
 mod projection;
 mod runner;
+mod study;
 
 pub use cireg_dcat::{slug, BaseError, PublicBase};
-pub use projection::{projected_datasets, ProjectedDataset, ProjectionError, Projector};
+pub use projection::{
+    projected_datasets, projected_studies, ProjectedDataset, ProjectedStudy, ProjectionError, Projector, StudyCounts,
+};
 pub use runner::{rebuild, run, RunOptions};
+pub use study::{study_graph, IMAGING};

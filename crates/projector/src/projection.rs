@@ -1,7 +1,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cireg_log::StoredEvent;
-use cireg_model::{Aggregate, AggregateState, Dataset, DatasetStatus, Event};
+use cireg_model::{Aggregate, AggregateState, Dataset, DatasetStatus, Event, Payload, Study, StudyStatus};
 use oxigraph::{
     model::{vocab::xsd, GraphName, GraphNameRef, Literal, NamedNode, NamedOrBlankNode, Quad, Term},
     store::{StorageError, Store},
@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use cireg_dcat::{aggregate_graph, iri, PublicBase};
 
-use crate::ns::{CHECKPOINT, PROJECTION_GRAPH};
+use crate::{
+    ns::{CHECKPOINT, PROJECTION_GRAPH},
+    study::study_graph,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -26,6 +29,12 @@ pub enum ProjectionError {
 
 const STATE: &str = "urn:cireg:vocab#aggregateState";
 const BASE: &str = "urn:cireg:vocab#publicBase";
+/// Links a study aggregate to its subject's consent aggregate (both log subjects), so that a
+/// consent withdrawal finds every study of the subject, whatever its status.
+const STUDY_OF: &str = "urn:cireg:vocab#studyOfSubject";
+/// How many available studies one subject has in one dataset, on a tally node per dataset and
+/// subject: the dataset's number of subjects follows from these.
+const STUDIES_OF_SUBJECT: &str = "urn:cireg:vocab#studiesOfSubject";
 
 /// Batches of at least this many events that only create aggregates are bulk-loaded.
 const BULK_MIN_EVENTS: usize = 64;
@@ -44,6 +53,31 @@ struct StoredState {
     /// When the log accepted the aggregate's first and latest event (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     recorded: Option<(String, String)>,
+    /// For a dataset with registered studies: what they add up to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    studies: Option<StudyCounts>,
+}
+
+/// What the available studies of a dataset add up to; when a dataset has any, these replace the
+/// counts its provider published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudyCounts {
+    pub subjects: u64,
+    pub studies: u64,
+    pub series: u64,
+}
+
+impl StudyCounts {
+    /// The dataset document with these counts in place of the published ones.
+    fn apply_to(counts: Option<StudyCounts>, document: &serde_json::Value) -> serde_json::Value {
+        let mut doc = document.clone();
+        if let (Some(c), Some(map)) = (counts.filter(|c| c.studies > 0), doc.as_object_mut()) {
+            map.insert("numberOfSubjects".into(), c.subjects.into());
+            map.insert("numberOfStudies".into(), c.studies.into());
+            map.insert("numberOfSeries".into(), c.series.into());
+        }
+        doc
+    }
 }
 
 /// Bump when `cireg_dcat`'s mapping maps a state to different triples: graphs written with an older
@@ -57,6 +91,10 @@ struct Touched {
     before: Option<Before>,
     /// When the log accepted the aggregate's first and latest event, as of the batch.
     recorded: Option<(String, String)>,
+    /// For a dataset: what its studies add up to, as of the batch.
+    counts: Option<StudyCounts>,
+    /// A study erased by its subject's consent withdrawal: no graph, no state, nothing left.
+    erased: bool,
 }
 
 /// An aggregate as projected before a batch.
@@ -67,6 +105,7 @@ struct Before {
     /// The mapping version its graph was written with.
     mapping: u32,
     recorded: Option<(String, String)>,
+    counts: Option<StudyCounts>,
 }
 
 /// Folds events into one Oxigraph store.
@@ -78,6 +117,10 @@ pub struct Projector {
 
 fn projection_graph() -> GraphName {
     NamedNode::new_unchecked(PROJECTION_GRAPH).into()
+}
+
+fn tally_node(provider: &str, dataset: &str, pseudonym: &str) -> NamedNode {
+    NamedNode::new_unchecked(format!("urn:cireg:tally:{provider}:{dataset}:{pseudonym}"))
 }
 
 fn aggregate_node(subject: &str) -> NamedNode {
@@ -169,11 +212,71 @@ impl Projector {
                 Ok(Touched {
                     aggregate: Aggregate::restore(s.version, s.last_seq, s.state.clone()),
                     recorded: s.recorded.clone(),
-                    before: Some(Before { term: l.into(), state: s.state, mapping: s.mapping, recorded: s.recorded }),
+                    counts: s.studies,
+                    erased: false,
+                    before: Some(Before {
+                        term: l.into(),
+                        state: s.state,
+                        mapping: s.mapping,
+                        recorded: s.recorded,
+                        counts: s.studies,
+                    }),
                 })
             }
-            _ => Ok(Touched { aggregate: Aggregate::default(), before: None, recorded: None }),
+            _ => Ok(Touched {
+                aggregate: Aggregate::default(),
+                before: None,
+                recorded: None,
+                counts: None,
+                erased: false,
+            }),
         }
+    }
+
+    /// Whether the subject of a consent aggregate withdrew consent, as of the batch so far.
+    fn consent_withdrawn(
+        &self,
+        consent: &str,
+        touched: &HashMap<String, Touched>,
+        known: &mut HashMap<String, bool>,
+    ) -> Result<bool, ProjectionError> {
+        if let Some(t) = touched.get(consent) {
+            return Ok(matches!(t.aggregate.state, AggregateState::Subject { .. }));
+        }
+        if let Some(w) = known.get(consent) {
+            return Ok(*w);
+        }
+        let withdrawn = matches!(self.load_aggregate(consent)?.aggregate.state, AggregateState::Subject { .. });
+        known.insert(consent.to_owned(), withdrawn);
+        Ok(withdrawn)
+    }
+
+    /// The log subjects of every projected study of a subject (by its consent aggregate's subject).
+    fn stored_studies_of(&self, consent: &str) -> Result<Vec<String>, ProjectionError> {
+        let predicate = NamedNode::new_unchecked(STUDY_OF);
+        let value: Term = Literal::new_simple_literal(consent).into();
+        let mut out = Vec::new();
+        for quad in self.store.quads_for_pattern(
+            None,
+            Some(predicate.as_ref()),
+            Some(value.as_ref()),
+            Some(projection_graph().as_ref()),
+        ) {
+            if let NamedOrBlankNode::NamedNode(n) = quad?.subject {
+                if let Some(subject) = n.as_str().strip_prefix("urn:cireg:aggregate:") {
+                    out.push(subject.to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many available studies `pseudonym` has in a dataset, as the store has it.
+    fn studies_of_subject(&self, node: &NamedNode) -> Result<Option<(u64, Term)>, ProjectionError> {
+        Ok(match one_object(&self.store, node, STUDIES_OF_SUBJECT)? {
+            Some(Term::Literal(l)) => Some((l.value().parse().unwrap_or(0), l.into())),
+            _ => None,
+        })
     }
 
     /// The quads of an aggregate's graph in `state` (`None`: no graph).
@@ -182,12 +285,47 @@ impl Projector {
         subject: &str,
         state: &AggregateState,
         recorded: &Option<(String, String)>,
+        counts: Option<StudyCounts>,
     ) -> Result<Option<Vec<Quad>>, ProjectionError> {
         let (provider, _, id) = split_subject(subject);
+        match state {
+            AggregateState::Study { status: StudyStatus::Available, subject: pseudonym, study, .. } => {
+                return Ok(Some(study_graph(&self.base, provider, pseudonym, study).1));
+            }
+            AggregateState::Study { .. } | AggregateState::Subject { .. } => return Ok(None),
+            _ => {}
+        }
         let recorded = recorded.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+        let counted;
+        let state = match state {
+            AggregateState::Dataset { document, status, issued, modified, deprecation } if counts.is_some() => {
+                counted = AggregateState::Dataset {
+                    document: StudyCounts::apply_to(counts, document),
+                    status: *status,
+                    issued: issued.clone(),
+                    modified: modified.clone(),
+                    deprecation: deprecation.clone(),
+                };
+                &counted
+            }
+            state => state,
+        };
         let graph = aggregate_graph(&self.base, provider, id, state, recorded)
             .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
         Ok(graph.map(|g| g.quads))
+    }
+
+    /// The named graph of an aggregate, if it has one.
+    fn graph_iri(&self, subject: &str, state: &AggregateState) -> Option<NamedNode> {
+        let (provider, kind, id) = split_subject(subject);
+        match (kind, state) {
+            ("dataset", _) => Some(iri(self.base.dataset(provider, id))),
+            ("provider", _) => Some(iri(self.base.provider(provider))),
+            (_, AggregateState::Study { subject: pseudonym, study, .. }) => {
+                Some(iri(self.base.study(&Study::resource_id(provider, pseudonym, &study.study_instance_uid))))
+            }
+            _ => None,
+        }
     }
 
     /// Applies the events of `batch` that are past the checkpoint, in one transaction with the new
@@ -196,22 +334,37 @@ impl Projector {
         let (checkpoint, old_checkpoints) = self.checkpoint_terms()?;
         let mut touched: HashMap<String, Touched> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
+        let mut withdrawn: HashMap<String, bool> = HashMap::new();
         let mut last = checkpoint;
         for stored in batch.iter().filter(|e| e.seq > checkpoint) {
+            last = stored.seq;
             let event = Event::parse_stored(&stored.payload)
                 .map_err(|e| ProjectionError::UnreadableEvent { seq: stored.seq, detail: e.to_string() })?;
-            if !touched.contains_key(&stored.subject) {
-                let aggregate = self.load_aggregate(&stored.subject)?;
-                touched.insert(stored.subject.clone(), aggregate);
-                order.push(stored.subject.clone());
+            let consent = cireg_model::consent_subject(&event.provider, &event.aggregate);
+            if event.payload.study_uid().is_some() && self.consent_withdrawn(&consent, &touched, &mut withdrawn)? {
+                // a study that landed while its subject withdrew consent: ingest erases it from
+                // the log, and it never reaches the store
+                continue;
             }
+            self.touch(&stored.subject, &mut touched, &mut order)?;
             if let Some(t) = touched.get_mut(&stored.subject) {
                 t.aggregate.apply(stored.seq, &event);
                 let at = log_time(stored.appended_at_nanos);
                 let listed = t.recorded.take().map(|(listed, _)| listed).unwrap_or_else(|| at.clone());
                 t.recorded = Some((listed, at));
             }
-            last = stored.seq;
+            if matches!(event.payload, Payload::ConsentWithdrawn) {
+                let prefix = format!("{consent}.");
+                let mut studies: Vec<String> = order.iter().filter(|s| s.starts_with(&prefix)).cloned().collect();
+                studies.extend(self.stored_studies_of(&consent)?);
+                for study in studies {
+                    self.touch(&study, &mut touched, &mut order)?;
+                    if let Some(t) = touched.get_mut(&study) {
+                        t.erased = true;
+                        t.aggregate = Aggregate::default();
+                    }
+                }
+            }
         }
         if last == checkpoint {
             return Ok(checkpoint);
@@ -221,32 +374,48 @@ impl Projector {
         let mut drop_graphs: Vec<NamedNode> = Vec::new();
         let mut insert: Vec<Quad> = Vec::new();
         let mut remove: Vec<Quad> = Vec::new();
+        self.count_studies(&mut touched, &mut order, &mut insert, &mut remove)?;
         for subject in &order {
-            let Some(Touched { aggregate, before, recorded }) = touched.get(subject) else { continue };
-            let (provider, kind, id) = split_subject(subject);
-            let graph_iri = match kind {
-                "dataset" => iri(self.base.dataset(provider, id)),
-                _ => iri(self.base.provider(provider)),
-            };
-            let new_quads = self.graph_quads(subject, &aggregate.state, recorded)?;
+            let Some(Touched { aggregate, before, recorded, counts, erased }) = touched.get(subject) else { continue };
+            let node = aggregate_node(subject);
+            if let Some(old) = before {
+                remove.push(bookkeeping(&node, STATE, old.term.clone()));
+            }
+            if *erased {
+                if let Some(old) = before {
+                    drop_graphs.extend(self.graph_iri(subject, &old.state));
+                    if let Some((consent, _)) = subject.split_once(".study.") {
+                        remove.push(bookkeeping(&node, STUDY_OF, Literal::new_simple_literal(consent).into()));
+                    }
+                }
+                continue;
+            }
+            let new_quads = self.graph_quads(subject, &aggregate.state, recorded, *counts)?;
+            let old_graph = before.as_ref().and_then(|b| self.graph_iri(subject, &b.state));
             match (before, new_quads) {
                 // new aggregate
                 (None, Some(quads)) => insert.extend(quads),
-                (None, None) => {}
-                // gone (withdrawn)
-                (Some(_), None) => drop_graphs.push(graph_iri),
+                (_, None) => drop_graphs.extend(old_graph),
                 // changed, graph written by this mapping: write only the difference
                 (Some(old), Some(quads)) if old.mapping == MAPPING_VERSION => {
-                    let old: HashSet<Quad> =
-                        self.graph_quads(subject, &old.state, &old.recorded)?.unwrap_or_default().into_iter().collect();
+                    let old: HashSet<Quad> = self
+                        .graph_quads(subject, &old.state, &old.recorded, old.counts)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect();
                     let new: HashSet<Quad> = quads.into_iter().collect();
                     remove.extend(old.difference(&new).cloned());
                     insert.extend(new.difference(&old).cloned());
                 }
                 // changed, graph written by another mapping: replace it whole
                 (Some(_), Some(quads)) => {
-                    clear.push(graph_iri);
+                    clear.extend(old_graph);
                     insert.extend(quads);
+                }
+            }
+            if before.is_none() {
+                if let Some((consent, _)) = subject.split_once(".study.") {
+                    insert.push(bookkeeping(&node, STUDY_OF, Literal::new_simple_literal(consent).into()));
                 }
             }
             // the aggregate's state, for the next event
@@ -256,12 +425,9 @@ impl Projector {
                 state: aggregate.state.clone(),
                 mapping: MAPPING_VERSION,
                 recorded: recorded.clone(),
+                studies: *counts,
             })
             .map_err(|e| ProjectionError::Other(e.to_string()))?;
-            let node = aggregate_node(subject);
-            if let Some(old) = before {
-                remove.push(bookkeeping(&node, STATE, old.term.clone()));
-            }
             insert.push(bookkeeping(&node, STATE, Literal::new_simple_literal(json).into()));
         }
         let projection = NamedNode::new_unchecked(PROJECTION_GRAPH);
@@ -304,6 +470,100 @@ impl Projector {
     }
 }
 
+impl Projector {
+    /// Loads `subject`'s aggregate into the batch, once.
+    fn touch(
+        &self,
+        subject: &str,
+        touched: &mut HashMap<String, Touched>,
+        order: &mut Vec<String>,
+    ) -> Result<(), ProjectionError> {
+        if !touched.contains_key(subject) {
+            touched.insert(subject.to_owned(), self.load_aggregate(subject)?);
+            order.push(subject.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Brings the study counts of every dataset whose studies the batch changes up to date: the
+    /// per-subject tallies (quads to write) and the datasets' totals (in `touched`).
+    fn count_studies(
+        &self,
+        touched: &mut HashMap<String, Touched>,
+        order: &mut Vec<String>,
+        insert: &mut Vec<Quad>,
+        remove: &mut Vec<Quad>,
+    ) -> Result<(), ProjectionError> {
+        /// What one study adds to its dataset's counts: (provider, dataset, pseudonym, series).
+        fn contribution<'a>(subject: &'a str, state: &'a AggregateState) -> Option<(&'a str, &'a str, &'a str, u64)> {
+            match state {
+                AggregateState::Study { status: StudyStatus::Available, subject: pseudonym, study, .. } => {
+                    Some((split_subject(subject).0, &study.dataset, pseudonym, study.number_of_series))
+                }
+                _ => None,
+            }
+        }
+        // (provider, dataset) → Δ(subjects, studies, series); (provider, dataset, pseudonym) → Δstudies
+        let mut datasets: HashMap<(String, String), (i64, i64, i64)> = HashMap::new();
+        let mut subjects: HashMap<(String, String, String), i64> = HashMap::new();
+        for subject in order.iter() {
+            let Some(t) = touched.get(subject) else { continue };
+            let before = t.before.as_ref().and_then(|b| contribution(subject, &b.state));
+            let after = if t.erased { None } else { contribution(subject, &t.aggregate.state) };
+            if before == after {
+                continue;
+            }
+            for (sign, c) in [(-1, before), (1, after)] {
+                if let Some((provider, dataset, pseudonym, series)) = c {
+                    let d = datasets.entry((provider.to_owned(), dataset.to_owned())).or_default();
+                    d.1 += sign;
+                    d.2 += sign * series as i64;
+                    *subjects.entry((provider.to_owned(), dataset.to_owned(), pseudonym.to_owned())).or_default() +=
+                        sign;
+                }
+            }
+        }
+        for ((provider, dataset, pseudonym), delta) in subjects {
+            if delta == 0 {
+                continue;
+            }
+            let node = tally_node(&provider, &dataset, &pseudonym);
+            let old = self.studies_of_subject(&node)?;
+            let had = old.as_ref().map_or(0, |(n, _)| *n);
+            let has = (had as i64 + delta).max(0) as u64;
+            if let Some((_, term)) = old {
+                remove.push(bookkeeping(&node, STUDIES_OF_SUBJECT, term));
+            }
+            if has > 0 {
+                insert.push(bookkeeping(
+                    &node,
+                    STUDIES_OF_SUBJECT,
+                    Literal::new_typed_literal(has.to_string(), xsd::INTEGER).into(),
+                ));
+            }
+            let d = datasets.entry((provider, dataset)).or_default();
+            d.0 += i64::from(had == 0 && has > 0) - i64::from(had > 0 && has == 0);
+        }
+        for ((provider, dataset), (subjects, studies, series)) in datasets {
+            let Some(provider_id) = cireg_model::ProviderId::parse(&provider) else { continue };
+            let subject = cireg_model::dataset_subject(&provider_id, &dataset);
+            self.touch(&subject, touched, order)?;
+            if let Some(t) = touched.get_mut(&subject) {
+                let c = t.counts.unwrap_or_default();
+                let add = |n: u64, d: i64| (n as i64 + d).max(0) as u64;
+                t.counts = Some(StudyCounts {
+                    subjects: add(c.subjects, subjects),
+                    studies: add(c.studies, studies),
+                    series: add(c.series, series),
+                });
+            }
+        }
+        // datasets go after the studies that change them; a dataset touched only for its counts
+        // is still folded like any other
+        Ok(())
+    }
+}
+
 /// A live dataset as the projection holds it: the read models (search, summaries) start here
 /// rather than from the triples, since the document keeps every code with its display text.
 #[derive(Debug, Clone)]
@@ -334,13 +594,61 @@ pub fn projected_datasets(store: &Store) -> Result<Vec<ProjectedDataset>, Projec
         if status == DatasetStatus::Withdrawn {
             continue;
         }
-        let dataset: Dataset = serde_json::from_value(document)
+        let dataset: Dataset = serde_json::from_value(StudyCounts::apply_to(stored.studies, &document))
             .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
         out.push(ProjectedDataset {
             provider: provider.to_owned(),
             id: id.to_owned(),
             status,
             dataset,
+            recorded: stored.recorded,
+        });
+    }
+    Ok(out)
+}
+
+/// A study as the projection holds it, for the study-level read models.
+#[derive(Debug, Clone)]
+pub struct ProjectedStudy {
+    pub provider: String,
+    /// The pseudonymous subject id.
+    pub subject: String,
+    /// The resource id ([`Study::resource_id`]).
+    pub id: String,
+    pub status: StudyStatus,
+    pub study: Study,
+    /// Number of events folded: the version of the resource.
+    pub version: u64,
+    /// The log sequence of its latest event.
+    pub last_seq: u64,
+    /// When the log accepted the study's first and latest event (RFC 3339).
+    pub recorded: Option<(String, String)>,
+}
+
+/// Every study in the store, retracted ones included; the studies of subjects that withdrew
+/// consent are not in the store at all.
+pub fn projected_studies(store: &Store) -> Result<Vec<ProjectedStudy>, ProjectionError> {
+    let state = NamedNode::new_unchecked(STATE);
+    let mut out = Vec::new();
+    for quad in store.quads_for_pattern(None, Some(state.as_ref()), None, Some(projection_graph().as_ref())) {
+        let quad = quad?;
+        let (NamedOrBlankNode::NamedNode(node), Term::Literal(json)) = (&quad.subject, &quad.object) else { continue };
+        let Some(subject) = node.as_str().strip_prefix("urn:cireg:aggregate:") else { continue };
+        if !subject.contains(".study.") {
+            continue;
+        }
+        let stored: StoredState = serde_json::from_str(json.value())
+            .map_err(|e| ProjectionError::Other(format!("stored state of {subject}: {e}")))?;
+        let AggregateState::Study { status, subject: pseudonym, study, .. } = stored.state else { continue };
+        let provider = split_subject(subject).0.to_owned();
+        out.push(ProjectedStudy {
+            id: Study::resource_id(&provider, &pseudonym, &study.study_instance_uid),
+            provider,
+            subject: pseudonym,
+            status,
+            study: *study,
+            version: stored.version,
+            last_seq: stored.last_seq,
             recorded: stored.recorded,
         });
     }

@@ -7,7 +7,7 @@ use axum::{
 };
 use cireg_ingest::Ingest;
 use cireg_projector::PublicBase;
-use cireg_views::{CatalogCache, CatalogIndex, CatalogInfo, SearchCache, SearchIndex};
+use cireg_views::{CatalogCache, CatalogIndex, CatalogInfo, SearchCache, SearchIndex, StudyCache, StudyIndex};
 use oxigraph::store::Store;
 use tokio::sync::watch;
 
@@ -22,6 +22,11 @@ pub struct AppState {
     pub catalog_index: Arc<CatalogCache>,
     /// The search index of the live datasets, rebuilt when the checkpoint moves.
     pub search_index: Arc<SearchCache>,
+    /// The index of the studies behind the FHIR API, rebuilt when the checkpoint moves.
+    pub study_index: Arc<StudyCache>,
+    /// Whether the study-level views (FHIR) are served at all: pseudonymised subject data, off
+    /// unless the node is started with `--study-views`.
+    pub study_views: bool,
     /// The projector's checkpoint (last applied log sequence).
     pub applied: watch::Receiver<u64>,
     /// Time limit of one SPARQL query.
@@ -61,6 +66,17 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The study index as of the projector's checkpoint (built once per checkpoint).
+    pub async fn study_index(&self) -> std::io::Result<Arc<StudyIndex>> {
+        let checkpoint = *self.applied.borrow();
+        let (store, base, cache) = (self.store.clone(), self.base.clone(), self.study_index.clone());
+        tokio::task::spawn_blocking(move || cache.get(checkpoint, || StudyIndex::build(&store, &base)))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
 /// Largest request body: a batch of events.
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -74,6 +90,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(crate::search::openapi))
         .route("/api/eucaim/search", post(crate::search::eucaim))
         .route("/events", post(crate::events::post_events))
+        .route("/fhir/metadata", get(crate::fhir::metadata))
+        .route("/fhir/ImagingStudy", get(crate::fhir::search))
+        .route("/fhir/ImagingStudy/_search", post(crate::fhir::search_post))
+        .route("/fhir/ImagingStudy/{id}", get(crate::fhir::read))
+        .route("/fhir/ImagingStudy/{id}/_history", get(crate::fhir::history))
+        .route("/fhir/ImagingStudy/{id}/_history/{vid}", get(crate::fhir::vread))
+        .route("/fhir/{*rest}", get(crate::fhir::unknown))
         .route("/sparql", get(crate::read::sparql_get).post(crate::read::sparql_post))
         .route(
             "/catalog.ttl",

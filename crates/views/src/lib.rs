@@ -4,6 +4,7 @@
 //! - `search.rs`: faceted search over the live datasets (web page, JSON API, EUCAIM mediator).
 //! - `feed.rs`: the change feed (LDES / ActivityStreams) over the log's dataset events.
 //! - `sparql.rs`: SPARQL evaluation over the public graphs, with a time limit.
+//! - `studies.rs`: the study index and FHIR search semantics behind the ImagingStudy API.
 //! - `summary.rs`: counts for the landing page and metrics.
 
 mod catalog;
@@ -11,6 +12,7 @@ mod eucaim;
 mod feed;
 mod search;
 mod sparql;
+mod studies;
 mod summary;
 
 pub use catalog::{
@@ -25,4 +27,8 @@ pub use search::{
     Sort, FACETS, SIZE_CLASSES,
 };
 pub use sparql::{evaluate, write_results, ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
+pub use studies::{
+    Cursor, DateParam, IndexedStudy, Page, SearchParamError, StudyCache, StudyIndex, StudyLookup, StudyPage,
+    StudyQuery, StudySort, DEFAULT_COUNT, MAX_COUNT, SEARCH_PARAMETERS,
+};
 pub use summary::{summary, Summary};
