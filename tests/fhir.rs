@@ -463,7 +463,14 @@ async fn imaging_study_search_read_history_and_consent_withdrawal() {
         reqwest::get(c.url(&format!("/api/v1/datasets/{PROVIDER}/{SECOND}"))).await.unwrap().json().await.unwrap();
     assert_eq!(counts(&d2), (2, 2, 2), "the retracted study does not count: {d2}");
 
-    // consent withdrawal: P01's studies vanish from FHIR and the counts; none is accepted again
+    // on a node with study views, SPARQL sees the study graphs (imaging vocabulary)
+    let by_subject = "PREFIX img: <https://w3id.org/cireg/imaging#> \
+        SELECT ?uid WHERE { GRAPH ?g { ?s a img:ImagingStudy ; img:subject 'P01' ; img:studyInstanceUID ?uid } }";
+    let mut p01 = c.select(by_subject, "uid").await;
+    p01.sort();
+    assert_eq!(p01, vec![uid(0), uid(1)]);
+
+    // consent withdrawal: P01's studies vanish from FHIR, SPARQL and the counts; none is accepted again
     let id0 = f.id_of(0).await;
     post_ok(&c, &consent_withdrawal("P01")).await;
     // a re-send is answered as a duplicate (and erases again)
@@ -471,6 +478,7 @@ async fn imaging_study_search_read_history_and_consent_withdrawal() {
     assert_eq!((status, body["duplicate"].clone()), (200, json!(true)), "{body}");
     settle(&c).await;
     assert_eq!(f.matches("patient=P01").await, set([]));
+    assert!(c.select(by_subject, "uid").await.is_empty());
     let (status, _, _) = f.get_as(&format!("/fhir/ImagingStudy/{id0}"), "5.0").await;
     assert_eq!(status, 404, "erased, not merely gone");
     let d: Value = reqwest::get(&dataset_url).await.unwrap().json().await.unwrap();

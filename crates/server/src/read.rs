@@ -146,6 +146,7 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest
     };
     let (store, base) = (state.store.clone(), state.base.clone());
     let timeout = state.sparql_timeout;
+    let scope = if state.study_views { cireg_views::GraphScope::WithStudies } else { cireg_views::GraphScope::Public };
     // A slot per running evaluation. Oxigraph checks the cancellation token only while it reads
     // the store, so a query that spins in memory (a large cross product) can outlive its time
     // limit: the caller still gets its answer at the limit, and such queries cannot pile up
@@ -159,7 +160,7 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest
     };
     let evaluation = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        cireg_views::evaluate(&store, &base, &request, timeout, |results| {
+        cireg_views::evaluate(&store, &base, scope, &request, timeout, |results| {
             cireg_views::write_results(results, format, Vec::new())
         })
     });

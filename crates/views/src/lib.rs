@@ -3,7 +3,7 @@
 //! - `catalog.rs`: the DCAT-AP catalogue document, its paging index, and single resources.
 //! - `search.rs`: faceted search over the live datasets (web page, JSON API, EUCAIM mediator).
 //! - `feed.rs`: the change feed (LDES / ActivityStreams) over the log's dataset events.
-//! - `sparql.rs`: SPARQL evaluation over the public graphs, with a time limit.
+//! - `sparql.rs`: SPARQL evaluation over the graphs a caller may see, with a time limit.
 //! - `studies.rs`: the study index and FHIR search semantics behind the ImagingStudy API.
 //! - `summary.rs`: counts for the landing page and metrics.
 
@@ -26,7 +26,7 @@ pub use search::{
     access_label, country_name, FacetCount, Label, SearchCache, SearchDoc, SearchIndex, SearchQuery, SearchResults,
     Sort, FACETS, SIZE_CLASSES,
 };
-pub use sparql::{evaluate, write_results, ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
+pub use sparql::{evaluate, write_results, GraphScope, ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
 pub use studies::{
     Cursor, DateParam, IndexedStudy, Page, SearchParamError, StudyCache, StudyIndex, StudyLookup, StudyPage,
     StudyQuery, StudySort, DEFAULT_COUNT, MAX_COUNT, SEARCH_PARAMETERS,

@@ -1,10 +1,11 @@
-//! SPARQL 1.1 query evaluation over the public graphs: every named graph except the projector's
-//! bookkeeping graph, with the default graph as their union. Read-only by construction (only
-//! queries are parsed), with a time limit that cancels the evaluation.
+//! SPARQL 1.1 query evaluation over the graphs a caller may see (the datasets' and providers',
+//! and on a node that serves study views the studies'), with the default graph as their union.
+//! Read-only by construction (only queries are parsed), with a time limit that cancels the
+//! evaluation.
 
 use std::{io::Write, time::Duration};
 
-use cireg_projector::{ns::PROJECTION_GRAPH, PublicBase};
+use cireg_projector::{ns, PublicBase, IMAGING};
 use oxigraph::{
     io::{RdfFormat, RdfSerializer},
     model::{GraphName, NamedNode, NamedOrBlankNode},
@@ -69,20 +70,43 @@ pub enum ResultsFormat {
     Graph(RdfFormat),
 }
 
-/// The graphs anyone may query: the datasets' and the providers' graphs, by an allowlist of
-/// their IRI prefixes. Anything else in the store (the projector's bookkeeping, and any graph a
-/// later projection adds, such as study-level data) is left out unless it is listed here.
-fn public_graphs(store: &Store, base: &PublicBase) -> Result<Vec<NamedOrBlankNode>, QueryError> {
-    let prefixes = [format!("{}/datasets/", base.as_str()), format!("{}/providers/", base.as_str())];
-    let mut public = Vec::new();
-    for g in store.named_graphs() {
-        if let NamedOrBlankNode::NamedNode(n) = g.map_err(|e| QueryError::Evaluation(e.to_string()))? {
-            if n.as_str() != PROJECTION_GRAPH && prefixes.iter().any(|p| n.as_str().starts_with(p.as_str())) {
-                public.push(NamedOrBlankNode::NamedNode(n));
+/// Which graphs a query may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphScope {
+    /// The datasets' and the providers' graphs: the catalogue.
+    Public,
+    /// Those and the studies' graphs (pseudonymised subject data), on a node that serves study
+    /// views.
+    WithStudies,
+}
+
+/// The graphs a query in `scope` may see, by an allowlist: a graph is visible when it is named
+/// under one of the listed IRI prefixes and holds the resource of the listed class it is named
+/// after. Anything else in the store (the projector's bookkeeping, study graphs for the public,
+/// any graph a later projection adds) is left out unless it is listed here. Found through the
+/// store's type index, so the cost follows the visible graphs, not every graph in the store.
+fn visible_graphs(store: &Store, base: &PublicBase, scope: GraphScope) -> Result<Vec<NamedOrBlankNode>, QueryError> {
+    let mut kinds = vec![
+        (format!("{}/datasets/", base.as_str()), format!("{}Dataset", ns::DCAT)),
+        (format!("{}/providers/", base.as_str()), format!("{}Agent", ns::FOAF)),
+    ];
+    if scope == GraphScope::WithStudies {
+        kinds.push((format!("{}/studies/", base.as_str()), format!("{IMAGING}ImagingStudy")));
+    }
+    let rdf_type = NamedNode::new_unchecked(ns::RDF_TYPE);
+    let mut visible = std::collections::BTreeSet::new();
+    for (prefix, class) in &kinds {
+        let class = NamedNode::new_unchecked(class.as_str());
+        for quad in store.quads_for_pattern(None, Some(rdf_type.as_ref()), Some(class.as_ref().into()), None) {
+            let quad = quad.map_err(|e| QueryError::Evaluation(e.to_string()))?;
+            if let GraphName::NamedNode(g) = quad.graph_name {
+                if g.as_str().starts_with(prefix.as_str()) {
+                    visible.insert(g);
+                }
             }
         }
     }
-    Ok(public)
+    Ok(visible.into_iter().map(NamedOrBlankNode::NamedNode).collect())
 }
 
 fn graph_list(
@@ -107,6 +131,7 @@ fn graph_list(
 pub fn evaluate<T>(
     store: &Store,
     base: &PublicBase,
+    scope: GraphScope,
     request: &SparqlRequest,
     timeout: Duration,
     write: impl FnOnce(QueryResults<'_>) -> Result<T, QueryError>,
@@ -117,11 +142,11 @@ pub fn evaluate<T>(
         // (which could reach anything the server can reach) fails instead of leaving the host
         .with_cancellation_token(token.clone())
         .for_query(request.query.0.clone());
-    let public = public_graphs(store, base)?;
+    let public = visible_graphs(store, base, scope)?;
     let from = request.query.dataset().cloned();
     let dataset = prepared.dataset_mut();
     // the protocol parameters win over the query's FROM / FROM NAMED (SPARQL 1.1 Protocol
-    // §2.1.4); either way only public graphs are ever in the dataset
+    // §2.1.4); either way only visible graphs are ever in the dataset
     if !request.default_graph_uris.is_empty() || !request.named_graph_uris.is_empty() {
         let default = graph_list("default-graph-uri", &request.default_graph_uris, &public)?;
         let named = graph_list("named-graph-uri", &request.named_graph_uris, &public)?;
@@ -197,12 +222,16 @@ mod tests {
 
     /// Runs a SELECT and returns the values of `?o`.
     fn objects(store: &Store, base: &PublicBase, query: &str, named: &[&str]) -> Vec<String> {
+        objects_in(store, base, GraphScope::Public, query, named)
+    }
+
+    fn objects_in(store: &Store, base: &PublicBase, scope: GraphScope, query: &str, named: &[&str]) -> Vec<String> {
         let request = SparqlRequest {
             query: ParsedQuery::parse(query).unwrap(),
             default_graph_uris: Vec::new(),
             named_graph_uris: named.iter().map(|s| (*s).to_owned()).collect(),
         };
-        evaluate(store, base, &request, Duration::from_secs(10), |results| {
+        evaluate(store, base, scope, &request, Duration::from_secs(10), |results| {
             let QueryResults::Solutions(solutions) = results else { panic!("not a SELECT") };
             let mut out = Vec::new();
             for s in solutions {
@@ -221,25 +250,40 @@ mod tests {
         let base = PublicBase::new("https://registry.example.eu").unwrap();
         let store = Store::new().unwrap();
         let p = NamedNode::new("urn:p").unwrap();
-        for (graph, value) in [
-            ("https://registry.example.eu/datasets/a/b", "dataset"),
-            ("https://registry.example.eu/providers/a", "provider"),
-            ("https://registry.example.eu/studies/a/s1", "study"),
-            ("urn:anything:else", "other"),
-            (PROJECTION_GRAPH, "bookkeeping"),
+        let rdf_type = NamedNode::new(ns::RDF_TYPE).unwrap();
+        let dataset = NamedNode::new(format!("{}Dataset", ns::DCAT)).unwrap();
+        let study = NamedNode::new(format!("{IMAGING}ImagingStudy")).unwrap();
+        for (graph, value, class) in [
+            ("https://registry.example.eu/datasets/a/b", "dataset", dataset.clone()),
+            (
+                "https://registry.example.eu/providers/a",
+                "provider",
+                NamedNode::new(format!("{}Agent", ns::FOAF)).unwrap(),
+            ),
+            ("https://registry.example.eu/studies/s1", "study", study.clone()),
+            // a dataset's class, but not under a listed prefix; and a listed prefix without the class
+            ("urn:anything:else", "other", dataset.clone()),
+            ("https://registry.example.eu/datasets/c/d", "untyped", study.clone()),
+            (ns::PROJECTION_GRAPH, "bookkeeping", dataset.clone()),
         ] {
             let g = NamedNode::new(graph).unwrap();
-            store.insert(&Quad::new(g.clone(), p.clone(), Literal::new_simple_literal(value), g)).unwrap();
+            store.insert(&Quad::new(g.clone(), p.clone(), Literal::new_simple_literal(value), g.clone())).unwrap();
+            store.insert(&Quad::new(g.clone(), rdf_type.clone(), class, g)).unwrap();
         }
-        let mut all = objects(&store, &base, "SELECT ?o WHERE { { ?s ?p ?o } UNION { GRAPH ?g { ?s ?p ?o } } }", &[]);
+        let everything = "SELECT ?o WHERE { { ?s <urn:p> ?o } UNION { GRAPH ?g { ?s <urn:p> ?o } } }";
+        let mut all = objects(&store, &base, everything, &[]);
         all.sort();
         all.dedup();
         assert_eq!(all, vec!["dataset", "provider"]);
+        let mut with_studies = objects_in(&store, &base, GraphScope::WithStudies, everything, &[]);
+        with_studies.sort();
+        with_studies.dedup();
+        assert_eq!(with_studies, vec!["dataset", "provider", "study"]);
         // naming a private graph, by FROM, FROM NAMED or the protocol, reads as empty
         for q in [
-            "SELECT ?o FROM <https://registry.example.eu/studies/a/s1> WHERE { ?s ?p ?o }",
+            "SELECT ?o FROM <https://registry.example.eu/studies/s1> WHERE { ?s ?p ?o }",
             "SELECT ?o FROM NAMED <urn:anything:else> WHERE { GRAPH ?g { ?s ?p ?o } }",
-            "SELECT ?o WHERE { GRAPH <https://registry.example.eu/studies/a/s1> { ?s ?p ?o } }",
+            "SELECT ?o WHERE { GRAPH <https://registry.example.eu/studies/s1> { ?s ?p ?o } }",
         ] {
             assert!(objects(&store, &base, q, &[]).is_empty(), "{q}");
         }
@@ -247,7 +291,7 @@ mod tests {
             &store,
             &base,
             "SELECT ?o WHERE { GRAPH ?g { ?s ?p ?o } }",
-            &["https://registry.example.eu/studies/a/s1"],
+            &["https://registry.example.eu/studies/s1"],
         );
         assert!(via_protocol.is_empty());
     }
