@@ -387,6 +387,18 @@ async fn imaging_study_search_read_history_and_consent_withdrawal() {
         assert_eq!(r4["modality"][0]["code"], "MR", "R4: Coding");
         assert_eq!(r4["series"][0]["bodySite"]["code"], "76752008");
     }
+    let posted: Value = f
+        .client
+        .post(c.url("/fhir/ImagingStudy/_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("modality=CT&started=2024")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(posted["total"], json!(3), "POST _search: {posted}");
     let (_, _, r4_search) = f.get_as("/fhir/ImagingStudy?modality=CT", "4.0").await;
     assert_eq!(r4_search["total"], json!(3));
     let (status, _, history) = f.get_as(&format!("/fhir/ImagingStudy/{id1}/_history"), "5.0").await;

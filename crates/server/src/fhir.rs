@@ -106,15 +106,43 @@ fn switched_off() -> Response {
     )
 }
 
+/// What every FHIR handler starts with: the switch, the query's parameters, and the version to
+/// answer in (`Err`: the response to give instead).
+#[allow(clippy::result_large_err)]
+fn begin(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(FhirVersion, Vec<(String, String)>), Response> {
+    if !state.study_views {
+        return Err(switched_off());
+    }
+    let pairs = query_pairs(query);
+    let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
+    Ok((negotiate(headers, format)?, pairs))
+}
+
+/// The study `id` names, or the OperationOutcome to answer: 410 when it was retracted (or its
+/// dataset withdrawn), 404 when it never was or was erased.
+#[allow(clippy::result_large_err)]
+fn find<'a>(index: &'a StudyIndex, id: &str, version: FhirVersion) -> Result<&'a IndexedStudy, Response> {
+    match index.get(id) {
+        StudyLookup::Found(s) => Ok(s),
+        StudyLookup::Gone => Err(outcome(
+            version,
+            410,
+            "deleted",
+            format!("ImagingStudy/{id} was retracted or its dataset withdrawn"),
+            "",
+        )),
+        StudyLookup::NotFound => Err(outcome(version, 404, "not-found", format!("no ImagingStudy/{id}"), "")),
+    }
+}
+
 /// `GET /fhir/metadata`.
 pub async fn metadata(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    if !state.study_views {
-        return switched_off();
-    }
-    let pairs = query_pairs(q.as_deref());
-    let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
-    let version = match negotiate(&headers, format) {
-        Ok(v) => v,
+    let version = match begin(&state, &headers, q.as_deref()) {
+        Ok((version, _)) => version,
         Err(r) => return r,
     };
     let params: Vec<SearchParamInfo> = SEARCH_PARAMETERS
@@ -186,13 +214,8 @@ pub async fn read(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    if !state.study_views {
-        return switched_off();
-    }
-    let pairs = query_pairs(q.as_deref());
-    let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
-    let version = match negotiate(&headers, format) {
-        Ok(v) => v,
+    let (version, pairs) = match begin(&state, &headers, q.as_deref()) {
+        Ok(begun) => begun,
         Err(r) => return r,
     };
     let subset = match subset_of(&pairs) {
@@ -203,18 +226,9 @@ pub async fn read(
         Ok(i) => i,
         Err(r) => return r,
     };
-    let s = match index.get(&id) {
-        StudyLookup::Found(s) => s,
-        StudyLookup::Gone => {
-            return outcome(
-                version,
-                410,
-                "deleted",
-                format!("ImagingStudy/{id} was retracted or its dataset withdrawn"),
-                "",
-            )
-        }
-        StudyLookup::NotFound => return outcome(version, 404, "not-found", format!("no ImagingStudy/{id}"), ""),
+    let s = match find(&index, &id, version) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let etag = format!("W/\"{}\"", s.projected.version);
     if headers
@@ -272,11 +286,10 @@ fn subset_of(pairs: &[(String, String)]) -> Result<Subset, (String, String)> {
 
 /// `GET /fhir/ImagingStudy`: search.
 pub async fn search(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    if !state.study_views {
-        return switched_off();
+    match begin(&state, &headers, q.as_deref()) {
+        Ok((version, pairs)) => search_pairs(state, headers, version, pairs).await,
+        Err(r) => r,
     }
-    let pairs = query_pairs(q.as_deref());
-    search_pairs(state, headers, pairs).await
 }
 
 /// `POST /fhir/ImagingStudy/_search`: search with the parameters in a form body.
@@ -286,20 +299,21 @@ pub async fn search_post(
     RawQuery(q): RawQuery,
     body: axum::body::Bytes,
 ) -> Response {
-    if !state.study_views {
-        return switched_off();
+    match begin(&state, &headers, q.as_deref()) {
+        Ok((version, mut pairs)) => {
+            pairs.extend(url::form_urlencoded::parse(&body).into_owned());
+            search_pairs(state, headers, version, pairs).await
+        }
+        Err(r) => r,
     }
-    let mut pairs = query_pairs(q.as_deref());
-    pairs.extend(url::form_urlencoded::parse(&body).into_owned());
-    search_pairs(state, headers, pairs).await
 }
 
-async fn search_pairs(state: AppState, headers: HeaderMap, pairs: Vec<(String, String)>) -> Response {
-    let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
-    let version = match negotiate(&headers, format) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn search_pairs(
+    state: AppState,
+    headers: HeaderMap,
+    version: FhirVersion,
+    pairs: Vec<(String, String)>,
+) -> Response {
     let mut query = match StudyQuery::parse(&pairs, &state.base, strict(&headers)) {
         Ok(q) => q,
         Err(e) => return outcome(version, 400, "invalid", format!("{}: {}", e.parameter, e.detail), &e.parameter),
@@ -435,31 +449,17 @@ async fn history_inner(
     vid: Option<String>,
     q: Option<String>,
 ) -> Response {
-    if !state.study_views {
-        return switched_off();
-    }
-    let pairs = query_pairs(q.as_deref());
-    let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
-    let version = match negotiate(&headers, format) {
-        Ok(v) => v,
+    let version = match begin(&state, &headers, q.as_deref()) {
+        Ok((version, _)) => version,
         Err(r) => return r,
     };
     let index = match index(&state, version).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    let s = match index.get(&id) {
-        StudyLookup::Found(s) => s,
-        StudyLookup::Gone => {
-            return outcome(
-                version,
-                410,
-                "deleted",
-                format!("ImagingStudy/{id} was retracted or its dataset withdrawn"),
-                "",
-            )
-        }
-        StudyLookup::NotFound => return outcome(version, 404, "not-found", format!("no ImagingStudy/{id}"), ""),
+    let s = match find(&index, &id, version) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let all = match versions(&state, s).await {
         Ok(v) => v,
