@@ -230,10 +230,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("{label:<44} {:>12.2} {:>10.2}", percentile(times, 0.5), percentile(times, 0.99));
     }
     println!();
-    drop(server);
     if args.studies > 0 {
         bench_studies(args.studies, args.search_studies, args.concurrency).await?;
     }
+    // the clients above keep their connection until here
+    drop(server);
     println!();
     println!("(ingest is compared with raw publish, projection with raw bulk load of the same quads; one run on a shared machine: repeat before trusting a difference under ~20%)");
     Ok(())
@@ -332,26 +333,8 @@ fn search_timings(store: &Store) -> anyhow::Result<SearchTimings> {
 
 /// Times the search API as a client sees it: HTTP on loopback, JSON included.
 async fn search_http_timings(store: Store, log: Arc<dyn EventLog>) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (_applied_tx, applied) = tokio::sync::watch::channel(0u64);
-    let state = cireg_server::AppState {
-        ingest: Ingest::new(log),
-        store,
-        base: PublicBase::new("http://bench.invalid")?,
-        catalog: Arc::new(cireg_views::CatalogInfo::default()),
-        catalog_index: Arc::default(),
-        search_index: Arc::default(),
-        study_index: Arc::default(),
-        study_views: true,
-        applied,
-        sparql_timeout: std::time::Duration::from_secs(30),
-        sparql_slots: Arc::new(tokio::sync::Semaphore::new(2)),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cireg_server::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = BenchServer::start(store, log, PublicBase::new("http://bench.invalid")?, 0).await?;
+    let addr = server.addr;
     let client = reqwest::Client::new();
     let mut out = Vec::new();
     for (label, query) in [
@@ -370,9 +353,47 @@ async fn search_http_timings(store: Store, log: Arc<dyn EventLog>) -> anyhow::Re
         }
         out.push((label.to_owned(), times));
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
     Ok(out)
+}
+
+/// The registry's HTTP server over a store, on a free loopback port, for timing what clients see.
+struct BenchServer {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl BenchServer {
+    async fn start(store: Store, log: Arc<dyn EventLog>, base: PublicBase, checkpoint: u64) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        // the store does not move during a benchmark: a fixed checkpoint
+        let (_applied_tx, applied) = tokio::sync::watch::channel(checkpoint);
+        let state = cireg_server::AppState {
+            ingest: Ingest::new(log),
+            store,
+            base,
+            catalog: Arc::new(cireg_views::CatalogInfo::default()),
+            catalog_index: Arc::default(),
+            search_index: Arc::default(),
+            study_index: Arc::default(),
+            study_views: true,
+            applied,
+            sparql_timeout: std::time::Duration::from_secs(30),
+            sparql_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+        };
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(cireg_server::serve(listener, state, async move {
+            let _ = stop_rx.await;
+        }));
+        Ok(BenchServer { addr, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 /// `n` study registrations of the example dataset's provider, varied like a real cohort: 2.5
@@ -431,8 +452,8 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         "\ncireg bench, studies: {n} study.registered events, {} KiB of JSON",
         studies.iter().map(Vec::len).sum::<usize>() / 1024
     );
-    let server = cireg_testkit::NatsServer::start();
-    let client = async_nats::connect(server.url()).await?;
+    let nats = cireg_testkit::NatsServer::start();
+    let client = async_nats::connect(nats.url()).await?;
     let tmp = tempfile::tempdir()?;
     let js = async_nats::jetstream::new(client.clone());
     js.create_stream(async_nats::jetstream::stream::Config {
@@ -506,7 +527,6 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         let ratio = if raw.is_nan() { String::from("-") } else { format!("{:.2}", rate(n, *secs) / raw) };
         println!("{label:<44} {:>12.0} {ratio:>10}", rate(n, *secs));
     }
-    drop(server);
 
     // FHIR search at `search_at` studies: projected straight from generated events (no log), then
     // served by the registry's HTTP server
@@ -542,27 +562,9 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         rate(search_at, projected)
     );
     drop(index);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (_applied_tx, applied) = tokio::sync::watch::channel(seq);
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("empty.redb"))?);
-    let state = cireg_server::AppState {
-        ingest: Ingest::new(log),
-        store,
-        base,
-        catalog: Arc::new(cireg_views::CatalogInfo::default()),
-        catalog_index: Arc::default(),
-        search_index: Arc::default(),
-        study_index: Arc::default(),
-        study_views: true,
-        applied,
-        sparql_timeout: std::time::Duration::from_secs(30),
-        sparql_slots: Arc::new(tokio::sync::Semaphore::new(2)),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cireg_server::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = BenchServer::start(store, log, base, seq).await?;
+    let addr = server.addr;
     let client = reqwest::Client::new();
     let get = |path: String| {
         let client = client.clone();
@@ -617,8 +619,8 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     }
     let label = format!("pages 1 to {} of one search (cursor)", times.len());
     println!("{label:<44} {:>12.2} {:>10.2}", percentile(&times, 0.5), percentile(&times, 0.99));
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
+    drop(nats);
     Ok(())
 }
 

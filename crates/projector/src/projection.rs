@@ -578,33 +578,50 @@ pub struct ProjectedDataset {
 
 /// Every dataset in the store that is not withdrawn.
 pub fn projected_datasets(store: &Store) -> Result<Vec<ProjectedDataset>, ProjectionError> {
-    let state = NamedNode::new_unchecked(STATE);
     let mut out = Vec::new();
+    for_each_stored_state(
+        store,
+        |subject| split_subject(subject).1 == "dataset",
+        |subject, stored| {
+            let AggregateState::Dataset { status, document, .. } = stored.state else { return Ok(()) };
+            if status == DatasetStatus::Withdrawn {
+                return Ok(());
+            }
+            let dataset: Dataset = serde_json::from_value(StudyCounts::apply_to(stored.studies, &document))
+                .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
+            let (provider, _, id) = split_subject(subject);
+            out.push(ProjectedDataset {
+                provider: provider.to_owned(),
+                id: id.to_owned(),
+                status,
+                dataset,
+                recorded: stored.recorded,
+            });
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Calls `each` with every aggregate state in the store whose log subject `wanted` accepts.
+fn for_each_stored_state(
+    store: &Store,
+    wanted: impl Fn(&str) -> bool,
+    mut each: impl FnMut(&str, StoredState) -> Result<(), ProjectionError>,
+) -> Result<(), ProjectionError> {
+    let state = NamedNode::new_unchecked(STATE);
     for quad in store.quads_for_pattern(None, Some(state.as_ref()), None, Some(projection_graph().as_ref())) {
         let quad = quad?;
         let (NamedOrBlankNode::NamedNode(node), Term::Literal(json)) = (&quad.subject, &quad.object) else { continue };
         let Some(subject) = node.as_str().strip_prefix("urn:cireg:aggregate:") else { continue };
-        let (provider, kind, id) = split_subject(subject);
-        if kind != "dataset" {
+        if !wanted(subject) {
             continue;
         }
         let stored: StoredState = serde_json::from_str(json.value())
             .map_err(|e| ProjectionError::Other(format!("stored state of {subject}: {e}")))?;
-        let AggregateState::Dataset { status, document, .. } = stored.state else { continue };
-        if status == DatasetStatus::Withdrawn {
-            continue;
-        }
-        let dataset: Dataset = serde_json::from_value(StudyCounts::apply_to(stored.studies, &document))
-            .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
-        out.push(ProjectedDataset {
-            provider: provider.to_owned(),
-            id: id.to_owned(),
-            status,
-            dataset,
-            recorded: stored.recorded,
-        });
+        each(subject, stored)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A study as the projection holds it, for the study-level read models.
@@ -628,30 +645,26 @@ pub struct ProjectedStudy {
 /// Every study in the store, retracted ones included; the studies of subjects that withdrew
 /// consent are not in the store at all.
 pub fn projected_studies(store: &Store) -> Result<Vec<ProjectedStudy>, ProjectionError> {
-    let state = NamedNode::new_unchecked(STATE);
     let mut out = Vec::new();
-    for quad in store.quads_for_pattern(None, Some(state.as_ref()), None, Some(projection_graph().as_ref())) {
-        let quad = quad?;
-        let (NamedOrBlankNode::NamedNode(node), Term::Literal(json)) = (&quad.subject, &quad.object) else { continue };
-        let Some(subject) = node.as_str().strip_prefix("urn:cireg:aggregate:") else { continue };
-        if !subject.contains(".study.") {
-            continue;
-        }
-        let stored: StoredState = serde_json::from_str(json.value())
-            .map_err(|e| ProjectionError::Other(format!("stored state of {subject}: {e}")))?;
-        let AggregateState::Study { status, subject: pseudonym, study, .. } = stored.state else { continue };
-        let provider = split_subject(subject).0.to_owned();
-        out.push(ProjectedStudy {
-            id: Study::resource_id(&provider, &pseudonym, &study.study_instance_uid),
-            provider,
-            subject: pseudonym,
-            status,
-            study: *study,
-            version: stored.version,
-            last_seq: stored.last_seq,
-            recorded: stored.recorded,
-        });
-    }
+    for_each_stored_state(
+        store,
+        |subject| subject.contains(".study."),
+        |subject, stored| {
+            let AggregateState::Study { status, subject: pseudonym, study, .. } = stored.state else { return Ok(()) };
+            let provider = split_subject(subject).0.to_owned();
+            out.push(ProjectedStudy {
+                id: Study::resource_id(&provider, &pseudonym, &study.study_instance_uid),
+                provider,
+                subject: pseudonym,
+                status,
+                study: *study,
+                version: stored.version,
+                last_seq: stored.last_seq,
+                recorded: stored.recorded,
+            });
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -807,6 +820,50 @@ mod tests {
         };
         assert_eq!(quads(&one_by_one), quads(&at_once));
         assert!(!quads(&at_once).iter().any(|q| q.contains("minTypicalAge")));
+    }
+
+    #[test]
+    fn studies_fold_alike_in_one_batch_or_many_and_a_withdrawal_leaves_nothing() {
+        let study = |id: &str, pseudonym: &str, uid: &str| {
+            let mut e = example("study.registered");
+            e["id"] = serde_json::json!(id);
+            e["subject"] = serde_json::json!(pseudonym);
+            e["data"]["studyInstanceUid"] = serde_json::json!(uid);
+            e
+        };
+        let mut update = example("study.updated");
+        update.as_object_mut().unwrap().remove("expectedversion");
+        let events = [
+            stored(1, &example("provider.registered")),
+            stored(2, &example("dataset.published")),
+            stored(3, &example("study.registered")),
+            stored(4, &study("s2", "OTHER-1", "2.25.42")),
+            stored(5, &update),
+            stored(6, &study("s3", "BRMR-000123", "2.25.43")),
+            stored(7, &example("subject.consent.withdrawn")),
+        ];
+        let one_by_one = projector();
+        for e in &events {
+            one_by_one.apply_batch(std::slice::from_ref(e)).unwrap();
+        }
+        let at_once = projector();
+        at_once.apply_batch(&events).unwrap();
+        let quads = |p: &Projector| {
+            let mut q: Vec<String> = p.store().iter().map(|q| q.unwrap().to_string()).collect();
+            q.sort();
+            q
+        };
+        let all = quads(&at_once);
+        assert_eq!(quads(&one_by_one), all);
+        for gone in ["2.25.178063125098516432178954231457806613211", "2.25.43", "BRMR-000123.study", "tally"] {
+            assert!(!all.iter().any(|q| q.contains(gone) && !q.contains("OTHER-1")), "{gone} is still in the store");
+        }
+        assert!(all.iter().any(|q| q.contains("2.25.42")), "the other subject's study stays");
+        // the dataset counts its one remaining study
+        let datasets = projected_datasets(at_once.store()).unwrap();
+        let d = &datasets[0].dataset;
+        assert_eq!((d.number_of_subjects, d.number_of_studies, d.number_of_series), (1, 1, Some(2)));
+        assert_eq!(projected_studies(at_once.store()).unwrap().len(), 1);
     }
 
     #[test]
