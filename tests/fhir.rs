@@ -306,6 +306,8 @@ async fn imaging_study_search_read_history_and_consent_withdrawal() {
         (format!("dataset={PROVIDER}/{SECOND}"), set([9, 10])),
         (format!("dataset={}/datasets/{PROVIDER}/{SECOND}", c.base), set([9, 10])),
         (format!("_id={id3}"), set([3])),
+        (format!("_id:not={id3}"), set([0, 1, 2, 4, 5, 6, 7, 8, 9, 10])),
+        ("patient=P01&started=2024".into(), set([1])),
         (
             format!("_lastUpdated=ge{}", before.format(&time::format_description::well_known::Rfc3339).unwrap()),
             all.clone(),

@@ -88,6 +88,8 @@ pub struct StudyIndex {
     by_uid: HashMap<String, Vec<u32>>,
     by_subject: HashMap<String, Vec<u32>>,
     by_series: HashMap<String, Vec<u32>>,
+    /// Positions in the order of `started`, for date ranges.
+    by_started: Vec<u32>,
     /// Recent result lists (query key → sorted positions), so that paging through one search does
     /// not search again.
     results: Mutex<Vec<(String, Arc<Vec<u32>>)>>,
@@ -122,6 +124,7 @@ impl StudyIndex {
             by_uid: HashMap::new(),
             by_subject: HashMap::new(),
             by_series: HashMap::new(),
+            by_started: Vec::new(),
             results: Mutex::new(Vec::new()),
             gone,
             studies: Vec::new(),
@@ -130,13 +133,33 @@ impl StudyIndex {
             let i = i as u32;
             index.by_id.insert(s.projected.id.clone(), i);
             index.by_uid.entry(s.projected.study.study_instance_uid.clone()).or_default().push(i);
-            index.by_subject.entry(subject_key(&s.projected.provider, &s.projected.subject)).or_default().push(i);
+            index.by_subject.entry(s.projected.subject.clone()).or_default().push(i);
             for series in &s.projected.study.series {
                 index.by_series.entry(series.uid.clone()).or_default().push(i);
             }
         }
+        let mut by_started: Vec<u32> = (0..studies.len() as u32).collect();
+        by_started.sort_by_key(|i| studies[*i as usize].started);
+        index.by_started = by_started;
         index.studies = studies;
         index
+    }
+
+    /// The studies a `started` value can match, by binary search in start order (`None` for
+    /// `ne` and `ap`, which are not one range).
+    fn started_between(&self, d: &DateParam) -> Option<&[u32]> {
+        let (from, to) = match d.prefix {
+            Prefix::Eq => (Some(d.low), Some(d.high)),
+            Prefix::Ge => (Some(d.low), None),
+            Prefix::Gt | Prefix::Sa => (Some(d.high), None),
+            Prefix::Le => (None, Some(d.high)),
+            Prefix::Lt | Prefix::Eb => (None, Some(d.low)),
+            Prefix::Ne | Prefix::Ap => return None,
+        };
+        let position = |t: i128| self.by_started.partition_point(|i| self.studies[*i as usize].started < t);
+        let start = from.map_or(0, position);
+        let end = to.map_or(self.by_started.len(), position).max(start);
+        Some(&self.by_started[start..end])
     }
 
     pub fn len(&self) -> usize {
@@ -190,6 +213,9 @@ impl StudyIndex {
     /// The positions a lookup table gives for a criterion, when one does (a superset of the
     /// matches: the criterion is still tested on each).
     fn lookup(&self, c: &Criterion) -> Option<Vec<u32>> {
+        if c.negated {
+            return None;
+        }
         let mut out = Vec::new();
         for value in &c.any_of {
             let found: &[u32] = match value {
@@ -198,9 +224,8 @@ impl StudyIndex {
                     None => &[],
                 },
                 Matcher::Identifier { uid, .. } => self.by_uid.get(uid).map(Vec::as_slice).unwrap_or(&[]),
-                Matcher::Subject { provider: Some(p), pseudonym } => {
-                    self.by_subject.get(&subject_key(p, pseudonym)).map(Vec::as_slice).unwrap_or(&[])
-                }
+                Matcher::Subject { pseudonym, .. } => self.by_subject.get(pseudonym).map(Vec::as_slice).unwrap_or(&[]),
+                Matcher::Started(d) => self.started_between(d)?,
                 Matcher::Series(uid) => self.by_series.get(uid).map(Vec::as_slice).unwrap_or(&[]),
                 _ => return None,
             };
@@ -237,10 +262,6 @@ impl StudyIndex {
             (start > 0 && !studies.is_empty()).then(|| studies.first().map(|s| query.sort.cursor(s))).flatten();
         StudyPage { total, studies, next, previous }
     }
-}
-
-fn subject_key(provider: &str, pseudonym: &str) -> String {
-    format!("{provider}\u{0}{pseudonym}")
 }
 
 /// Keeps one study index per checkpoint.
