@@ -56,6 +56,32 @@ fn generated_events(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+/// Seconds to publish `payloads` to a plain JetStream stream, acknowledged, `concurrency` at once:
+/// the ceiling for the NATS log.
+async fn raw_publish(client: &async_nats::Client, payloads: &[Vec<u8>], concurrency: usize) -> anyhow::Result<f64> {
+    let js = async_nats::jetstream::new(client.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "BENCH_RAW".into(),
+        subjects: vec!["bench.raw.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    let start = Instant::now();
+    let acks: Vec<_> = futures::stream::iter(payloads.iter().enumerate())
+        .map(|(i, e)| {
+            let js = js.clone();
+            let payload = Bytes::from(e.clone());
+            async move { js.publish(format!("bench.raw.{i}"), payload).await?.await.map_err(anyhow::Error::from) }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let secs = start.elapsed().as_secs_f64();
+    acks.into_iter().collect::<Result<Vec<_>, _>>().context("raw publish")?;
+    Ok(secs)
+}
+
 fn rate(n: usize, secs: f64) -> f64 {
     n as f64 / secs.max(1e-9)
 }
@@ -115,26 +141,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
 
     // raw JetStream publish of the same payloads: the ceiling for the NATS log
-    let js = async_nats::jetstream::new(client.clone());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "BENCH_RAW".into(),
-        subjects: vec!["bench.raw.>".into()],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await?;
-    let start = Instant::now();
-    let acks: Vec<_> = futures::stream::iter(events[1..].iter().enumerate())
-        .map(|(i, e)| {
-            let js = js.clone();
-            let payload = Bytes::from(e.clone());
-            async move { js.publish(format!("bench.raw.{i}"), payload).await?.await.map_err(anyhow::Error::from) }
-        })
-        .buffer_unordered(args.concurrency)
-        .collect()
-        .await;
-    let raw_publish = start.elapsed().as_secs_f64();
-    acks.into_iter().collect::<Result<Vec<_>, _>>().context("raw publish")?;
+    let raw_publish = raw_publish(&client, &events[1..], args.concurrency).await?;
 
     // ingest through validation into the JetStream log
     let jet: Arc<dyn EventLog> = Arc::new(JetStreamLog::open(client.clone(), &JetStreamOptions::default()).await?);
@@ -455,26 +462,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     let nats = cireg_testkit::NatsServer::start();
     let client = async_nats::connect(nats.url()).await?;
     let tmp = tempfile::tempdir()?;
-    let js = async_nats::jetstream::new(client.clone());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "BENCH_RAW".into(),
-        subjects: vec!["bench.raw.>".into()],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await?;
-    let start = Instant::now();
-    let acks: Vec<_> = futures::stream::iter(studies.iter().enumerate())
-        .map(|(i, e)| {
-            let js = js.clone();
-            let payload = Bytes::from(e.clone());
-            async move { js.publish(format!("bench.raw.{i}"), payload).await?.await.map_err(anyhow::Error::from) }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let raw_publish = start.elapsed().as_secs_f64();
-    acks.into_iter().collect::<Result<Vec<_>, _>>().context("raw publish")?;
+    let raw_publish = raw_publish(&client, &studies, concurrency).await?;
 
     let mut rows = Vec::new();
     for (label, log) in [
