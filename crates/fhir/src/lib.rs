@@ -81,18 +81,8 @@ impl FhirError {
     }
 }
 
-/// The code system of DICOM modalities (CID 29/33).
-pub const DICOM_SYSTEM: &str = "http://dicom.nema.org/resources/ontology/DCM";
-pub const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
-/// Identifier system of DICOM UIDs written as `urn:oid:…`.
-pub const DICOM_UID_SYSTEM: &str = "urn:dicom:uid";
 /// The extension that names the dataset (its DCAT IRI) a study belongs to.
 pub const DATASET_EXTENSION: &str = "https://w3id.org/cireg/fhir/StructureDefinition/dataset";
-
-/// The identifier system of a provider's pseudonymous subject ids.
-pub fn subject_system(provider: &str) -> String {
-    format!("urn:cireg:provider:{provider}:subject")
-}
 
 /// One study as the API shows it.
 #[derive(Debug, Clone, Copy)]

@@ -24,8 +24,10 @@ macro_rules! shared_builders {
 
         use crate::{
             shared::{code, to_json},
-            BundleKind, Entry, FhirError, Issue, Link, SearchParamInfo, StudyView, DATASET_EXTENSION, DICOM_SYSTEM,
-            DICOM_UID_SYSTEM, SNOMED_SYSTEM,
+            BundleKind, Entry, FhirError, Issue, Link, SearchParamInfo, StudyView, DATASET_EXTENSION,
+        };
+        use cireg_model::vocab::{
+            subject_system, DCM as DICOM_SYSTEM, DICOM_UID as DICOM_UID_SYSTEM, SNOMED as SNOMED_SYSTEM,
         };
 
         fn coding(system: &str, code: &str, display: Option<&str>) -> Result<Coding, FhirError> {
@@ -62,7 +64,7 @@ macro_rules! shared_builders {
         /// A logical reference to the pseudonymous subject: the registry serves no Patient.
         fn subject(view: &StudyView<'_>) -> Result<Reference, FhirError> {
             let identifier = Identifier::builder()
-                .system(crate::subject_system(view.provider))
+                .system(subject_system(view.provider))
                 .value(view.subject.to_owned())
                 .build()
                 .map_err(FhirError::new)?;

@@ -10,6 +10,18 @@ pub const NCIT: &str = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl";
 pub const ICD10: &str = "http://hl7.org/fhir/sid/icd-10";
 pub const CIREG_CODE: &str = "urn:cireg:code";
 pub const DPV: &str = "https://w3id.org/dpv#";
+/// Identifier system of DICOM UIDs written as `urn:oid:…` (FHIR ImagingStudy.identifier).
+pub const DICOM_UID: &str = "urn:dicom:uid";
+
+/// The identifier system of a provider's pseudonymous subject ids.
+pub fn subject_system(provider: &str) -> String {
+    format!("urn:cireg:provider:{provider}:subject")
+}
+
+/// The provider a [`subject_system`] names.
+pub fn provider_of_subject_system(system: &str) -> Option<&str> {
+    system.strip_prefix("urn:cireg:provider:")?.strip_suffix(":subject")
+}
 
 /// The IRI of a coded concept, in the form each code system publishes its concepts under.
 pub fn coding_iri(coding: &Coding) -> String {

@@ -18,9 +18,9 @@ use cireg_projector::{projected_datasets, projected_studies, ProjectedStudy};
 use oxigraph::store::Store;
 use time::{format_description::well_known::Rfc3339, Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
-pub const DICOM_SYSTEM: &str = "http://dicom.nema.org/resources/ontology/DCM";
-pub const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
-pub const DICOM_UID_SYSTEM: &str = "urn:dicom:uid";
+use cireg_model::vocab::{
+    provider_of_subject_system, DCM as DICOM_SYSTEM, DICOM_UID as DICOM_UID_SYSTEM, SNOMED as SNOMED_SYSTEM,
+};
 
 /// One study as search sees it.
 #[derive(Debug, Clone)]
@@ -714,7 +714,7 @@ fn matcher(name: &str, modifier: Option<&str>, value: &str, base: &PublicBase) -
                 let (system, pseudonym) = token(value);
                 let provider = match system {
                     None | Some("") => None,
-                    Some(s) => match s.strip_prefix("urn:cireg:provider:").and_then(|r| r.strip_suffix(":subject")) {
+                    Some(s) => match provider_of_subject_system(s) {
                         Some(p) => Some(p.to_owned()),
                         None => return Ok(Matcher::Nothing),
                     },
