@@ -7,7 +7,9 @@ use axum::{
 };
 use cireg_ingest::Ingest;
 use cireg_projector::PublicBase;
-use cireg_views::{CatalogCache, CatalogIndex, CatalogInfo, SearchCache, SearchIndex, StudyCache, StudyIndex};
+use cireg_views::{
+    CatalogCache, CatalogIndex, CatalogInfo, CheckpointCache, SearchCache, SearchIndex, StudyCache, StudyIndex,
+};
 use oxigraph::store::Store;
 use tokio::sync::watch;
 
@@ -49,29 +51,29 @@ impl AppState {
 
     /// The catalogue's paging index as of the projector's checkpoint (built once per checkpoint).
     pub async fn catalog_index(&self) -> std::io::Result<Arc<CatalogIndex>> {
-        let checkpoint = *self.applied.borrow();
-        let (store, base, cache) = (self.store.clone(), self.base.clone(), self.catalog_index.clone());
-        tokio::task::spawn_blocking(move || cache.get(checkpoint, || CatalogIndex::build(&store, &base)))
-            .await
-            .map_err(std::io::Error::other)?
+        self.as_of_checkpoint(self.catalog_index.clone(), CatalogIndex::build).await
     }
 
     /// The search index as of the projector's checkpoint (built once per checkpoint).
     pub async fn search_index(&self) -> std::io::Result<Arc<SearchIndex>> {
-        let checkpoint = *self.applied.borrow();
-        let (store, base, cache) = (self.store.clone(), self.base.clone(), self.search_index.clone());
-        tokio::task::spawn_blocking(move || cache.get(checkpoint, || SearchIndex::build(&store, &base)))
-            .await
-            .map_err(std::io::Error::other)?
+        self.as_of_checkpoint(self.search_index.clone(), SearchIndex::build).await
     }
-}
 
-impl AppState {
     /// The study index as of the projector's checkpoint (built once per checkpoint).
     pub async fn study_index(&self) -> std::io::Result<Arc<StudyIndex>> {
+        self.as_of_checkpoint(self.study_index.clone(), StudyIndex::build).await
+    }
+
+    /// A read model as of the projector's checkpoint: the one `cache` keeps, or a new one from
+    /// `build` on a blocking thread (it reads the store).
+    async fn as_of_checkpoint<T: Send + Sync + 'static>(
+        &self,
+        cache: Arc<CheckpointCache<T>>,
+        build: fn(&Store, &PublicBase) -> std::io::Result<T>,
+    ) -> std::io::Result<Arc<T>> {
         let checkpoint = *self.applied.borrow();
-        let (store, base, cache) = (self.store.clone(), self.base.clone(), self.study_index.clone());
-        tokio::task::spawn_blocking(move || cache.get(checkpoint, || StudyIndex::build(&store, &base)))
+        let (store, base) = (self.store.clone(), self.base.clone());
+        tokio::task::spawn_blocking(move || cache.get(checkpoint, || build(&store, &base)))
             .await
             .map_err(std::io::Error::other)?
     }
