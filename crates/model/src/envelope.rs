@@ -120,17 +120,6 @@ impl EventType {
             EventType::ConsentWithdrawn => AggregateKind::Subject,
         }
     }
-
-    /// Whether events of this type are about a dataset (public catalogue metadata).
-    pub fn is_dataset_event(self) -> bool {
-        self.aggregate_kind() == AggregateKind::Dataset
-    }
-
-    /// Whether events of this type carry pseudonymised study-level data of a subject, which only
-    /// authorised readers may see (never the public feed or catalogue).
-    pub fn is_subject_data(self) -> bool {
-        matches!(self.aggregate_kind(), AggregateKind::Subject | AggregateKind::Study)
-    }
 }
 
 impl fmt::Display for EventType {

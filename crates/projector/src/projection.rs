@@ -636,8 +636,6 @@ pub struct ProjectedStudy {
     pub study: Study,
     /// Number of events folded: the version of the resource.
     pub version: u64,
-    /// The log sequence of its latest event.
-    pub last_seq: u64,
     /// When the log accepted the study's first and latest event (RFC 3339).
     pub recorded: Option<(String, String)>,
 }
@@ -659,7 +657,6 @@ pub fn projected_studies(store: &Store) -> Result<Vec<ProjectedStudy>, Projectio
                 status,
                 study: *study,
                 version: stored.version,
-                last_seq: stored.last_seq,
                 recorded: stored.recorded,
             });
             Ok(())
