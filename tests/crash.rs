@@ -39,6 +39,7 @@ async fn killed_projector_restarts_to_the_rebuilt_state() {
     let events = many_events(3000);
     let r = reqwest::Client::new()
         .post(writer.url("/events"))
+        .bearer_auth(support::provider_token(&["synthetic-breast-consortium"]))
         .header("content-type", "application/cloudevents-batch+json")
         .body(serde_json::to_vec(&events).unwrap())
         .timeout(Duration::from_secs(600))

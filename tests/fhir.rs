@@ -201,42 +201,13 @@ fn judge(dir: &Path) {
 }
 
 #[tokio::test]
-async fn study_views_are_off_unless_switched_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = Cireg::start(&dir.path().join("data"), &[]);
-    post_ok(&c, &example("provider.registered")).await;
-    post_ok(&c, &example("dataset.published")).await;
-    post_ok(&c, &example("study.registered")).await;
-    settle(&c).await;
-    let r = reqwest::get(c.url("/fhir/ImagingStudy")).await.unwrap();
-    assert_eq!(r.status(), 404);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["resourceType"], "OperationOutcome");
-    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("--study-views"), "{body}");
-    // the public SPARQL endpoint never shows a study graph
-    let any = c.select("SELECT ?s WHERE { GRAPH ?g { ?s ?p ?o } FILTER(CONTAINS(STR(?g), '/studies/')) }", "s").await;
-    assert!(any.is_empty(), "{any:?}");
-    let uid =
-        c.select("SELECT ?o WHERE { GRAPH ?g { ?s ?p ?o } FILTER(CONTAINS(STR(?o), '2.25.1780631250')) }", "o").await;
-    assert!(uid.is_empty(), "{uid:?}");
-    // but the dataset's counts follow from its one study
-    let d: Value =
-        reqwest::get(c.url(&format!("/api/v1/datasets/{PROVIDER}/{DATASET}"))).await.unwrap().json().await.unwrap();
-    assert_eq!(
-        (d["subjects"].clone(), d["studies"].clone(), d["series"].clone()),
-        (json!(1), json!(1), json!(2)),
-        "{d}"
-    );
-}
-
-#[tokio::test]
 async fn imaging_study_search_read_history_and_consent_withdrawal() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Cireg::start(&dir.path().join("data"), &["--study-views", "--public-base", "https://registry.example.eu"]);
+    let c = Cireg::start(&dir.path().join("data"), &["--public-base", "https://registry.example.eu"]);
     let saved_dir = dir.path().join("responses");
     std::fs::create_dir_all(&saved_dir).unwrap();
     let saved = Some(std::sync::Mutex::new(Saved(saved_dir.clone(), 0)));
-    let f = Fhir { c: &c, client: reqwest::Client::new(), saved };
+    let f = Fhir { c: &c, client: support::researcher_client(), saved };
 
     post_ok(&c, &example("provider.registered")).await;
     post_ok(&c, &example("dataset.published")).await;
@@ -478,7 +449,7 @@ async fn imaging_study_search_read_history_and_consent_withdrawal() {
     // on a node with study views, SPARQL sees the study graphs (imaging vocabulary)
     let by_subject = "PREFIX img: <https://w3id.org/cireg/imaging#> \
         SELECT ?uid WHERE { GRAPH ?g { ?s a img:ImagingStudy ; img:subject 'P01' ; img:studyInstanceUID ?uid } }";
-    let mut p01 = c.select(by_subject, "uid").await;
+    let mut p01 = c.select_as_researcher(by_subject, "uid").await;
     p01.sort();
     assert_eq!(p01, vec![uid(0), uid(1)]);
 
@@ -490,7 +461,7 @@ async fn imaging_study_search_read_history_and_consent_withdrawal() {
     assert_eq!((status, body["duplicate"].clone()), (200, json!(true)), "{body}");
     settle(&c).await;
     assert_eq!(f.matches("patient=P01").await, set([]));
-    assert!(c.select(by_subject, "uid").await.is_empty());
+    assert!(c.select_as_researcher(by_subject, "uid").await.is_empty());
     let (status, _, _) = f.get_as(&format!("/fhir/ImagingStudy/{id0}"), "5.0").await;
     assert_eq!(status, 404, "erased, not merely gone");
     let d: Value = reqwest::get(&dataset_url).await.unwrap().json().await.unwrap();
@@ -520,7 +491,7 @@ async fn imaging_study_search_read_history_and_consent_withdrawal() {
     assert_eq!(before_rebuild, after_rebuild, "the rebuilt store differs");
     c.restart();
     c.wait_ready().await;
-    let f = Fhir { c: &c, client: reqwest::Client::new(), saved: None };
+    let f = Fhir { c: &c, client: support::researcher_client(), saved: None };
     assert_eq!(f.matches("").await, set(2..11));
 }
 
@@ -530,8 +501,7 @@ async fn consent_withdrawal_purges_jetstream_and_survives_a_rebuild() {
     let nats = cireg_testkit::NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut c =
-        Cireg::start(&data, &["--nats", &nats.url(), "--study-views", "--public-base", "https://registry.example.eu"]);
+    let mut c = Cireg::start(&data, &["--nats", &nats.url(), "--public-base", "https://registry.example.eu"]);
     let client = async_nats::connect(nats.url()).await.unwrap();
     let send = |event: Value| {
         let client = client.clone();
@@ -570,7 +540,7 @@ async fn consent_withdrawal_purges_jetstream_and_survives_a_rebuild() {
     assert_eq!(answer["status"], json!(409), "{answer}");
 
     c.wait_ready().await;
-    let f = Fhir { c: &c, client: reqwest::Client::new(), saved: None };
+    let f = Fhir { c: &c, client: support::researcher_client(), saved: None };
     assert_eq!(f.matches("").await, set([2]));
     c.stop();
     let (ok, out, err) = support::run_cli(&[
@@ -587,6 +557,6 @@ async fn consent_withdrawal_purges_jetstream_and_survives_a_rebuild() {
     assert!(!dump.contains(&uid(0)) && !dump.contains(&uid(1)) && dump.contains(&uid(2)));
     c.restart();
     c.wait_ready().await;
-    let f = Fhir { c: &c, client: reqwest::Client::new(), saved: None };
+    let f = Fhir { c: &c, client: support::researcher_client(), saved: None };
     assert_eq!(f.matches("").await, set([2]));
 }

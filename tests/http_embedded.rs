@@ -3,6 +3,8 @@
 
 mod support;
 
+const PROVIDER: &str = "synthetic-breast-consortium";
+
 use serde_json::{json, Value};
 use support::{example, Cireg, TITLES};
 
@@ -113,6 +115,7 @@ async fn invalid_events_are_refused_with_a_pointer_and_change_nothing() {
     // not JSON at all
     let r = reqwest::Client::new()
         .post(c.url("/events"))
+        .bearer_auth(support::provider_token(&[PROVIDER]))
         .header("content-type", "application/cloudevents+json")
         .body("{\"id\": ")
         .send()
@@ -123,6 +126,7 @@ async fn invalid_events_are_refused_with_a_pointer_and_change_nothing() {
     // wrong media type
     let r = reqwest::Client::new()
         .post(c.url("/events"))
+        .bearer_auth(support::provider_token(&[PROVIDER]))
         .header("content-type", "text/plain")
         .body("x")
         .send()
@@ -134,6 +138,7 @@ async fn invalid_events_are_refused_with_a_pointer_and_change_nothing() {
     let huge = vec![b' '; 17 * 1024 * 1024];
     let r = reqwest::Client::new()
         .post(c.url("/events"))
+        .bearer_auth(support::provider_token(&[PROVIDER]))
         .header("content-type", "application/cloudevents+json")
         .body(huge)
         .send()
@@ -206,6 +211,7 @@ async fn batch_is_taken_in_order_with_an_outcome_each() {
     let batch = json!([example("provider.registered"), example("dataset.published"), bad]);
     let r = reqwest::Client::new()
         .post(c.url("/events"))
+        .bearer_auth(support::provider_token(&[PROVIDER]))
         .header("content-type", "application/cloudevents-batch+json")
         .body(serde_json::to_vec(&batch).unwrap())
         .send()

@@ -152,12 +152,247 @@ async fn registry_rides_out_a_nats_restart() {
     assert_eq!(c.select(TITLES, "t").await.len(), 1);
 }
 
+/// The passwords `deploy/nats/single-node.conf` reads from nats-server's environment.
+const PASSWORDS: [(&str, &str); 3] = [
+    ("CIREG_NATS_PASSWORD", "registry-secret-9f2c"),
+    ("PROVIDER_SYNTHETIC_BREAST_CONSORTIUM_PASSWORD", "breast-secret-41aa"),
+    ("PROVIDER_EXAMPLE_HOSPITAL_PASSWORD", "hospital-secret-77d0"),
+];
+
+fn deploy_nats() -> cireg_testkit::NatsServer {
+    let config = support::repo_root().join("deploy/nats/single-node.conf");
+    cireg_testkit::NatsServer::start_with_config_and_env(&std::fs::read_to_string(config).unwrap(), &PASSWORDS)
+}
+
+/// A provider's connection, as its NATS user, receiving replies under its own inbox prefix.
+async fn connect_as(nats: &cireg_testkit::NatsServer, user: &str, password: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password.to_owned())
+        .custom_inbox_prefix(format!("_INBOX.{user}"))
+        .connect(nats.url())
+        .await
+        .unwrap()
+}
+
+/// A request that must not get through: the server refuses it (permissions) or nobody answers.
+async fn refused(client: &async_nats::Client, subject: &str, payload: bytes::Bytes) {
+    let answer = tokio::time::timeout(Duration::from_secs(2), client.request(subject.to_owned(), payload)).await;
+    assert!(!matches!(answer, Ok(Ok(_))), "{subject} answered: {answer:?}");
+}
+
 #[tokio::test]
 async fn deploy_config_runs_the_registry() {
-    let config = support::repo_root().join("deploy/nats/single-node.conf");
-    let nats = cireg_testkit::NatsServer::start_with_config(&std::fs::read_to_string(config).unwrap());
+    let nats = deploy_nats();
     let dir = tempfile::tempdir().unwrap();
-    let c = Cireg::start(&dir.path().join("data"), &["--nats", &nats.url()]);
+    // the registry as its own user; the password from the environment, and kept out of the log
+    let c = Cireg::start_with_env(
+        &dir.path().join("data"),
+        &["--nats", &nats.url(), "--nats-user", "cireg"],
+        &[("CIREG_NATS_PASSWORD", PASSWORDS[0].1), ("CIREG_LOG", "debug")],
+    );
+    assert_eq!(c.post_event(&example("provider.registered")).await.0, 201);
+    assert_eq!(c.post_event(&example("dataset.published")).await.0, 201);
+    // a provider publishes with `cireg publish` as its own NATS user, by request and durably
+    let examples = support::repo_root().join("schemas/examples");
+    let url = nats.url();
+    let as_provider = |extra: &[&str]| {
+        let mut args = vec!["publish", "--to", &url, "--nats-user", "synthetic-breast-consortium"];
+        args.extend(["--nats-password", PASSWORDS[1].1]);
+        args.extend(extra);
+        support::run_cli(&args.iter().map(|s| &**s).collect::<Vec<_>>())
+    };
+    let updated = examples.join("eu.cancerimage.dataset.updated.v1.json").display().to_string();
+    let (ok, out, err) = as_provider(&["--timeout", "20", &updated]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("\"sequence\":3"), "{out}");
+    let (ok, out, err) = as_provider(&["--submit", "--timeout", "20", &updated]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("\"duplicate\":true"), "{out}");
+    c.wait_ready().await;
+    assert_eq!(c.select(TITLES, "t").await.len(), 1);
+    // nobody connects without a user
+    let anonymous =
+        async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5)).connect(nats.url()).await;
+    assert!(anonymous.is_err(), "connected without a user");
+    let log = c.log();
+    assert!(log.contains("DEBUG"));
+    for (_, secret) in PASSWORDS {
+        assert!(!log.contains(secret), "a password is in the log");
+    }
+}
+
+#[tokio::test]
+async fn provider_users_only_reach_their_own_subjects() {
+    let nats = deploy_nats();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start_with_env(
+        &dir.path().join("data"),
+        &["--nats", &nats.url(), "--nats-user", "cireg"],
+        &[("CIREG_NATS_PASSWORD", PASSWORDS[0].1)],
+    );
+    let (a_name, b_name) = ("synthetic-breast-consortium", "example-hospital");
+    let a = connect_as(&nats, a_name, PASSWORDS[1].1).await;
+    let b = connect_as(&nats, b_name, PASSWORDS[2].1).await;
+    let b_registered = {
+        let mut e = example("provider.registered");
+        e["id"] = json!("b-registered");
+        e["source"] = json!(format!("urn:cireg:provider:{b_name}"));
+        e["subject"] = json!(b_name);
+        e
+    };
+
+    // A's spies: every outcome and every inbox (the server refuses both subscriptions)
+    let mut all_outcomes = a.subscribe("cireg.outcome.>").await.unwrap();
+    let mut all_inboxes = a.subscribe("_INBOX.>").await.unwrap();
+    let mut b_outcomes = a.subscribe(format!("cireg.outcome.{b_name}.>")).await.unwrap();
+    let mut own_outcomes = a.subscribe(format!("cireg.outcome.{a_name}.>")).await.unwrap();
+    a.flush().await.unwrap();
+
+    // A publishes for itself, by request and by the durable submission stream
+    let answer = request(&a, a_name, &example("provider.registered")).await;
+    assert_eq!(answer["sequence"], json!(1), "{answer}");
+    let js_a = jetstream::new(a.clone());
+    let dataset = example("dataset.published");
+    let id = dataset["id"].as_str().unwrap().to_owned();
+    let publish = jetstream::message::PublishMessage::build().payload(bytes(&dataset)).message_id(&id);
+    js_a.send_publish(format!("cireg.submit.{a_name}.{id}"), publish).await.unwrap().await.unwrap();
+    // A hears its own outcomes
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(30), own_outcomes.next()).await.expect("own outcome").unwrap();
+        heard.push(serde_json::from_slice::<Value>(&m.payload).unwrap());
+    }
+    assert_eq!(heard[1]["sequence"], json!(2), "{heard:?}");
+
+    // B publishes for itself
+    let answer = request(&b, b_name, &b_registered).await;
+    assert_eq!(answer["sequence"], json!(3), "{answer}");
+
+    // A, on its own subject, with an event that names B: refused, an error reply
+    let mut as_b = b_registered.clone();
+    as_b["id"] = json!("a-pretends-to-be-b");
+    let answer = request(&a, a_name, &as_b).await;
+    assert_eq!(answer["status"], json!(403), "{answer}");
+    // A on B's subjects, on the log itself, and on the JetStream API: the server refuses
+    refused(&a, &format!("cireg.ingest.{b_name}"), bytes(&as_b)).await;
+    let js_refused = jetstream::new(a.clone());
+    let sneaked = jetstream::message::PublishMessage::build().payload(bytes(&as_b)).message_id("sneak");
+    let sent = js_refused.send_publish(format!("cireg.submit.{b_name}.sneak"), sneaked).await;
+    if let Ok(ack) = sent {
+        assert!(tokio::time::timeout(Duration::from_secs(3), ack).await.map(|r| r.is_err()).unwrap_or(true));
+    }
+    a.publish(format!("cireg.events.{a_name}.dataset.forged"), bytes(&dataset)).await.unwrap();
+    for api in [
+        "$JS.API.STREAM.PURGE.CIREG_EVENTS",
+        "$JS.API.STREAM.DELETE.CIREG_EVENTS",
+        "$JS.API.STREAM.INFO.CIREG_EVENTS",
+        "$JS.API.STREAM.MSG.DELETE.CIREG_EVENTS",
+        "$JS.API.CONSUMER.CREATE.CIREG_EVENTS",
+        "$JS.API.STREAM.LIST",
+    ] {
+        refused(&a, api, bytes::Bytes::from_static(b"{}")).await;
+    }
+    a.flush().await.unwrap();
+    // what A's spies caught: nothing of B's
+    for spy in [&mut all_outcomes, &mut all_inboxes, &mut b_outcomes] {
+        let caught = tokio::time::timeout(Duration::from_millis(500), spy.next()).await;
+        assert!(!matches!(caught, Ok(Some(_))), "a provider received another's messages: {caught:?}");
+    }
+
+    // the log holds exactly the three accepted events, and the stream is whole
+    let registry = async_nats::ConnectOptions::with_user_and_password("cireg".into(), PASSWORDS[0].1.into())
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let js = jetstream::new(registry);
+    let mut stream = js.get_stream(cireg_log::EVENTS_STREAM).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 3);
+    let subjects: Vec<String> = {
+        let mut out = Vec::new();
+        for seq in 1..=3 {
+            out.push(stream.get_raw_message(seq).await.unwrap().subject.to_string());
+        }
+        out
+    };
+    assert!(subjects.iter().all(|s| !s.contains("forged")), "{subjects:?}");
+    c.wait_ready().await;
+    assert_eq!(c.select(TITLES, "t").await.len(), 1);
+}
+
+/// Makes a CA and a certificate for 127.0.0.1 signed by it, with openssl; returns the directory.
+fn tls_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl (Debian package openssl) makes the test certificates");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cireg test CA",
+    ]);
+    std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    dir
+}
+
+#[tokio::test]
+async fn the_registry_reaches_nats_over_tls() {
+    let certs = tls_files();
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let config = format!(
+        "jetstream {{\n  store_dir: /placeholder\n}}\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+        file("server.pem"),
+        file("server.key")
+    );
+    let nats = cireg_testkit::NatsServer::start_with_config(&config);
+    let url = nats.url().replace("nats://", "tls://");
+    // a client that does not know the CA cannot connect
+    let unknown_ca = async_nats::ConnectOptions::new().require_tls(true).connect(&url).await;
+    assert!(unknown_ca.is_err(), "connected over TLS without trusting the server's CA");
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &["--nats", &url, "--nats-tls-ca", &file("ca.pem")]);
     assert_eq!(c.post_event(&example("provider.registered")).await.0, 201);
     assert_eq!(c.post_event(&example("dataset.published")).await.0, 201);
     c.wait_ready().await;
@@ -182,10 +417,15 @@ async fn cireg_publish_sends_over_nats_and_http() {
     assert!(out.contains("\"sequence\":2"), "{out}");
     // HTTP; a refused event makes the command fail and prints the problem
     let bad = examples.join("invalid/negative-subjects.json").display().to_string();
-    let (ok, out, _) = support::run_cli(&["publish", "--to", &c.listen, &bad]);
+    let token = support::provider_token(&["synthetic-breast-consortium"]);
+    let (ok, out, _) = support::run_cli(&["publish", "--to", &c.listen, "--token", &token, &bad]);
     assert!(!ok);
     assert!(out.contains("400") && out.contains("/data/numberOfSubjects"), "{out}");
-    let (ok, out, err) = support::run_cli(&["publish", "--to", &c.listen, &file("dataset.updated")]);
+    // without a token: 401, and the command fails
+    let (ok, out, _) = support::run_cli(&["publish", "--to", &c.listen, &file("dataset.updated")]);
+    assert!(!ok);
+    assert!(out.contains("401"), "{out}");
+    let (ok, out, err) = support::run_cli(&["publish", "--to", &c.listen, "--token", &token, &file("dataset.updated")]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("201"), "{out}");
 }

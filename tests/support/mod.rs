@@ -24,6 +24,66 @@ pub fn example(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// The issuer and audience of the tests' tokens.
+pub const ISSUER: &str = "https://login.test.invalid/oidc/";
+pub const AUDIENCE: &str = "cireg-tests";
+
+/// The tests' signing key (made once per test binary) and the JWKS file `cireg serve --jwks`
+/// reads it from.
+pub struct TestKey {
+    pub key: cireg_auth::DevKey,
+    pub jwks: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn test_key() -> &'static TestKey {
+    static KEY: std::sync::OnceLock<TestKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = cireg_auth::DevKey::load_or_create(&dir.path().join("key.pem")).unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, key.jwks_json().unwrap()).unwrap();
+        TestKey { key, jwks, _dir: dir }
+    })
+}
+
+/// What the tests' tokens say unless a test changes it.
+pub fn token_claims(subject: &str, providers: &[&str], researcher: bool) -> cireg_auth::DevToken {
+    cireg_auth::DevToken {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        subject: subject.into(),
+        providers: providers.iter().map(|p| p.to_string()).collect(),
+        roles: if researcher { vec!["researcher".into()] } else { Vec::new() },
+        provider_claim: "cireg_providers".into(),
+        role_claim: "cireg_roles".into(),
+        lifetime: Duration::from_secs(3600),
+        not_before: None,
+    }
+}
+
+/// A token of the tests' key that may publish for `providers`.
+pub fn provider_token(providers: &[&str]) -> String {
+    test_key().key.mint(&token_claims(&format!("publisher-{}", providers.join("+")), providers, false)).unwrap()
+}
+
+/// A researcher's token of the tests' key.
+pub fn researcher_token() -> String {
+    test_key().key.mint(&token_claims("researcher-1", &[], true)).unwrap()
+}
+
+/// A client that sends a researcher's token with every request.
+pub fn researcher_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", researcher_token()).parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// The provider an event's `source` names.
+pub fn provider_of(event: &Value) -> String {
+    event["source"].as_str().and_then(|s| s.strip_prefix("urn:cireg:provider:")).unwrap_or("unknown").to_owned()
+}
+
 /// A running `cireg serve`.
 pub struct Cireg {
     child: Option<Child>,
@@ -33,21 +93,36 @@ pub struct Cireg {
     pub listen: String,
     pub data: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log_file: PathBuf,
 }
 
 impl Cireg {
-    /// `cireg serve --listen 127.0.0.1:0 --data <data> <extra>`; waits for the address line.
+    /// `cireg serve --listen 127.0.0.1:0 --data <data> <extra>`, trusting the tests' token key
+    /// (unless `extra` names other keys); waits for the address line.
     pub fn start(data: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data, extra, &[])
+    }
+
+    /// As [`Cireg::start`], with `env` in the process's environment (after `CIREG_LOG=info`, so a
+    /// test may change the log level too).
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut args: Vec<String> =
             vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into(), "--data".into(), data.display().to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
+        if !extra.contains(&"--jwks") && !extra.contains(&"--no-test-keys") {
+            let jwks = test_key().jwks.display().to_string();
+            args.extend(["--jwks".into(), jwks, "--token-issuer".into(), ISSUER.into()]);
+            args.extend(["--token-audience".into(), AUDIENCE.into()]);
+        }
+        args.retain(|a| a != "--no-test-keys");
         let mut c = Cireg {
             child: None,
             base: String::new(),
             listen: String::new(),
             data: data.to_owned(),
             args,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             log_file: data.with_extension("stderr.log"),
         };
         c.spawn();
@@ -60,6 +135,7 @@ impl Cireg {
         let mut child = Command::new(cireg_bin())
             .args(&self.args)
             .env("CIREG_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -144,9 +220,16 @@ impl Cireg {
         }
     }
 
+    /// Posts `event` with a token of the provider its `source` names.
     pub async fn post_event(&self, event: &Value) -> (u16, Value) {
+        self.post_event_with(event, &provider_token(&[&provider_of(event)])).await
+    }
+
+    /// Posts `event` with `token`.
+    pub async fn post_event_with(&self, event: &Value, token: &str) -> (u16, Value) {
         let r = reqwest::Client::new()
             .post(self.url("/events"))
+            .bearer_auth(token)
             .header("content-type", "application/cloudevents+json")
             .body(serde_json::to_vec(event).unwrap())
             .send()
@@ -156,9 +239,18 @@ impl Cireg {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Runs a SELECT and returns the bindings of `var`, as strings.
+    /// Runs a SELECT as an anonymous caller and returns the bindings of `var`, as strings.
     pub async fn select(&self, query: &str, var: &str) -> Vec<String> {
-        let r = reqwest::Client::new()
+        self.select_with(reqwest::Client::new(), query, var).await
+    }
+
+    /// Runs a SELECT as a researcher.
+    pub async fn select_as_researcher(&self, query: &str, var: &str) -> Vec<String> {
+        self.select_with(researcher_client(), query, var).await
+    }
+
+    async fn select_with(&self, client: reqwest::Client, query: &str, var: &str) -> Vec<String> {
+        let r = client
             .get(self.url("/sparql"))
             .query(&[("query", query)])
             .header("accept", "application/sparql-results+json")

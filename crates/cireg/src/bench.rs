@@ -90,11 +90,11 @@ fn rate(n: usize, secs: f64) -> f64 {
 /// times `events` sent `concurrency` at once (different aggregates).
 async fn ingest_all(ingest: &Ingest, setup: &[Vec<u8>], events: &[Vec<u8>], concurrency: usize) -> anyhow::Result<f64> {
     for e in setup {
-        ingest.submit(e, &Sender::Unauthenticated).await.map_err(|e| anyhow::anyhow!("{:?}", e.problem()))?;
+        ingest.submit(e, &Sender::Operator).await.map_err(|e| anyhow::anyhow!("{:?}", e.problem()))?;
     }
     let start = Instant::now();
     let results: Vec<_> = futures::stream::iter(events.iter())
-        .map(|e| ingest.submit(e, &Sender::Unauthenticated))
+        .map(|e| ingest.submit(e, &Sender::Operator))
         .buffer_unordered(concurrency)
         .collect()
         .await;
@@ -170,7 +170,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let updates = generated_updates(n)?;
     let embedded_ingest = Ingest::new(embedded.clone());
     for u in &updates {
-        embedded_ingest.submit(u, &Sender::Unauthenticated).await.map_err(|e| anyhow::anyhow!("{:?}", e.problem()))?;
+        embedded_ingest.submit(u, &Sender::Operator).await.map_err(|e| anyhow::anyhow!("{:?}", e.problem()))?;
     }
     let project_updates = project_all(embedded.clone(), &embedded_projector).await?;
 
@@ -372,8 +372,11 @@ async fn search_http_timings(store: Store, log: Arc<dyn EventLog>) -> anyhow::Re
 /// The registry's HTTP server over a store, on a free loopback port, for timing what clients see.
 struct BenchServer {
     addr: std::net::SocketAddr,
+    /// A researcher's token (the study views verify it on every request, as in production).
+    token: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _keys: tempfile::TempDir,
 }
 
 impl BenchServer {
@@ -382,6 +385,33 @@ impl BenchServer {
         let addr = listener.local_addr()?;
         // the store does not move during a benchmark: a fixed checkpoint
         let (_applied_tx, applied) = tokio::sync::watch::channel(checkpoint);
+        let keys = tempfile::tempdir()?;
+        let (key, _) = cireg_auth::DevKey::load_or_create(&keys.path().join("key.pem")).map_err(anyhow::Error::msg)?;
+        std::fs::write(keys.path().join("jwks.json"), key.jwks_json().map_err(anyhow::Error::msg)?)?;
+        let (issuer, audience) = ("urn:cireg:bench", "cireg");
+        let verifier = cireg_auth::Verifier::new(cireg_auth::AuthConfig {
+            keys: cireg_auth::KeySource::File(keys.path().join("jwks.json")),
+            issuer: issuer.into(),
+            audience: audience.into(),
+            provider_claim: "cireg_providers".into(),
+            role_claim: "cireg_roles".into(),
+            researcher_role: "researcher".into(),
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let token = key
+            .mint(&cireg_auth::DevToken {
+                issuer: issuer.into(),
+                audience: audience.into(),
+                subject: "bench".into(),
+                providers: Vec::new(),
+                roles: vec!["researcher".into()],
+                provider_claim: "cireg_providers".into(),
+                role_claim: "cireg_roles".into(),
+                lifetime: std::time::Duration::from_secs(24 * 3600),
+                not_before: None,
+            })
+            .map_err(anyhow::Error::msg)?;
         let state = cireg_server::AppState {
             ingest: Ingest::new(log),
             store,
@@ -390,16 +420,18 @@ impl BenchServer {
             catalog_index: Arc::default(),
             search_index: Arc::default(),
             study_index: Arc::default(),
-            study_views: true,
+            auth: Some(verifier),
+            auth_failures: Arc::default(),
             applied,
             sparql_timeout: std::time::Duration::from_secs(30),
             sparql_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            sparql_max_results: 100_000,
         };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(cireg_server::serve(listener, state, async move {
             let _ = stop_rx.await;
         }));
-        Ok(BenchServer { addr, stop, task })
+        Ok(BenchServer { addr, token, stop, task, _keys: keys })
     }
 
     async fn stop(self) {
@@ -544,11 +576,20 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     drop(index);
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("empty.redb"))?);
     let server = BenchServer::start(store, log, base, seq).await?;
-    let addr = server.addr;
+    let (addr, token) = (server.addr, server.token.clone());
     let client = reqwest::Client::new();
     let get = |path: String| {
-        let client = client.clone();
-        async move { client.get(format!("http://{addr}{path}")).send().await?.error_for_status()?.bytes().await }
+        let (client, token) = (client.clone(), token.clone());
+        async move {
+            client
+                .get(format!("http://{addr}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await
+        }
     };
     get("/fhir/ImagingStudy?_count=1".to_owned()).await?; // builds the index once
     let subjects = (search_at * 2 / 5).max(1);

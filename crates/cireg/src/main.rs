@@ -2,9 +2,11 @@
 //! things; the work is in the library crates.
 
 mod bench;
+mod connect;
 mod demo;
 mod publish;
 mod serve;
+mod token;
 
 use std::path::PathBuf;
 
@@ -23,9 +25,12 @@ pub struct LogArgs {
     /// Directory for the store (and the embedded log when --nats is not given).
     #[arg(long, default_value = "cireg-data", env = "CIREG_DATA")]
     pub data: PathBuf,
-    /// NATS server URL; the event log is then the JetStream stream CIREG_EVENTS.
+    /// NATS server URL (nats:// or tls://); the event log is then the JetStream stream
+    /// CIREG_EVENTS. Put credentials in --nats-user/--nats-password, not in the URL.
     #[arg(long, env = "CIREG_NATS")]
     pub nats: Option<String>,
+    #[command(flatten)]
+    pub nats_args: connect::NatsArgs,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +65,9 @@ enum Command {
     },
     /// Measure ingest and projection against raw JetStream publish and raw Oxigraph bulk load.
     Bench(bench::BenchArgs),
+    /// Mint a signed bearer token from a local key, for development and the demo (made on first
+    /// use; --jwks writes its public key for `serve --jwks`).
+    Token(token::TokenArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +94,7 @@ fn main() -> std::process::ExitCode {
             Command::Validate { files } => validate(files),
             Command::Dump { data } => serve::dump(&data),
             Command::Bench(args) => bench::bench(args).await,
+            Command::Token(args) => token::token(args),
         }
     });
     match result {

@@ -20,6 +20,12 @@ pub struct PublishArgs {
     /// How long to wait for each answer, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// Over HTTP: the bearer token (a JWT naming the providers you publish for; see
+    /// `cireg token` for development).
+    #[arg(long, env = "CIREG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    nats: crate::connect::NatsArgs,
 }
 
 fn provider_and_id(event: &[u8]) -> anyhow::Result<(String, String)> {
@@ -43,7 +49,13 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout);
     let mut refused = 0;
     if args.to.starts_with("nats://") || args.to.starts_with("tls://") {
-        let client = async_nats::connect(&args.to).await.with_context(|| format!("connecting to {}", args.to))?;
+        // replies come under the provider's own inbox prefix: a provider's NATS user may only
+        // receive there (deploy/nats)
+        let inbox = match events.first() {
+            Some((_, e)) => provider_and_id(e).ok().map(|(p, _)| format!("_INBOX.{p}")),
+            None => None,
+        };
+        let client = args.nats.connect(&args.to, "cireg publish", inbox).await?;
         let js = async_nats::jetstream::new(client.clone());
         for (file, event) in events {
             let (provider, id) = provider_and_id(&event).with_context(|| file.clone())?;
@@ -77,13 +89,11 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         let url = format!("{}/events", args.to.trim_end_matches('/'));
         let http = reqwest::Client::builder().timeout(timeout).build()?;
         for (file, event) in events {
-            let response = http
-                .post(&url)
-                .header("content-type", "application/cloudevents+json")
-                .body(event)
-                .send()
-                .await
-                .with_context(|| format!("POST {url}"))?;
+            let mut request = http.post(&url).header("content-type", "application/cloudevents+json").body(event);
+            if let Some(token) = &args.token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.with_context(|| format!("POST {url}"))?;
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             if !status.is_success() {

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context};
-use cireg_ingest::{Ingest, ProfileGate, Sender};
+use cireg_ingest::{Ingest, ProfileGate, RateLimit, Sender};
 use cireg_log::{EmbeddedLog, EventLog, JetStreamLog, JetStreamOptions};
 use cireg_projector::{Projector, PublicBase, RunOptions};
 use cireg_server::AppState;
@@ -30,18 +30,71 @@ pub struct ServeArgs {
     #[arg(long)]
     demo: bool,
     /// Time limit of one SPARQL query, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, env = "CIREG_SPARQL_TIMEOUT")]
     sparql_timeout: u64,
-    /// Serve the study-level views (FHIR ImagingStudy under /fhir): pseudonymised subject data.
-    /// Off by default: this release does not authenticate readers yet, so only switch it on for a
-    /// node that only authorised researchers can reach.
-    #[arg(long, env = "CIREG_STUDY_VIEWS")]
-    study_views: bool,
+    /// Most solutions (or triples) one SPARQL query may return; a larger answer is refused
+    /// (400) rather than cut.
+    #[arg(long, default_value_t = 100_000, env = "CIREG_SPARQL_MAX_RESULTS")]
+    sparql_max_results: usize,
+    /// Events each caller may send per second on average (HTTP, per token subject; NATS
+    /// requests, per provider).
+    #[arg(long, default_value = "500", env = "CIREG_INGEST_RATE")]
+    ingest_rate: std::num::NonZeroU32,
+    /// Events each caller may send at once before the rate applies.
+    #[arg(long, default_value = "5000", env = "CIREG_INGEST_BURST")]
+    ingest_burst: std::num::NonZeroU32,
+    #[command(flatten)]
+    auth: AuthArgs,
     #[command(flatten)]
     catalog: CatalogArgs,
     /// Name of this node's projector (its JetStream durable consumer); one per store.
     #[arg(long, default_value = "cireg-projector", env = "CIREG_READER")]
     reader: String,
+}
+
+/// Bearer tokens: who may publish over HTTP and who may read study-level data.
+#[derive(clap::Args)]
+struct AuthArgs {
+    /// The identity provider's public keys: a JWKS file or an https:// URL (fetched again when a
+    /// token names an unknown key). Without it, HTTP ingest and the study views refuse everyone.
+    #[arg(long, env = "CIREG_JWKS")]
+    jwks: Option<cireg_auth::KeySource>,
+    /// The issuer (`iss`) every token must name.
+    #[arg(long, env = "CIREG_TOKEN_ISSUER", requires = "jwks")]
+    token_issuer: Option<String>,
+    /// A value the token's audience (`aud`) must hold.
+    #[arg(long, env = "CIREG_TOKEN_AUDIENCE", requires = "jwks")]
+    token_audience: Option<String>,
+    /// The claim naming the providers a caller may publish for.
+    #[arg(long, env = "CIREG_PROVIDER_CLAIM", default_value = "cireg_providers")]
+    provider_claim: String,
+    /// The claim naming the caller's roles (a dotted path reaches into objects:
+    /// `realm_access.roles`; LS-AAI: `eduperson_entitlement`).
+    #[arg(long, env = "CIREG_ROLE_CLAIM", default_value = "cireg_roles")]
+    role_claim: String,
+    /// The role (a value of the role claim) that lets a caller read study-level data.
+    #[arg(long, env = "CIREG_RESEARCHER_ROLE", default_value = "researcher")]
+    researcher_role: String,
+}
+
+impl AuthArgs {
+    async fn verifier(&self) -> anyhow::Result<Option<cireg_auth::Verifier>> {
+        let Some(keys) = &self.jwks else { return Ok(None) };
+        let (Some(issuer), Some(audience)) = (&self.token_issuer, &self.token_audience) else {
+            bail!("--jwks needs --token-issuer and --token-audience: tokens are checked against both");
+        };
+        let config = cireg_auth::AuthConfig {
+            keys: keys.clone(),
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            provider_claim: self.provider_claim.clone(),
+            role_claim: self.role_claim.clone(),
+            researcher_role: self.researcher_role.clone(),
+        };
+        let verifier =
+            cireg_auth::Verifier::new(config).await.map_err(anyhow::Error::msg).context("loading the token keys")?;
+        Ok(Some(verifier))
+    }
 }
 
 /// Who runs this registry: the catalogue's own description (`dcat:Catalog`).
@@ -91,15 +144,12 @@ impl CatalogArgs {
 pub async fn open_log(args: &LogArgs) -> anyhow::Result<(Arc<dyn EventLog>, Option<async_nats::Client>)> {
     match &args.nats {
         Some(url) => {
-            let client = async_nats::ConnectOptions::new()
-                .name("cireg")
-                .retry_on_initial_connect()
-                .connection_timeout(Duration::from_secs(5))
-                .connect(url)
-                .await
-                .with_context(|| format!("connecting to NATS at {url}"))?;
+            let client = args.nats_args.connect(url, "cireg", None).await?;
             let log = JetStreamLog::open(client.clone(), &JetStreamOptions::default()).await.with_context(|| {
-                format!("opening the JetStream event log at {url} (is JetStream enabled? nats-server -js)")
+                format!(
+                    "opening the JetStream event log at {} (is JetStream enabled, nats-server -js? may this user use it?)",
+                    crate::connect::redacted(url)
+                )
             })?;
             Ok((Arc::new(log), Some(client)))
         }
@@ -150,7 +200,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let gate = tokio::task::spawn_blocking(move || ProfileGate::load(gate_base))
         .await?
         .context("compiling the SHACL shapes of the application profile")?;
-    let ingest = Ingest::new(log.clone()).with_gate(gate);
+    let ingest =
+        Ingest::new(log.clone()).with_gate(gate).with_rate_limit(RateLimit::new(args.ingest_rate, args.ingest_burst));
+    let auth = args.auth.verifier().await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (applied_tx, applied_rx) = watch::channel(projector.checkpoint()?);
@@ -197,17 +249,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         catalog_index: Arc::default(),
         search_index: Arc::default(),
         study_index: Arc::default(),
-        study_views: args.study_views,
+        auth,
+        auth_failures: Arc::default(),
         applied: applied_rx,
         sparql_timeout: Duration::from_secs(args.sparql_timeout),
+        sparql_max_results: args.sparql_max_results,
         sparql_slots: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
         )),
     };
+    let has_auth = state.auth.is_some();
     println!("cireg is serving on {}/ (listening on http://{local}, log: {})", base.as_str(), log.backend());
-    if args.study_views {
-        println!("study views (FHIR ImagingStudy) at {}/fhir", base.as_str());
-        warn!("--study-views: study-level data is served to anyone who reaches this node");
+    if has_auth {
+        println!("study views (FHIR ImagingStudy, for researchers' tokens) at {}/fhir", base.as_str());
+    } else {
+        warn!("no token keys (--jwks): HTTP ingest and the study views refuse every caller; NATS ingest is open to whoever may publish on cireg.submit.> / cireg.ingest.*");
     }
     let mut shutdown_http = shutdown_rx.clone();
     let server = cireg_server::serve(listener, state, async move {
@@ -228,7 +284,7 @@ async fn load_demo(ingest: &Ingest) {
     let mut accepted = 0;
     for event in &events {
         let bytes = serde_json::to_vec(event).unwrap_or_default();
-        match ingest.submit(&bytes, &Sender::Unauthenticated).await {
+        match ingest.submit(&bytes, &Sender::Operator).await {
             Ok(_) => accepted += 1,
             Err(e) => warn!(problem = ?e.problem(), "demo event refused"),
         }

@@ -5,8 +5,10 @@
 //! [`Ingest::submit`] is the one path; HTTP (`cireg-server`) and NATS ([`nats`]) call it.
 
 mod gate;
+mod limit;
 pub mod nats;
 mod submit;
 
 pub use gate::{GateError, ProfileGate};
+pub use limit::RateLimit;
 pub use submit::{Accepted, Ingest, IngestError, IngestStats, Sender};

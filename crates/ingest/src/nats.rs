@@ -57,9 +57,20 @@ fn provider_of(subject: &str) -> Option<ProviderId> {
     subject.split('.').nth(2).and_then(ProviderId::parse)
 }
 
-async fn handle(ingest: &Ingest, subject: &str, payload: &[u8], msg_id: Option<&str>) -> (String, Bytes, bool) {
+/// Validates and appends one message's event as the provider its subject names. `limited`: the
+/// per-provider rate limit applies (requests; durable submissions are taken one at a time anyway).
+async fn handle(
+    ingest: &Ingest,
+    subject: &str,
+    payload: &[u8],
+    msg_id: Option<&str>,
+    limited: bool,
+) -> (String, Bytes, bool) {
     let result = match provider_of(subject) {
-        Some(provider) => ingest.submit(payload, &Sender::Provider(provider)).await,
+        Some(provider) => match if limited { ingest.admit(provider.as_str()) } else { Ok(()) } {
+            Ok(()) => ingest.submit(payload, &Sender::Providers(vec![provider])).await,
+            Err(e) => Err(e),
+        },
         None => Err(IngestError::Rejected {
             rejection: cireg_model::Rejection::Forbidden(format!("{subject} does not name a provider")),
             event_id: None,
@@ -147,7 +158,7 @@ pub async fn run_submissions(
         };
         let msg_id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
         let (outcome_subject, body, is_final) =
-            handle(&ingest, message.subject.as_str(), &message.payload, msg_id.as_deref()).await;
+            handle(&ingest, message.subject.as_str(), &message.payload, msg_id.as_deref(), false).await;
         if is_final {
             if let Err(e) = client.publish(outcome_subject, body).await {
                 warn!(error = %e, "could not publish an outcome");
@@ -184,7 +195,7 @@ pub async fn run_requests(
             _ = shutdown.changed() => return Ok(()),
         };
         let Some(message) = next else { return Ok(()) };
-        let (outcome_subject, body, _) = handle(&ingest, message.subject.as_str(), &message.payload, None).await;
+        let (outcome_subject, body, _) = handle(&ingest, message.subject.as_str(), &message.payload, None, true).await;
         if let Some(reply) = message.reply {
             if let Err(e) = client.publish(reply, body.clone()).await {
                 warn!(error = %e, "could not reply");

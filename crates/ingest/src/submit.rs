@@ -15,16 +15,20 @@ use cireg_model::{
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use crate::gate::{GateError, ProfileGate};
+use crate::{
+    gate::{GateError, ProfileGate},
+    RateLimit,
+};
 
-/// Who sends: the transport's word on which provider is speaking.
+/// Who sends: the transport's word on which providers the sender may speak for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sender {
-    /// The transport does not identify the provider (HTTP without authentication, until the
-    /// security issue lands); the event's own `source` is trusted.
-    Unauthenticated,
-    /// The transport identified this provider (e.g. the NATS subject it published on).
-    Provider(ProviderId),
+    /// The registry's own operator, inside the process (the demo loader): the event's `source`
+    /// is trusted. No transport ever sends as the operator.
+    Operator,
+    /// A credential that may publish for these providers: a bearer token's provider claim over
+    /// HTTP, the provider a NATS user may publish as (the subject it could publish on).
+    Providers(Vec<ProviderId>),
 }
 
 /// An event that is in the log.
@@ -45,6 +49,8 @@ pub enum IngestError {
     },
     /// The log cannot take the event now; nothing was appended; send it again later.
     Unavailable(String),
+    /// The caller sent more than its rate allows; nothing was looked at; send again after this.
+    RateLimited(std::time::Duration),
 }
 
 impl IngestError {
@@ -56,6 +62,15 @@ impl IngestError {
                 "log-unavailable",
                 "The event log is unavailable; nothing was appended, send the event again later",
                 Some(detail.clone()),
+            ),
+            IngestError::RateLimited(wait) => Problem::new(
+                429,
+                "rate-limited",
+                "Too many events from this caller",
+                Some(format!(
+                    "this caller sent more events than its rate allows; nothing was looked at, send again in {} s",
+                    wait.as_secs().max(1)
+                )),
             ),
         }
     }
@@ -71,6 +86,7 @@ pub struct IngestStats {
     pub forbidden: AtomicU64,
     pub profile_violations: AtomicU64,
     pub unavailable: AtomicU64,
+    pub rate_limited: AtomicU64,
 }
 
 /// Validates and appends events. Cheap to clone.
@@ -82,6 +98,7 @@ pub struct Ingest {
     cache: Arc<Mutex<HashMap<String, Aggregate>>>,
     stats: Arc<IngestStats>,
     gate: Option<ProfileGate>,
+    rate_limit: Option<Arc<RateLimit>>,
 }
 
 const CACHE_LIMIT: usize = 50_000;
@@ -96,13 +113,31 @@ fn event_id_of(bytes: &[u8]) -> Option<String> {
 
 impl Ingest {
     pub fn new(log: Arc<dyn EventLog>) -> Self {
-        Ingest { log, cache: Arc::default(), stats: Arc::default(), gate: None }
+        Ingest { log, cache: Arc::default(), stats: Arc::default(), gate: None, rate_limit: None }
     }
 
     /// Checks every dataset change against the application profile before appending it.
     pub fn with_gate(mut self, gate: ProfileGate) -> Self {
         self.gate = Some(gate);
         self
+    }
+
+    /// Limits how many events each caller may send (see [`Ingest::admit`]).
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(Arc::new(limit));
+        self
+    }
+
+    /// Whether `caller` may send one more event now. Transports ask before [`Ingest::submit`],
+    /// keyed by who authenticated (the operator's demo loader is never limited).
+    pub fn admit(&self, caller: &str) -> Result<(), IngestError> {
+        match self.rate_limit.as_ref().map(|l| l.check(caller)) {
+            Some(Err(wait)) => {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                Err(IngestError::RateLimited(wait))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn log(&self) -> &Arc<dyn EventLog> {
@@ -125,6 +160,7 @@ impl Ingest {
             Err(IngestError::Rejected { rejection: Rejection::Forbidden(_), .. }) => &self.stats.forbidden,
             Err(IngestError::Rejected { rejection: Rejection::Profile(_), .. }) => &self.stats.profile_violations,
             Err(IngestError::Unavailable(_)) => &self.stats.unavailable,
+            Err(IngestError::RateLimited(_)) => &self.stats.rate_limited,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result
@@ -134,11 +170,13 @@ impl Ingest {
         let event = validate_event(bytes)
             .map_err(|rejection| IngestError::Rejected { rejection, event_id: event_id_of(bytes) })?;
         let reject = |rejection: Rejection| IngestError::Rejected { rejection, event_id: Some(event.id.clone()) };
-        if let Sender::Provider(p) = sender {
-            if *p != event.provider {
+        if let Sender::Providers(allowed) = sender {
+            if !allowed.contains(&event.provider) {
+                let allowed: Vec<&str> = allowed.iter().map(ProviderId::as_str).collect();
                 return Err(reject(Rejection::Forbidden(format!(
-                    "the event's source names provider {}, but it was sent as provider {p}",
-                    event.provider
+                    "the event's source names provider {}, but the credential it came with may publish for {}",
+                    event.provider,
+                    if allowed.is_empty() { "no provider".to_owned() } else { allowed.join(", ") }
                 ))));
             }
         }

@@ -1,4 +1,6 @@
-//! `POST /events`: the CloudEvents HTTP binding, structured mode, single and batch.
+//! `POST /events`: the CloudEvents HTTP binding, structured mode, single and batch, for callers
+//! whose bearer token names the providers they publish for (each event's provider is checked
+//! against it), within the per-caller rate limit.
 
 use axum::{
     body::Bytes,
@@ -7,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use cireg_ingest::{IngestError, Sender};
+use cireg_ingest::{Accepted, IngestError, Sender};
 use serde_json::{json, Value};
 
 use crate::{problem::problem, problem::ProblemResponse, AppState};
@@ -27,13 +29,24 @@ pub async fn post_events(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let caller = match crate::auth::publisher(&state, &headers).await {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal.problem(crate::auth::token_given(&headers)),
+    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return crate::problem::body_rejected(rejection).into_response(),
     };
+    // the rate limit's key: who authenticated (a token without a subject counts as its providers)
+    let key = if caller.subject.is_empty() {
+        caller.providers.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" ")
+    } else {
+        caller.subject
+    };
+    let sender = Sender::Providers(caller.providers);
     match content_type(&headers).as_str() {
-        "application/cloudevents+json" | "application/json" => single(&state, &body).await,
-        "application/cloudevents-batch+json" => batch(&state, &body).await,
+        "application/cloudevents+json" | "application/json" => single(&state, &sender, &key, &body).await,
+        "application/cloudevents-batch+json" => batch(&state, &sender, &key, &body).await,
         other => {
             let detail = if headers.contains_key("ce-id") || headers.contains_key("ce-type") {
                 "binary-mode CloudEvents (ce-* headers) are not accepted: send the event in structured mode as application/cloudevents+json".to_owned()
@@ -45,8 +58,14 @@ pub async fn post_events(
     }
 }
 
-async fn single(state: &AppState, body: &[u8]) -> Response {
-    match state.ingest.submit(body, &Sender::Unauthenticated).await {
+/// Admits and submits one event.
+async fn submit(state: &AppState, sender: &Sender, key: &str, event: &[u8]) -> Result<Accepted, IngestError> {
+    state.ingest.admit(key)?;
+    state.ingest.submit(event, sender).await
+}
+
+async fn single(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Response {
+    match submit(state, sender, key, body).await {
         Ok(accepted) => {
             let status = if accepted.duplicate { StatusCode::OK } else { StatusCode::CREATED };
             (status, Json(accepted)).into_response()
@@ -57,15 +76,21 @@ async fn single(state: &AppState, body: &[u8]) -> Response {
 
 fn error_response(e: &IngestError) -> Response {
     let mut response = ProblemResponse(e.problem()).into_response();
-    if matches!(e, IngestError::Unavailable(_)) {
-        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    match e {
+        IngestError::Unavailable(_) => {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
+        IngestError::RateLimited(wait) => {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
+        }
+        IngestError::Rejected { .. } => {}
     }
     response
 }
 
 /// A batch is taken in order; each event stands or falls on its own. 200 when all were accepted,
 /// 207 with each event's outcome otherwise.
-async fn batch(state: &AppState, body: &[u8]) -> Response {
+async fn batch(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Response {
     let events: Vec<Value> = match serde_json::from_slice(body) {
         Ok(Value::Array(events)) => events,
         Ok(_) => {
@@ -96,7 +121,7 @@ async fn batch(state: &AppState, body: &[u8]) -> Response {
     let mut all_ok = true;
     for (i, event) in events.iter().enumerate() {
         let bytes = serde_json::to_vec(event).unwrap_or_default();
-        match state.ingest.submit(&bytes, &Sender::Unauthenticated).await {
+        match submit(state, sender, key, &bytes).await {
             Ok(a) => results.push(json!({"index": i, "status": if a.duplicate { 200 } else { 201 }, "id": a.id, "sequence": a.sequence, "duplicate": a.duplicate})),
             Err(e) => {
                 all_ok = false;

@@ -1,7 +1,7 @@
 //! The FHIR API of the study-level views: `/fhir/metadata`, ImagingStudy read, vread, history and
 //! search, in R5 (default), R4 or R4B as the `Accept` header's `fhirVersion` asks. Errors are
-//! OperationOutcomes. Off unless the node is started with `--study-views` (study data is
-//! pseudonymised personal data; until callers are authenticated no release serves it by default).
+//! OperationOutcomes. Study data is pseudonymised personal data: every handler but
+//! `/fhir/metadata` needs a researcher's bearer token (401 without one, 403 without the role).
 
 use axum::{
     extract::{Path, RawQuery, State},
@@ -95,31 +95,39 @@ fn strict(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("handling=strict"))
 }
 
-/// What the switch says when study views are off.
-fn switched_off() -> Response {
-    outcome(
-        FhirVersion::R5,
-        404,
-        "not-supported",
-        "the study-level views are switched off on this node (start it with --study-views)".to_owned(),
-        "",
-    )
+/// The version to answer in and the query's parameters (`Err`: the 406 to give instead).
+#[allow(clippy::result_large_err)]
+fn version_and_parameters(
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(FhirVersion, Vec<(String, String)>), Response> {
+    let pairs = query_pairs(query);
+    let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
+    Ok((negotiate(headers, format)?, pairs))
 }
 
-/// What every FHIR handler starts with: the switch, the query's parameters, and the version to
-/// answer in (`Err`: the response to give instead).
-#[allow(clippy::result_large_err)]
-fn begin(
+/// What every handler of study data starts with: the version, the query's parameters, and a
+/// researcher's token (`Err`: the response to give instead: 401 without a valid token, 403
+/// without the researcher role).
+async fn begin(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<(FhirVersion, Vec<(String, String)>), Response> {
-    if !state.study_views {
-        return Err(switched_off());
+    let (version, pairs) = version_and_parameters(headers, query)?;
+    if let Err(refusal) = crate::auth::researcher(state, headers).await {
+        let code = match refusal.status() {
+            401 => "login",
+            403 => "forbidden",
+            _ => "transient",
+        };
+        let mut response = outcome(version, refusal.status(), code, refusal.detail().to_owned(), "");
+        if let Some(challenge) = refusal.challenge(crate::auth::token_given(headers)) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        return Err(response);
     }
-    let pairs = query_pairs(query);
-    let format = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
-    Ok((negotiate(headers, format)?, pairs))
+    Ok((version, pairs))
 }
 
 /// The study `id` names, or the OperationOutcome to answer: 410 when it was retracted (or its
@@ -139,9 +147,9 @@ fn find<'a>(index: &'a StudyIndex, id: &str, version: FhirVersion) -> Result<&'a
     }
 }
 
-/// `GET /fhir/metadata`.
+/// `GET /fhir/metadata`: public (it describes the API, not the data).
 pub async fn metadata(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let version = match begin(&state, &headers, q.as_deref()) {
+    let version = match version_and_parameters(&headers, q.as_deref()) {
         Ok((version, _)) => version,
         Err(r) => return r,
     };
@@ -214,7 +222,7 @@ pub async fn read(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let (version, pairs) = match begin(&state, &headers, q.as_deref()) {
+    let (version, pairs) = match begin(&state, &headers, q.as_deref()).await {
         Ok(begun) => begun,
         Err(r) => return r,
     };
@@ -286,7 +294,7 @@ fn subset_of(pairs: &[(String, String)]) -> Result<Subset, (String, String)> {
 
 /// `GET /fhir/ImagingStudy`: search.
 pub async fn search(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    match begin(&state, &headers, q.as_deref()) {
+    match begin(&state, &headers, q.as_deref()).await {
         Ok((version, pairs)) => search_pairs(state, headers, version, pairs).await,
         Err(r) => r,
     }
@@ -299,7 +307,7 @@ pub async fn search_post(
     RawQuery(q): RawQuery,
     body: axum::body::Bytes,
 ) -> Response {
-    match begin(&state, &headers, q.as_deref()) {
+    match begin(&state, &headers, q.as_deref()).await {
         Ok((version, mut pairs)) => {
             pairs.extend(url::form_urlencoded::parse(&body).into_owned());
             search_pairs(state, headers, version, pairs).await
@@ -449,7 +457,7 @@ async fn history_inner(
     vid: Option<String>,
     q: Option<String>,
 ) -> Response {
-    let version = match begin(&state, &headers, q.as_deref()) {
+    let version = match begin(&state, &headers, q.as_deref()).await {
         Ok((version, _)) => version,
         Err(r) => return r,
     };
@@ -508,10 +516,7 @@ async fn history_inner(
 }
 
 /// Anything else under `/fhir`.
-pub async fn unknown(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
-    if !state.study_views {
-        return switched_off();
-    }
+pub async fn unknown(uri: axum::http::Uri) -> Response {
     outcome(
         FhirVersion::R5,
         404,

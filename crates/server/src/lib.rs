@@ -1,7 +1,8 @@
 //! The HTTP surface (axum): ingest, SPARQL, catalogue, FHIR study views, schemas, health, metrics
 //! and a landing page. Handlers translate HTTP to calls into `cireg-ingest`, `cireg-views` and
-//! `cireg-fhir`, nothing more.
+//! `cireg-fhir`, and say who may call what (`auth`: bearer tokens checked by `cireg-auth`).
 
+mod auth;
 mod catalog;
 mod events;
 mod fhir;

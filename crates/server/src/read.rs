@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use cireg_views::{ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
+use cireg_views::{GraphScope, ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
 use oxigraph::{io::RdfFormat, sparql::results::QueryResultsFormat};
 
 use crate::{
@@ -59,9 +59,24 @@ fn update_refused() -> Response {
     .into_response()
 }
 
+/// The graphs the caller may query: the catalogue's for anyone, the studies' too for a
+/// researcher. A token that fails is refused, not read as anonymous.
+#[allow(clippy::result_large_err)]
+async fn sparql_scope(state: &AppState, headers: &HeaderMap) -> Result<GraphScope, Response> {
+    match crate::auth::caller(state, headers).await {
+        Ok(Some(caller)) if caller.researcher => Ok(GraphScope::WithStudies),
+        Ok(_) => Ok(GraphScope::Public),
+        Err(refusal) => Err(refusal.problem(true)),
+    }
+}
+
 pub async fn sparql_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let scope = match sparql_scope(&state, &headers).await {
+        Ok(scope) => scope,
+        Err(r) => return r,
+    };
     match sparql_request(form_pairs(query.as_deref().unwrap_or_default()), None) {
-        Ok(request) => run_sparql(state, &headers, request).await,
+        Ok(request) => run_sparql(state, &headers, scope, request).await,
         Err(r) => r,
     }
 }
@@ -72,6 +87,10 @@ pub async fn sparql_post(
     RawQuery(query): RawQuery,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let scope = match sparql_scope(&state, &headers).await {
+        Ok(scope) => scope,
+        Err(r) => return r,
+    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return crate::problem::body_rejected(rejection).into_response(),
@@ -100,7 +119,7 @@ pub async fn sparql_post(
         .into_response()),
     };
     match request {
-        Ok(request) => run_sparql(state, &headers, request).await,
+        Ok(request) => run_sparql(state, &headers, scope, request).await,
         Err(r) => r,
     }
 }
@@ -125,7 +144,7 @@ fn graph_formats() -> [(&'static str, RdfFormat); 6] {
     ]
 }
 
-async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest) -> Response {
+async fn run_sparql(state: AppState, headers: &HeaderMap, scope: GraphScope, request: SparqlRequest) -> Response {
     let graph = request.query.is_graph();
     let accept = accept(headers);
     let (format, media) = if graph {
@@ -145,8 +164,7 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest
         }
     };
     let (store, base) = (state.store.clone(), state.base.clone());
-    let timeout = state.sparql_timeout;
-    let scope = if state.study_views { cireg_views::GraphScope::WithStudies } else { cireg_views::GraphScope::Public };
+    let (timeout, max_results) = (state.sparql_timeout, state.sparql_max_results);
     // A slot per running evaluation. Oxigraph checks the cancellation token only while it reads
     // the store, so a query that spins in memory (a large cross product) can outlive its time
     // limit: the caller still gets its answer at the limit, and such queries cannot pile up
@@ -161,7 +179,7 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, request: SparqlRequest
     let evaluation = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         cireg_views::evaluate(&store, &base, scope, &request, timeout, |results| {
-            cireg_views::write_results(results, format, Vec::new())
+            cireg_views::write_results(results, format, Vec::new(), max_results)
         })
     });
     let outcome = match tokio::time::timeout(timeout + std::time::Duration::from_millis(500), evaluation).await {
@@ -209,6 +227,15 @@ fn query_error(e: QueryError) -> Response {
             "query-timeout",
             "The query took too long",
             format!("the query ran longer than {} s and was cancelled; narrow it down or add a LIMIT", t.as_secs_f32()),
+        )
+        .into_response(),
+        QueryError::TooLarge(limit) => problem(
+            400,
+            "result-too-large",
+            "The query returns too many results",
+            format!(
+                "the query returns more than {limit} results: add a LIMIT (and page with OFFSET) or narrow it down"
+            ),
         )
         .into_response(),
         QueryError::Evaluation(msg) => problem(500, "query-failed", "The query failed", msg).into_response(),
@@ -312,6 +339,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Events not appended because the log was unavailable.",
         "counter",
         s.unavailable.load(Ordering::Relaxed),
+    );
+    counter(
+        "cireg_ingest_rate_limited_total",
+        "Events refused because their caller sent more than its rate allows.",
+        "counter",
+        s.rate_limited.load(Ordering::Relaxed),
+    );
+    counter(
+        "cireg_auth_failures_total",
+        "Requests refused because their Authorization header did not verify.",
+        "counter",
+        state.auth_failures.load(Ordering::Relaxed),
     );
     counter("cireg_projector_applied_sequence", "Last log sequence applied to the store.", "gauge", applied);
     if let Some(last) = last {

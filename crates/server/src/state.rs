@@ -26,15 +26,19 @@ pub struct AppState {
     pub search_index: Arc<SearchCache>,
     /// The index of the studies behind the FHIR API, rebuilt when the checkpoint moves.
     pub study_index: Arc<StudyCache>,
-    /// Whether the study-level views (FHIR) are served at all: pseudonymised subject data, off
-    /// unless the node is started with `--study-views`.
-    pub study_views: bool,
+    /// Checks bearer tokens; `None`: no keys configured, so nobody can publish over HTTP or read
+    /// study-level data.
+    pub auth: Option<cireg_auth::Verifier>,
+    /// Requests refused because their token did not verify (for `/metrics`).
+    pub auth_failures: Arc<std::sync::atomic::AtomicU64>,
     /// The projector's checkpoint (last applied log sequence).
     pub applied: watch::Receiver<u64>,
     /// Time limit of one SPARQL query.
     pub sparql_timeout: Duration,
     /// Bounds how many SPARQL evaluations run at once.
     pub sparql_slots: Arc<tokio::sync::Semaphore>,
+    /// Most solutions (or triples) one SPARQL query may return.
+    pub sparql_max_results: usize,
 }
 
 impl AppState {
@@ -79,11 +83,39 @@ impl AppState {
     }
 }
 
-/// Largest request body: a batch of events.
-const BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest body of `POST /events`: a batch of events.
+const EVENTS_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest body of every other request (a SPARQL query, a search).
+const READ_BODY_LIMIT: usize = 1024 * 1024;
 
 /// All routes of the registry.
 pub fn router(state: AppState) -> Router {
+    // writing: no CORS (browsers of other origins cannot publish), a large body for batches
+    let write = Router::new()
+        .route("/events", post(crate::events::post_events))
+        .layer(DefaultBodyLimit::max(EVENTS_BODY_LIMIT));
+    read_routes()
+        .layer(read_cors())
+        .merge(write)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(READ_BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// CORS for the read endpoints: any origin may read (the catalogue is public; study data needs
+/// a bearer token, which a browser only sends when the page's script adds it).
+fn read_cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{header, HeaderName, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST])
+        .allow_headers([header::ACCEPT, header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("prefer")])
+        .expose_headers([header::ETAG, header::LAST_MODIFIED, header::LINK, header::LOCATION])
+}
+
+/// Everything but `POST /events`.
+fn read_routes() -> Router<AppState> {
     Router::new()
         .route("/", get(crate::web::landing))
         .route("/search", get(crate::web::search))
@@ -91,7 +123,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/datasets/{provider}/{id}", get(crate::search::dataset))
         .route("/api/openapi.json", get(crate::search::openapi))
         .route("/api/eucaim/search", post(crate::search::eucaim))
-        .route("/events", post(crate::events::post_events))
         .route("/fhir/metadata", get(crate::fhir::metadata))
         .route("/fhir/ImagingStudy", get(crate::fhir::search))
         .route("/fhir/ImagingStudy/_search", post(crate::fhir::search_post))
@@ -123,10 +154,6 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(crate::read::readyz))
         .route("/metrics", get(crate::read::metrics))
         .merge(minted_resources())
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// The IRIs the registry mints, each dereferenceable by `Accept` or by `?format=`.

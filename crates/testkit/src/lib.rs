@@ -46,6 +46,8 @@ pub struct NatsServer {
     extra_args: Vec<String>,
     /// Whether the command line enables JetStream itself (not when a config file does).
     js_flags: bool,
+    /// Environment of the server process (a configuration's `$VARIABLES`, such as passwords).
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -62,6 +64,7 @@ impl NatsServer {
             dir: tempfile::tempdir().unwrap(),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             js_flags: true,
+            env: Vec::new(),
         };
         server.spawn();
         server
@@ -71,6 +74,12 @@ impl NatsServer {
     /// can run side by side: the JetStream `store_dir` moves into the test's temp dir, and the
     /// client and monitoring ports are free ones given on the command line.
     pub fn start_with_config(config: &str) -> Self {
+        Self::start_with_config_and_env(config, &[])
+    }
+
+    /// As [`NatsServer::start_with_config`], with `env` in the server's environment (the
+    /// configuration's `$VARIABLES`, such as passwords).
+    pub fn start_with_config_and_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("jetstream");
         let mut text = String::new();
@@ -93,6 +102,7 @@ impl NatsServer {
             extra_args: vec!["-c".into(), path.display().to_string(), "-m".into(), free_port().to_string()],
             dir,
             js_flags: false,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         server.spawn();
         server
@@ -108,6 +118,7 @@ impl NatsServer {
         }
         let child = command
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

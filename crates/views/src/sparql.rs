@@ -11,7 +11,8 @@ use oxigraph::{
     model::{GraphName, NamedNode, NamedOrBlankNode},
     sparql::{
         results::{QueryResultsFormat, QueryResultsSerializer},
-        CancellationToken, QueryEvaluationError, QueryResults, SparqlEvaluator,
+        CancellationToken, DefaultServiceHandler, QueryEvaluationError, QueryResults, QuerySolutionIter,
+        SparqlEvaluator,
     },
     store::Store,
 };
@@ -61,6 +62,9 @@ pub enum QueryError {
     Timeout(Duration),
     #[error("query evaluation failed: {0}")]
     Evaluation(String),
+    /// The results are larger than the endpoint serves (the limit).
+    #[error("the query returns more than {0} results")]
+    TooLarge(usize),
 }
 
 /// What the results can be written as.
@@ -138,8 +142,10 @@ pub fn evaluate<T>(
 ) -> Result<T, QueryError> {
     let token = CancellationToken::new();
     let mut prepared = SparqlEvaluator::new()
-        // no SERVICE handler: oxigraph is built without its HTTP client, so a federated call
-        // (which could reach anything the server can reach) fails instead of leaving the host
+        // a federated call could reach anything the server can reach (this endpoint too, with
+        // the server's rights): refused, whatever oxigraph's features (the SHACL crate turns its
+        // HTTP client on)
+        .with_default_service_handler(ServiceDisabled)
         .with_cancellation_token(token.clone())
         .for_query(request.query.0.clone());
     let public = visible_graphs(store, base, scope)?;
@@ -179,15 +185,58 @@ pub fn evaluate<T>(
     result
 }
 
+/// The handler of every `SERVICE` call: a refusal.
+struct ServiceDisabled;
+
+#[derive(Debug, thiserror::Error)]
+#[error("SERVICE is disabled on this endpoint")]
+struct ServiceDisabledError;
+
+impl DefaultServiceHandler for ServiceDisabled {
+    type Error = ServiceDisabledError;
+
+    fn handle(
+        &self,
+        _service_name: &NamedNode,
+        _pattern: &spargebra::algebra::GraphPattern,
+        _base_iri: Option<&oxiri::Iri<String>>,
+    ) -> Result<QuerySolutionIter<'static>, ServiceDisabledError> {
+        Err(ServiceDisabledError)
+    }
+}
+
 fn evaluation_error(e: QueryEvaluationError, timeout: Duration) -> QueryError {
     match e {
         QueryEvaluationError::Cancelled => QueryError::Timeout(timeout),
+        QueryEvaluationError::UnsupportedService(_)
+        | QueryEvaluationError::UnboundService
+        | QueryEvaluationError::InvalidServiceName(_)
+        | QueryEvaluationError::Service(_) => QueryError::Parameter(
+            "query",
+            "SERVICE is disabled on this endpoint: it does not call other endpoints (nor itself); run federated queries from your own client".to_owned(),
+        ),
         other => QueryError::Evaluation(other.to_string()),
     }
 }
 
-/// Serialises `results` in `format` (which must fit the query form; see [`ResultsFormat`]).
-pub fn write_results<W: Write>(results: QueryResults<'_>, format: ResultsFormat, writer: W) -> Result<W, QueryError> {
+/// Serialises `results` in `format` (which must fit the query form; see [`ResultsFormat`]), at
+/// most `max_results` solutions or triples: more is [`QueryError::TooLarge`] rather than a
+/// silently cut answer.
+pub fn write_results<W: Write>(
+    results: QueryResults<'_>,
+    format: ResultsFormat,
+    writer: W,
+    max_results: usize,
+) -> Result<W, QueryError> {
+    let mut count = 0usize;
+    let mut one_more = || {
+        count += 1;
+        if count > max_results {
+            Err(QueryError::TooLarge(max_results))
+        } else {
+            Ok(())
+        }
+    };
     let io = |e: std::io::Error| QueryError::Evaluation(e.to_string());
     match (results, format) {
         (QueryResults::Boolean(value), ResultsFormat::Solutions(f)) => {
@@ -198,6 +247,7 @@ pub fn write_results<W: Write>(results: QueryResults<'_>, format: ResultsFormat,
                 .serialize_solutions_to_writer(writer, solutions.variables().to_vec())
                 .map_err(io)?;
             for solution in solutions {
+                one_more()?;
                 let solution = solution.map_err(|e| evaluation_error(e, Duration::ZERO))?;
                 out.serialize(&solution).map_err(io)?;
             }
@@ -206,6 +256,7 @@ pub fn write_results<W: Write>(results: QueryResults<'_>, format: ResultsFormat,
         (QueryResults::Graph(triples), ResultsFormat::Graph(f)) => {
             let mut out = RdfSerializer::from_format(f).for_writer(writer);
             for triple in triples {
+                one_more()?;
                 let triple = triple.map_err(|e| evaluation_error(e, Duration::ZERO))?;
                 out.serialize_triple(&triple).map_err(io)?;
             }
@@ -287,6 +338,14 @@ mod tests {
         ] {
             assert!(objects(&store, &base, q, &[]).is_empty(), "{q}");
         }
+        // SERVICE never leaves the process (nor calls this endpoint back)
+        let service =
+            ParsedQuery::parse("SELECT ?o WHERE { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }").unwrap();
+        let request = SparqlRequest { query: service, default_graph_uris: Vec::new(), named_graph_uris: Vec::new() };
+        let refused = evaluate(&store, &base, GraphScope::WithStudies, &request, Duration::from_secs(10), |results| {
+            write_results(results, ResultsFormat::Solutions(QueryResultsFormat::Json), Vec::new(), 10)
+        });
+        assert!(matches!(refused, Err(QueryError::Parameter("query", ref m)) if m.contains("SERVICE is disabled")));
         let via_protocol = objects(
             &store,
             &base,

@@ -1,0 +1,157 @@
+//! Development tokens: a local signing key (P-256, made on first use, or an RSA or P-256 PKCS#8
+//! PEM key you bring), its public JWKS for `cireg serve --jwks`, and tokens signed with it. For the
+//! demo and tests only: production tokens come from the federation's identity provider.
+
+use std::{
+    path::Path,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use jsonwebtoken::{
+    jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash},
+    Algorithm, EncodingKey, Header,
+};
+use p256::{elliptic_curve::Generate, pkcs8::EncodePrivateKey};
+use serde_json::{Map, Value};
+
+/// A local signing key.
+pub struct DevKey {
+    key: EncodingKey,
+    alg: Algorithm,
+    jwk: Jwk,
+}
+
+/// What a development token says.
+#[derive(Debug, Clone)]
+pub struct DevToken {
+    pub issuer: String,
+    pub audience: String,
+    pub subject: String,
+    /// Written to `provider_claim` as an array (left out when empty).
+    pub providers: Vec<String>,
+    /// Written to `role_claim` as an array (left out when empty).
+    pub roles: Vec<String>,
+    pub provider_claim: String,
+    /// A dotted name (`realm_access.roles`) is written as nested objects.
+    pub role_claim: String,
+    /// `exp` is this long after now.
+    pub lifetime: Duration,
+    /// `nbf`, this long after now (none: no `nbf`).
+    pub not_before: Option<Duration>,
+}
+
+impl DevKey {
+    /// Loads the PKCS#8 PEM key at `path` (P-256 signs ES256, RSA signs RS256), or makes a new
+    /// P-256 key there (readable by its owner only). The flag says whether it was made.
+    pub fn load_or_create(path: &Path) -> Result<(DevKey, bool), String> {
+        let created = !path.exists();
+        if created {
+            let secret = p256::SecretKey::try_generate().map_err(|e| format!("generating a key: {e}"))?;
+            let pem = secret.to_pkcs8_pem(Default::default()).map_err(|e| format!("encoding the key: {e}"))?;
+            write_private(path, pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (key, alg) = match EncodingKey::from_ec_pem(&pem) {
+            Ok(key) => (key, Algorithm::ES256),
+            Err(_) => match EncodingKey::from_rsa_pem(&pem) {
+                Ok(key) => (key, Algorithm::RS256),
+                Err(_) => return Err(format!("{}: not a P-256 or RSA private key in PEM", path.display())),
+            },
+        };
+        let mut jwk = Jwk::from_encoding_key(&key, alg).map_err(|e| format!("{}: {e}", path.display()))?;
+        let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| e.to_string())?;
+        jwk.common.key_id = Some(kid);
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        Ok((DevKey { key, alg, jwk }, created))
+    }
+
+    /// The key's id: its RFC 7638 thumbprint.
+    pub fn kid(&self) -> &str {
+        self.jwk.common.key_id.as_deref().unwrap_or_default()
+    }
+
+    /// The public key as a JWKS document, for `cireg serve --jwks`.
+    pub fn jwks_json(&self) -> Result<String, String> {
+        serde_json::to_string_pretty(&JwkSet { keys: vec![self.jwk.clone()] }).map_err(|e| e.to_string())
+    }
+
+    /// A signed token.
+    pub fn mint(&self, token: &DevToken) -> Result<String, String> {
+        self.mint_with_kid(token, self.kid())
+    }
+
+    /// A signed token whose header names `kid` (tests use it to claim another key's id).
+    pub fn mint_with_kid(&self, token: &DevToken, kid: &str) -> Result<String, String> {
+        self.sign(claims(token, now(), true), kid)
+    }
+
+    /// A token that expired `ago` (tests of expiry).
+    pub fn mint_expired(&self, token: &DevToken, ago: Duration) -> Result<String, String> {
+        let mut c = claims(token, now(), false);
+        c.insert("exp".into(), Value::from(now().saturating_sub(ago.as_secs())));
+        self.sign(c, self.kid())
+    }
+
+    fn sign(&self, claims: Map<String, Value>, kid: &str) -> Result<String, String> {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| e.to_string())
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+fn claims(token: &DevToken, now: u64, with_exp: bool) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("iss".into(), token.issuer.clone().into());
+    c.insert("aud".into(), token.audience.clone().into());
+    c.insert("sub".into(), token.subject.clone().into());
+    c.insert("iat".into(), now.into());
+    if with_exp {
+        c.insert("exp".into(), (now + token.lifetime.as_secs()).into());
+    }
+    if let Some(nbf) = token.not_before {
+        c.insert("nbf".into(), (now + nbf.as_secs()).into());
+    }
+    for (name, values) in [(&token.provider_claim, &token.providers), (&token.role_claim, &token.roles)] {
+        if !values.is_empty() {
+            insert_path(&mut c, name, Value::from(values.clone()));
+        }
+    }
+    c
+}
+
+/// Inserts `value` at a dotted claim name (nested objects), or at the name itself when it looks
+/// like a URL.
+fn insert_path(claims: &mut Map<String, Value>, name: &str, value: Value) {
+    if name.contains("://") || !name.contains('.') {
+        claims.insert(name.to_owned(), value);
+        return;
+    }
+    let mut parts: Vec<&str> = name.split('.').collect();
+    let last = parts.pop().unwrap_or(name);
+    let mut at = claims;
+    for part in parts {
+        let entry = at.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        let Value::Object(next) = entry else { return };
+        at = next;
+    }
+    at.insert(last.to_owned(), value);
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}

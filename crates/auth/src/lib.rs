@@ -1,0 +1,251 @@
+//! Who is calling: verifies bearer tokens (JWTs signed RS256 or ES256, as OIDC identity providers
+//! such as LS-AAI issue them) against configured keys, issuer and audience, and reads from their
+//! claims which providers the caller may publish for and whether it is a researcher. Also mints
+//! development tokens from a local key (`cireg token`).
+//!
+//! Nothing here logs or returns a token: errors say what was wrong with it, never what it was.
+
+mod dev;
+mod keys;
+
+use std::{collections::HashSet, sync::Arc};
+
+use cireg_model::ProviderId;
+use jsonwebtoken::{errors::ErrorKind, Algorithm, Validation};
+use serde_json::{Map, Value};
+
+pub use dev::{DevKey, DevToken};
+pub use keys::KeySource;
+use keys::Keys;
+
+/// The algorithms a token may be signed with.
+pub const ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
+
+/// How tokens are checked and read.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Where the identity provider's public keys are: a JWKS file or an http(s) URL.
+    pub keys: KeySource,
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// A value the token's `aud` must hold.
+    pub audience: String,
+    /// The claim listing the providers the caller may publish for (a string, space- or
+    /// comma-separated, or an array of strings).
+    pub provider_claim: String,
+    /// The claim listing the caller's roles (same forms; a dotted path such as
+    /// `realm_access.roles` reaches into an object).
+    pub role_claim: String,
+    /// The role that makes a caller a researcher (may read study-level data).
+    pub researcher_role: String,
+}
+
+/// A caller whose token verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's `sub` (empty when it has none): the key of per-caller limits.
+    pub subject: String,
+    /// The providers it may publish for.
+    pub providers: Vec<ProviderId>,
+    /// Whether it may read study-level data.
+    pub researcher: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The token is wrong (401): the message says why, without repeating it.
+    #[error("{0}")]
+    Token(String),
+    /// The keys cannot be had now (503): the identity provider's JWKS URL does not answer.
+    #[error("the token cannot be checked now: {0}")]
+    Unavailable(String),
+}
+
+/// Checks tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    config: Arc<AuthConfig>,
+    keys: Arc<Keys>,
+}
+
+impl Verifier {
+    /// Loads the keys once (a file is read, a URL fetched), so that a wrong configuration fails at
+    /// start rather than on the first request.
+    pub async fn new(config: AuthConfig) -> Result<Self, String> {
+        if config.issuer.is_empty() || config.audience.is_empty() {
+            return Err("a token issuer and audience must be configured with the keys".to_owned());
+        }
+        let keys = Keys::load(config.keys.clone()).await?;
+        Ok(Verifier { config: Arc::new(config), keys: Arc::new(keys) })
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// Verifies `token` (the part after `Bearer `) and reads its caller.
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Token("the bearer token is not a JWT (header.payload.signature)".to_owned()))?;
+        if !ALGORITHMS.contains(&header.alg) {
+            return Err(AuthError::Token(format!(
+                "the token is signed with {:?}; this registry accepts RS256 and ES256",
+                header.alg
+            )));
+        }
+        let key = self.keys.find(header.kid.as_deref(), header.alg).await?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[&self.config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| AuthError::Token(self.explain(e.kind())))?;
+        Ok(self.caller(&data.claims))
+    }
+
+    fn explain(&self, kind: &ErrorKind) -> String {
+        match kind {
+            ErrorKind::InvalidSignature => "the token's signature does not verify against this registry's keys".into(),
+            ErrorKind::ExpiredSignature => "the token has expired".into(),
+            ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)".into(),
+            ErrorKind::InvalidIssuer => format!("the token was not issued by {}", self.config.issuer),
+            ErrorKind::InvalidAudience => {
+                format!("the token is not meant for this registry (aud {})", self.config.audience)
+            }
+            ErrorKind::MissingRequiredClaim(claim) => format!("the token has no {claim} claim"),
+            ErrorKind::InvalidAlgorithm => "the token's algorithm does not fit its key".into(),
+            _ => "the token is malformed".into(),
+        }
+    }
+
+    fn caller(&self, claims: &Map<String, Value>) -> Caller {
+        let providers =
+            claim_values(claims, &self.config.provider_claim).iter().filter_map(|p| ProviderId::parse(p)).collect();
+        let roles: HashSet<String> = claim_values(claims, &self.config.role_claim).into_iter().collect();
+        Caller {
+            subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            providers,
+            researcher: roles.contains(&self.config.researcher_role),
+        }
+    }
+}
+
+/// The values of a claim: a string (split at spaces and commas) or an array of strings. `name`
+/// is tried whole first (claim names may be URLs, with dots), then as a dotted path.
+fn claim_values(claims: &Map<String, Value>, name: &str) -> Vec<String> {
+    let value = claims.get(name).or_else(|| {
+        let mut parts = name.split('.');
+        let first = claims.get(parts.next()?)?;
+        parts.try_fold(first, |v, part| v.get(part))
+    });
+    match value {
+        Some(Value::String(s)) => s.split([' ', ',']).filter(|v| !v.is_empty()).map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    const ISSUER: &str = "https://login.example.eu/oidc/";
+    const AUDIENCE: &str = "cireg";
+
+    fn config(jwks: &std::path::Path) -> AuthConfig {
+        AuthConfig {
+            keys: KeySource::File(jwks.to_owned()),
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            provider_claim: "cireg_providers".into(),
+            role_claim: "realm_access.roles".into(),
+            researcher_role: "researcher".into(),
+        }
+    }
+
+    fn token() -> DevToken {
+        DevToken {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            subject: "alice@example.eu".into(),
+            providers: vec!["hospital-a".into(), "hospital-b".into()],
+            roles: vec!["researcher".into()],
+            provider_claim: "cireg_providers".into(),
+            role_claim: "realm_access.roles".into(),
+            lifetime: Duration::from_secs(300),
+            not_before: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn good_tokens_verify_and_bad_ones_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, created) = DevKey::load_or_create(&dir.path().join("key.pem")).unwrap();
+        assert!(created);
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, key.jwks_json().unwrap()).unwrap();
+        let verifier = Verifier::new(config(&jwks)).await.unwrap();
+
+        let caller = verifier.verify(&key.mint(&token()).unwrap()).await.unwrap();
+        assert_eq!(caller.subject, "alice@example.eu");
+        assert_eq!(
+            caller.providers,
+            vec![ProviderId::parse("hospital-a").unwrap(), ProviderId::parse("hospital-b").unwrap()]
+        );
+        assert!(caller.researcher);
+
+        let reason = |e: AuthError| match e {
+            AuthError::Token(m) => m,
+            other => panic!("{other}"),
+        };
+        let wrong_issuer = key.mint(&DevToken { issuer: "https://evil.example/".into(), ..token() }).unwrap();
+        assert!(reason(verifier.verify(&wrong_issuer).await.unwrap_err()).contains("not issued by"));
+        let wrong_audience = key.mint(&DevToken { audience: "other".into(), ..token() }).unwrap();
+        assert!(reason(verifier.verify(&wrong_audience).await.unwrap_err()).contains("not meant for"));
+        let (other_key, _) = DevKey::load_or_create(&dir.path().join("other.pem")).unwrap();
+        // same kid, another key: the signature is what fails
+        let forged = other_key.mint_with_kid(&token(), key.kid()).unwrap();
+        assert!(reason(verifier.verify(&forged).await.unwrap_err()).contains("signature"));
+        let unknown_kid = other_key.mint(&token()).unwrap();
+        assert!(reason(verifier.verify(&unknown_kid).await.unwrap_err()).contains("key"));
+        let expired = key.mint(&DevToken { lifetime: Duration::ZERO, not_before: None, ..token() }).unwrap();
+        // exp = now, accepted within the leeway; a token that expired minutes ago is not
+        assert!(verifier.verify(&expired).await.is_ok());
+        let long_expired = key.mint_expired(&token(), Duration::from_secs(600)).unwrap();
+        assert!(reason(verifier.verify(&long_expired).await.unwrap_err()).contains("expired"));
+        let future = key.mint(&DevToken { not_before: Some(Duration::from_secs(600)), ..token() }).unwrap();
+        assert!(reason(verifier.verify(&future).await.unwrap_err()).contains("not valid yet"));
+        assert!(reason(verifier.verify("not-a-token").await.unwrap_err()).contains("not a JWT"));
+        // a tampered payload (claims edited, signature kept)
+        let good = key.mint(&token()).unwrap();
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let other = key.mint(&DevToken { roles: vec![], ..token() }).unwrap();
+        parts[1] = other.split('.').nth(1).unwrap();
+        let tampered = parts.join(".");
+        assert!(reason(verifier.verify(&tampered).await.unwrap_err()).contains("signature"));
+        // no error ever repeats the token
+        for t in [&wrong_issuer, &forged, &long_expired, &tampered] {
+            let message = reason(verifier.verify(t).await.unwrap_err());
+            assert!(!message.contains(t.as_str()) && !message.contains(t.split('.').nth(1).unwrap()));
+        }
+    }
+
+    #[test]
+    fn claims_are_strings_arrays_or_dotted_paths() {
+        let claims: Map<String, Value> = serde_json::from_str(
+            r#"{"a": "x y,z", "b": ["p", 3, "q"], "realm_access": {"roles": ["r"]}, "https://x.eu/roles": "u"}"#,
+        )
+        .unwrap();
+        assert_eq!(claim_values(&claims, "a"), ["x", "y", "z"]);
+        assert_eq!(claim_values(&claims, "b"), ["p", "q"]);
+        assert_eq!(claim_values(&claims, "realm_access.roles"), ["r"]);
+        assert_eq!(claim_values(&claims, "https://x.eu/roles"), ["u"]);
+        assert!(claim_values(&claims, "missing").is_empty());
+    }
+}

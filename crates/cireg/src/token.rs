@@ -1,0 +1,70 @@
+//! `cireg token`: development bearer tokens, signed with a local key. Real deployments configure
+//! the identity provider's keys (`serve --jwks https://…/jwks`) and never use this.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use cireg_auth::{DevKey, DevToken};
+
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    /// The signing key (PKCS#8 PEM: P-256 signs ES256, RSA signs RS256); a new P-256 key is made
+    /// here when the file does not exist.
+    #[arg(long, default_value = "cireg-dev-key.pem")]
+    key: PathBuf,
+    /// Also write the key's public JWKS here (for `cireg serve --jwks`).
+    #[arg(long)]
+    jwks: Option<PathBuf>,
+    /// The token's issuer (must match `serve --token-issuer`).
+    #[arg(long, env = "CIREG_TOKEN_ISSUER", default_value = "urn:cireg:dev-issuer")]
+    issuer: String,
+    /// The token's audience (must match `serve --token-audience`).
+    #[arg(long, env = "CIREG_TOKEN_AUDIENCE", default_value = "cireg")]
+    audience: String,
+    /// The token's subject (who the caller is; the key of its rate limit).
+    #[arg(long, default_value = "dev-user")]
+    subject: String,
+    /// A provider the token may publish for (repeat for several).
+    #[arg(long = "provider")]
+    providers: Vec<String>,
+    /// Grant the researcher role (study-level data).
+    #[arg(long)]
+    researcher: bool,
+    /// Claim naming the providers (must match `serve --provider-claim`).
+    #[arg(long, env = "CIREG_PROVIDER_CLAIM", default_value = "cireg_providers")]
+    provider_claim: String,
+    /// Claim naming the roles (must match `serve --role-claim`).
+    #[arg(long, env = "CIREG_ROLE_CLAIM", default_value = "cireg_roles")]
+    role_claim: String,
+    /// The researcher role's name (must match `serve --researcher-role`).
+    #[arg(long, env = "CIREG_RESEARCHER_ROLE", default_value = "researcher")]
+    researcher_role: String,
+    /// How long the token is valid, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+}
+
+pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let (key, created) = DevKey::load_or_create(&args.key).map_err(anyhow::Error::msg)?;
+    if created {
+        eprintln!("made a new signing key {} (development only)", args.key.display());
+    }
+    if let Some(path) = &args.jwks {
+        std::fs::write(path, key.jwks_json().map_err(anyhow::Error::msg)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote its public key to {} (cireg serve --jwks {})", path.display(), path.display());
+    }
+    let token = DevToken {
+        issuer: args.issuer,
+        audience: args.audience,
+        subject: args.subject,
+        providers: args.providers,
+        roles: if args.researcher { vec![args.researcher_role] } else { Vec::new() },
+        provider_claim: args.provider_claim,
+        role_claim: args.role_claim,
+        lifetime: Duration::from_secs(args.ttl),
+        not_before: None,
+    };
+    println!("{}", key.mint(&token).map_err(anyhow::Error::msg)?);
+    Ok(())
+}
