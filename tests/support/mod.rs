@@ -54,9 +54,8 @@ pub fn token_claims(subject: &str, providers: &[&str], researcher: bool) -> cire
         audience: AUDIENCE.into(),
         subject: subject.into(),
         providers: providers.iter().map(|p| p.to_string()).collect(),
-        roles: if researcher { vec!["researcher".into()] } else { Vec::new() },
-        provider_claim: "cireg_providers".into(),
-        role_claim: "cireg_roles".into(),
+        researcher,
+        claims: cireg_auth::Claims::default(),
         lifetime: Duration::from_secs(3600),
         not_before: None,
     }

@@ -27,13 +27,12 @@ pub struct DevToken {
     pub issuer: String,
     pub audience: String,
     pub subject: String,
-    /// Written to `provider_claim` as an array (left out when empty).
+    /// Written to the provider claim as an array (left out when empty).
     pub providers: Vec<String>,
-    /// Written to `role_claim` as an array (left out when empty).
-    pub roles: Vec<String>,
-    pub provider_claim: String,
-    /// A dotted name (`realm_access.roles`) is written as nested objects.
-    pub role_claim: String,
+    /// Whether the role claim holds the researcher role.
+    pub researcher: bool,
+    /// The claim names (a dotted role claim, `realm_access.roles`, is written as nested objects).
+    pub claims: crate::Claims,
     /// `exp` is this long after now.
     pub lifetime: Duration,
     /// `nbf`, this long after now (none: no `nbf`).
@@ -115,10 +114,11 @@ fn claims(token: &DevToken, now: u64, with_exp: bool) -> Map<String, Value> {
     if let Some(nbf) = token.not_before {
         c.insert("nbf".into(), (now + nbf.as_secs()).into());
     }
-    for (name, values) in [(&token.provider_claim, &token.providers), (&token.role_claim, &token.roles)] {
-        if !values.is_empty() {
-            insert_path(&mut c, name, Value::from(values.clone()));
-        }
+    if !token.providers.is_empty() {
+        insert_path(&mut c, &token.claims.provider_claim, Value::from(token.providers.clone()));
+    }
+    if token.researcher {
+        insert_path(&mut c, &token.claims.role_claim, Value::from(vec![token.claims.researcher_role.clone()]));
     }
     c
 }

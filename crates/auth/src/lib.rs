@@ -21,6 +21,33 @@ use keys::Keys;
 /// The algorithms a token may be signed with.
 pub const ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
 
+/// Which claims say what a caller may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The claim listing the providers the caller may publish for (a string, space- or
+    /// comma-separated, or an array of strings).
+    pub provider_claim: String,
+    /// The claim listing the caller's roles (same forms; a dotted path such as
+    /// `realm_access.roles` reaches into an object).
+    pub role_claim: String,
+    /// The role that makes a caller a researcher (may read study-level data).
+    pub researcher_role: String,
+}
+
+pub const DEFAULT_PROVIDER_CLAIM: &str = "cireg_providers";
+pub const DEFAULT_ROLE_CLAIM: &str = "cireg_roles";
+pub const DEFAULT_RESEARCHER_ROLE: &str = "researcher";
+
+impl Default for Claims {
+    fn default() -> Self {
+        Claims {
+            provider_claim: DEFAULT_PROVIDER_CLAIM.into(),
+            role_claim: DEFAULT_ROLE_CLAIM.into(),
+            researcher_role: DEFAULT_RESEARCHER_ROLE.into(),
+        }
+    }
+}
+
 /// How tokens are checked and read.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -30,14 +57,7 @@ pub struct AuthConfig {
     pub issuer: String,
     /// A value the token's `aud` must hold.
     pub audience: String,
-    /// The claim listing the providers the caller may publish for (a string, space- or
-    /// comma-separated, or an array of strings).
-    pub provider_claim: String,
-    /// The claim listing the caller's roles (same forms; a dotted path such as
-    /// `realm_access.roles` reaches into an object).
-    pub role_claim: String,
-    /// The role that makes a caller a researcher (may read study-level data).
-    pub researcher_role: String,
+    pub claims: Claims,
 }
 
 /// A caller whose token verified.
@@ -121,13 +141,14 @@ impl Verifier {
     }
 
     fn caller(&self, claims: &Map<String, Value>) -> Caller {
+        let names = &self.config.claims;
         let providers =
-            claim_values(claims, &self.config.provider_claim).iter().filter_map(|p| ProviderId::parse(p)).collect();
-        let roles: HashSet<String> = claim_values(claims, &self.config.role_claim).into_iter().collect();
+            claim_values(claims, &names.provider_claim).iter().filter_map(|p| ProviderId::parse(p)).collect();
+        let roles: HashSet<String> = claim_values(claims, &names.role_claim).into_iter().collect();
         Caller {
             subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
             providers,
-            researcher: roles.contains(&self.config.researcher_role),
+            researcher: roles.contains(&names.researcher_role),
         }
     }
 }
@@ -158,14 +179,17 @@ mod tests {
     const ISSUER: &str = "https://login.example.eu/oidc/";
     const AUDIENCE: &str = "cireg";
 
+    /// Roles in a nested claim, as Keycloak writes them.
+    fn keycloak_like() -> Claims {
+        Claims { role_claim: "realm_access.roles".into(), ..Claims::default() }
+    }
+
     fn config(jwks: &std::path::Path) -> AuthConfig {
         AuthConfig {
             keys: KeySource::File(jwks.to_owned()),
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
-            provider_claim: "cireg_providers".into(),
-            role_claim: "realm_access.roles".into(),
-            researcher_role: "researcher".into(),
+            claims: keycloak_like(),
         }
     }
 
@@ -175,9 +199,8 @@ mod tests {
             audience: AUDIENCE.into(),
             subject: "alice@example.eu".into(),
             providers: vec!["hospital-a".into(), "hospital-b".into()],
-            roles: vec!["researcher".into()],
-            provider_claim: "cireg_providers".into(),
-            role_claim: "realm_access.roles".into(),
+            researcher: true,
+            claims: keycloak_like(),
             lifetime: Duration::from_secs(300),
             not_before: None,
         }
@@ -225,7 +248,7 @@ mod tests {
         // a tampered payload (claims edited, signature kept)
         let good = key.mint(&token()).unwrap();
         let mut parts: Vec<&str> = good.split('.').collect();
-        let other = key.mint(&DevToken { roles: vec![], ..token() }).unwrap();
+        let other = key.mint(&DevToken { researcher: false, ..token() }).unwrap();
         parts[1] = other.split('.').nth(1).unwrap();
         let tampered = parts.join(".");
         assert!(reason(verifier.verify(&tampered).await.unwrap_err()).contains("signature"));

@@ -393,9 +393,7 @@ impl BenchServer {
             keys: cireg_auth::KeySource::File(keys.path().join("jwks.json")),
             issuer: issuer.into(),
             audience: audience.into(),
-            provider_claim: "cireg_providers".into(),
-            role_claim: "cireg_roles".into(),
-            researcher_role: "researcher".into(),
+            claims: cireg_auth::Claims::default(),
         })
         .await
         .map_err(anyhow::Error::msg)?;
@@ -405,9 +403,8 @@ impl BenchServer {
                 audience: audience.into(),
                 subject: "bench".into(),
                 providers: Vec::new(),
-                roles: vec!["researcher".into()],
-                provider_claim: "cireg_providers".into(),
-                role_claim: "cireg_roles".into(),
+                researcher: true,
+                claims: cireg_auth::Claims::default(),
                 lifetime: std::time::Duration::from_secs(24 * 3600),
                 not_before: None,
             })

@@ -65,16 +65,8 @@ struct AuthArgs {
     /// A value the token's audience (`aud`) must hold.
     #[arg(long, env = "CIREG_TOKEN_AUDIENCE", requires = "jwks")]
     token_audience: Option<String>,
-    /// The claim naming the providers a caller may publish for.
-    #[arg(long, env = "CIREG_PROVIDER_CLAIM", default_value = "cireg_providers")]
-    provider_claim: String,
-    /// The claim naming the caller's roles (a dotted path reaches into objects:
-    /// `realm_access.roles`; LS-AAI: `eduperson_entitlement`).
-    #[arg(long, env = "CIREG_ROLE_CLAIM", default_value = "cireg_roles")]
-    role_claim: String,
-    /// The role (a value of the role claim) that lets a caller read study-level data.
-    #[arg(long, env = "CIREG_RESEARCHER_ROLE", default_value = "researcher")]
-    researcher_role: String,
+    #[command(flatten)]
+    claims: crate::token::ClaimArgs,
 }
 
 impl AuthArgs {
@@ -87,9 +79,7 @@ impl AuthArgs {
             keys: keys.clone(),
             issuer: issuer.clone(),
             audience: audience.clone(),
-            provider_claim: self.provider_claim.clone(),
-            role_claim: self.role_claim.clone(),
-            researcher_role: self.researcher_role.clone(),
+            claims: self.claims.claims(),
         };
         let verifier =
             cireg_auth::Verifier::new(config).await.map_err(anyhow::Error::msg).context("loading the token keys")?;

@@ -30,18 +30,36 @@ pub struct TokenArgs {
     /// Grant the researcher role (study-level data).
     #[arg(long)]
     researcher: bool,
-    /// Claim naming the providers (must match `serve --provider-claim`).
-    #[arg(long, env = "CIREG_PROVIDER_CLAIM", default_value = "cireg_providers")]
-    provider_claim: String,
-    /// Claim naming the roles (must match `serve --role-claim`).
-    #[arg(long, env = "CIREG_ROLE_CLAIM", default_value = "cireg_roles")]
-    role_claim: String,
-    /// The researcher role's name (must match `serve --researcher-role`).
-    #[arg(long, env = "CIREG_RESEARCHER_ROLE", default_value = "researcher")]
-    researcher_role: String,
+    #[command(flatten)]
+    claims: ClaimArgs,
     /// How long the token is valid, in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
+}
+
+/// Which claims say what a caller may do (the same for `serve` and `token`).
+#[derive(clap::Args)]
+pub struct ClaimArgs {
+    /// The claim naming the providers a caller may publish for.
+    #[arg(long, env = "CIREG_PROVIDER_CLAIM", default_value = cireg_auth::DEFAULT_PROVIDER_CLAIM)]
+    provider_claim: String,
+    /// The claim naming the caller's roles (a dotted path reaches into objects:
+    /// `realm_access.roles`; LS-AAI: `eduperson_entitlement`).
+    #[arg(long, env = "CIREG_ROLE_CLAIM", default_value = cireg_auth::DEFAULT_ROLE_CLAIM)]
+    role_claim: String,
+    /// The role (a value of the role claim) that lets a caller read study-level data.
+    #[arg(long, env = "CIREG_RESEARCHER_ROLE", default_value = cireg_auth::DEFAULT_RESEARCHER_ROLE)]
+    researcher_role: String,
+}
+
+impl ClaimArgs {
+    pub fn claims(&self) -> cireg_auth::Claims {
+        cireg_auth::Claims {
+            provider_claim: self.provider_claim.clone(),
+            role_claim: self.role_claim.clone(),
+            researcher_role: self.researcher_role.clone(),
+        }
+    }
 }
 
 pub fn token(args: TokenArgs) -> anyhow::Result<()> {
@@ -59,9 +77,8 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         audience: args.audience,
         subject: args.subject,
         providers: args.providers,
-        roles: if args.researcher { vec![args.researcher_role] } else { Vec::new() },
-        provider_claim: args.provider_claim,
-        role_claim: args.role_claim,
+        researcher: args.researcher,
+        claims: args.claims.claims(),
         lifetime: Duration::from_secs(args.ttl),
         not_before: None,
     };

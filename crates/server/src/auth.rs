@@ -106,7 +106,7 @@ pub(crate) async fn researcher(state: &AppState, headers: &HeaderMap) -> Result<
         Some(caller) if caller.researcher => Ok(caller),
         Some(_) => Err(Refusal::Forbidden(format!(
             "study-level data is for researchers: the token does not grant the role {}",
-            state.auth.as_ref().map(|a| a.config().researcher_role.as_str()).unwrap_or("researcher")
+            state.auth.as_ref().map(|a| a.config().claims.researcher_role.as_str()).unwrap_or_default()
         ))),
         None => Err(Refusal::Unauthenticated(
             "study-level data is for authenticated researchers: send Authorization: Bearer <token>".to_owned(),
@@ -120,7 +120,7 @@ pub(crate) async fn publisher(state: &AppState, headers: &HeaderMap) -> Result<C
         Some(caller) if !caller.providers.is_empty() => Ok(caller),
         Some(_) => Err(Refusal::Forbidden(format!(
             "the token names no provider to publish for (claim {})",
-            state.auth.as_ref().map(|a| a.config().provider_claim.as_str()).unwrap_or_default()
+            state.auth.as_ref().map(|a| a.config().claims.provider_claim.as_str()).unwrap_or_default()
         ))),
         None => Err(Refusal::Unauthenticated(
             "publishing needs a bearer token naming the providers you publish for: send Authorization: Bearer <token>"
