@@ -90,6 +90,23 @@ async fn publish_over_nats_request_then_query() {
 }
 
 #[tokio::test]
+async fn requests_are_rate_limited_per_provider() {
+    let nats = cireg_testkit::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _c =
+        Cireg::start(&dir.path().join("data"), &["--nats", &nats.url(), "--ingest-rate", "1", "--ingest-burst", "1"]);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let provider = "synthetic-breast-consortium";
+    let answer = request(&client, provider, &example("provider.registered")).await;
+    assert_eq!(answer["sequence"], json!(1), "{answer}");
+    let answer = request(&client, provider, &example("dataset.published")).await;
+    assert_eq!(answer["status"], json!(429), "{answer}");
+    // another provider has its own bucket (its event is refused for what it is, not for the rate)
+    let answer = request(&client, "another-provider", &example("dataset.published")).await;
+    assert_eq!(answer["status"], json!(403), "{answer}");
+}
+
+#[tokio::test]
 async fn submissions_are_durable_while_cireg_is_down() {
     let nats = cireg_testkit::NatsServer::start();
     let client = async_nats::connect(nats.url()).await.unwrap();

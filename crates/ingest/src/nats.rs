@@ -67,10 +67,11 @@ async fn handle(
     limited: bool,
 ) -> (String, Bytes, bool) {
     let result = match provider_of(subject) {
-        Some(provider) => match if limited { ingest.admit(provider.as_str()) } else { Ok(()) } {
-            Ok(()) => ingest.submit(payload, &Sender::Providers(vec![provider])).await,
-            Err(e) => Err(e),
-        },
+        Some(provider) if limited => {
+            let caller = provider.to_string();
+            ingest.submit_limited(payload, &Sender::Providers(vec![provider]), &caller).await
+        }
+        Some(provider) => ingest.submit(payload, &Sender::Providers(vec![provider])).await,
         None => Err(IngestError::Rejected {
             rejection: cireg_model::Rejection::Forbidden(format!("{subject} does not name a provider")),
             event_id: None,

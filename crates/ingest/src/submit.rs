@@ -122,22 +122,20 @@ impl Ingest {
         self
     }
 
-    /// Limits how many events each caller may send (see [`Ingest::admit`]).
+    /// Limits how many events each caller may send (see [`Ingest::submit_limited`]).
     pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
         self.rate_limit = Some(Arc::new(limit));
         self
     }
 
-    /// Whether `caller` may send one more event now. Transports ask before [`Ingest::submit`],
-    /// keyed by who authenticated (the operator's demo loader is never limited).
-    pub fn admit(&self, caller: &str) -> Result<(), IngestError> {
-        match self.rate_limit.as_ref().map(|l| l.check(caller)) {
-            Some(Err(wait)) => {
-                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                Err(IngestError::RateLimited(wait))
-            }
-            _ => Ok(()),
+    /// [`Ingest::submit`] within `caller`'s rate (see [`Ingest::with_rate_limit`]): the way of
+    /// transports, keyed by who authenticated (the operator's demo loader is never limited).
+    pub async fn submit_limited(&self, bytes: &[u8], sender: &Sender, caller: &str) -> Result<Accepted, IngestError> {
+        if let Some(Err(wait)) = self.rate_limit.as_ref().map(|l| l.check(caller)) {
+            self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(IngestError::RateLimited(wait));
         }
+        self.submit(bytes, sender).await
     }
 
     pub fn log(&self) -> &Arc<dyn EventLog> {

@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use cireg_ingest::{Accepted, IngestError, Sender};
+use cireg_ingest::{IngestError, Sender};
 use serde_json::{json, Value};
 
 use crate::{problem::problem, problem::ProblemResponse, AppState};
@@ -58,14 +58,8 @@ pub async fn post_events(
     }
 }
 
-/// Admits and submits one event.
-async fn submit(state: &AppState, sender: &Sender, key: &str, event: &[u8]) -> Result<Accepted, IngestError> {
-    state.ingest.admit(key)?;
-    state.ingest.submit(event, sender).await
-}
-
 async fn single(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Response {
-    match submit(state, sender, key, body).await {
+    match state.ingest.submit_limited(body, sender, key).await {
         Ok(accepted) => {
             let status = if accepted.duplicate { StatusCode::OK } else { StatusCode::CREATED };
             (status, Json(accepted)).into_response()
@@ -121,7 +115,7 @@ async fn batch(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Res
     let mut all_ok = true;
     for (i, event) in events.iter().enumerate() {
         let bytes = serde_json::to_vec(event).unwrap_or_default();
-        match submit(state, sender, key, &bytes).await {
+        match state.ingest.submit_limited(&bytes, sender, key).await {
             Ok(a) => results.push(json!({"index": i, "status": if a.duplicate { 200 } else { 201 }, "id": a.id, "sequence": a.sequence, "duplicate": a.duplicate})),
             Err(e) => {
                 all_ok = false;
