@@ -3,6 +3,7 @@
 #   libclang-dev  (oxigraph's RocksDB build runs bindgen)
 #   nats-server   (the integration tests start real NATS servers)
 #   chromium, chromium-driver (with --tests: the browser test of the search pages)
+#   openssl       (with --tests: keys and certificates of the security and TLS tests)
 # Says clearly what is missing when it cannot install it.
 set -euo pipefail
 
@@ -19,6 +20,10 @@ fi
 # only the tests need it (scripts/test.sh passes --tests)
 if [ "${1:-}" = "--tests" ] && [ ! -x /usr/bin/chromedriver ] && [ -z "${CHROMEDRIVER:-}" ]; then
   missing+=(chromium chromium-driver)
+fi
+# the security tests make an RSA signing key and TLS certificates with the openssl command
+if [ "${1:-}" = "--tests" ] && ! command -v openssl >/dev/null 2>&1; then
+  missing+=(openssl)
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "ensure-deps: cargo is not installed; install a Rust toolchain (rustup) first" >&2

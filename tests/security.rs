@@ -169,6 +169,19 @@ fn base64_url(text: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
+async fn a_node_without_keys_takes_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &["--no-test-keys"]);
+    let (status, body) = c.post_event(&example("provider.registered")).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("no token keys configured"), "{body}");
+    let r = researcher_client().get(c.url("/fhir/ImagingStudy")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(log_length(&c).await, 0);
+    assert!(c.log().contains("no token keys"), "the operator is told at start");
+}
+
+#[tokio::test]
 async fn ingest_is_rate_limited_per_caller() {
     let dir = tempfile::tempdir().unwrap();
     let c = Cireg::start(&dir.path().join("data"), &["--ingest-rate", "1", "--ingest-burst", "2"]);

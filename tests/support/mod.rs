@@ -98,7 +98,8 @@ pub struct Cireg {
 
 impl Cireg {
     /// `cireg serve --listen 127.0.0.1:0 --data <data> <extra>`, trusting the tests' token key
-    /// (unless `extra` names other keys); waits for the address line.
+    /// (unless `extra` names other keys, or holds `--no-test-keys`: then no key at all); waits for
+    /// the address line.
     pub fn start(data: &Path, extra: &[&str]) -> Self {
         Self::start_with_env(data, extra, &[])
     }
