@@ -320,6 +320,11 @@ async fn study_data_reaches_researchers_only() {
     // FHIR: the capability statement is public, the studies are not
     let r = anonymous.get(c.url("/fhir/metadata")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    let capabilities: Value = r.json().await.unwrap();
+    assert!(
+        capabilities["rest"][0]["security"]["description"].as_str().unwrap().contains("Bearer"),
+        "the CapabilityStatement says how to authenticate: {capabilities}"
+    );
     let search: Value = researcher.get(c.url("/fhir/ImagingStudy")).send().await.unwrap().json().await.unwrap();
     assert_eq!(search["total"], 1, "{search}");
     let id = search["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();

@@ -5,8 +5,8 @@ use fhir_sdk::r4b::{
         Bundle, BundleEntry, BundleEntryRequest, BundleEntryResponse, BundleEntrySearch, BundleLink,
         CapabilityStatement, CapabilityStatementImplementation, CapabilityStatementRest,
         CapabilityStatementRestResource, CapabilityStatementRestResourceInteraction,
-        CapabilityStatementRestResourceSearchParam, CapabilityStatementSoftware, ImagingStudy, ImagingStudySeries,
-        ImagingStudySeriesInstance, OperationOutcome, OperationOutcomeIssue,
+        CapabilityStatementRestResourceSearchParam, CapabilityStatementRestSecurity, CapabilityStatementSoftware,
+        ImagingStudy, ImagingStudySeries, ImagingStudySeriesInstance, OperationOutcome, OperationOutcomeIssue,
     },
     types::{Coding, Extension, ExtensionValue, Identifier, Meta, Reference},
 };

@@ -240,8 +240,19 @@ macro_rules! shared_builders {
                 .search_param(search_params)
                 .build()
                 .map_err(FhirError::new)?;
+            let security = CapabilityStatementRestSecurity::builder()
+                .cors(true)
+                .description(
+                    "Every interaction but `metadata` needs `Authorization: Bearer <token>`: a JWT (RS256 or ES256) \
+                     from the identity provider this registry trusts, whose role claim holds the researcher role. \
+                     Without one: 401 (login); without the role: 403 (forbidden)."
+                        .to_owned(),
+                )
+                .build()
+                .map_err(FhirError::new)?;
             let rest = CapabilityStatementRest::builder()
                 .mode(code("server")?)
+                .security(security)
                 .documentation(
                     "Study-level metadata of the registry's datasets, read-only. Studies of subjects that withdrew \
                      consent are erased; retracted studies answer 410 Gone."
