@@ -50,6 +50,13 @@ impl std::fmt::Display for KeySource {
     }
 }
 
+enum Refetch {
+    Fetched,
+    Failed(String),
+    /// Tried too recently.
+    NotNow,
+}
+
 struct Key {
     kid: Option<String>,
     alg: Algorithm,
@@ -98,9 +105,16 @@ impl Keys {
             return Ok(key);
         }
         // an unknown key: the identity provider may have rotated its keys
-        if is_url && self.refetch().await {
-            if let Some(key) = self.lookup(kid, alg).await {
-                return Ok(key);
+        if is_url {
+            match self.refetch().await {
+                Refetch::Fetched => {
+                    if let Some(key) = self.lookup(kid, alg).await {
+                        return Ok(key);
+                    }
+                }
+                // the token may well be good: say the keys cannot be had, not that it is wrong
+                Refetch::Failed(reason) => return Err(AuthError::Unavailable(reason)),
+                Refetch::NotNow => {}
             }
         }
         Err(AuthError::Token(match kid {
@@ -122,22 +136,28 @@ impl Keys {
     }
 
     /// Fetches the keys again unless that was tried less than [`MIN_REFETCH`] ago (tokens naming
-    /// unknown keys must not make the registry hammer the identity provider); whether it did.
-    async fn refetch(&self) -> bool {
-        let mut loaded = self.loaded.write().await;
-        if loaded.tried.elapsed() < self.min_refetch {
-            return false;
+    /// unknown keys must not make the registry hammer the identity provider). Other requests keep
+    /// verifying with the keys loaded before while it fetches.
+    async fn refetch(&self) -> Refetch {
+        {
+            let mut loaded = self.loaded.write().await;
+            if loaded.tried.elapsed() < self.min_refetch {
+                return Refetch::NotNow;
+            }
+            loaded.tried = Instant::now();
         }
-        loaded.tried = Instant::now();
-        match fetch(&self.source, &self.http).await {
+        let reason = match fetch(&self.source, &self.http).await {
             Ok(keys) if !keys.is_empty() => {
+                let mut loaded = self.loaded.write().await;
                 loaded.keys = keys;
                 loaded.at = Instant::now();
+                return Refetch::Fetched;
             }
-            Ok(_) => warn!(source = %self.source, "the JWKS holds no usable key now; keeping the keys loaded before"),
-            Err(e) => warn!(source = %self.source, error = %e, "cannot fetch the JWKS; keeping the keys loaded before"),
-        }
-        true
+            Ok(_) => format!("{}: the JWKS holds no usable key now", self.source),
+            Err(e) => e,
+        };
+        warn!(error = %reason, "cannot refresh the token keys; keeping the keys loaded before");
+        Refetch::Failed(reason)
     }
 }
 
@@ -243,7 +263,11 @@ mod tests {
         assert!(keys.find(Some(second.kid()), Algorithm::ES256).await.is_ok());
         assert_eq!(served.load(Ordering::SeqCst), 2);
         // a key still unknown after fetching is refused
-        assert!(keys.find(Some("nope"), Algorithm::ES256).await.is_err());
+        assert!(matches!(keys.find(Some("nope"), Algorithm::ES256).await, Err(AuthError::Token(_))));
+        // keys that cannot be had: the token cannot be checked now (503), which is not its fault
+        *body.lock().unwrap() = "<html>maintenance</html>".to_owned();
+        assert!(matches!(keys.find(Some("rotated-again"), Algorithm::ES256).await, Err(AuthError::Unavailable(_))));
+        assert!(keys.find(Some(second.kid()), Algorithm::ES256).await.is_ok(), "the keys loaded before still work");
     }
 
     #[test]
