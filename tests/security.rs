@@ -87,6 +87,17 @@ async fn http_ingest_takes_only_valid_tokens_of_the_events_provider() {
         assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Bearer realm=\"cireg\""), "{headers:?}");
         assert_eq!(headers["content-type"], "application/problem+json");
     }
+    // an anonymous upload is refused for who sends it, before its body is read (413 would mean it
+    // was read up to the limit; the client may instead see the connection closed mid-upload)
+    let r = reqwest::Client::new()
+        .post(c.url("/events"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(vec![b' '; 17 * 1024 * 1024])
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 401, "an anonymous upload");
+    }
     // tokens that must fail, each saying why, none echoed
     let (other_key, _) = cireg_auth::DevKey::load_or_create(&dir.path().join("other.pem")).unwrap();
     let claims = || token_claims("mallory", &[PROVIDER], false);

@@ -114,8 +114,25 @@ pub(crate) async fn researcher(state: &AppState, headers: &HeaderMap) -> Result<
     }
 }
 
+/// Middleware of the write routes: the caller must hold a token naming at least one provider;
+/// checked before the body is read, so an unauthenticated upload costs nothing. The handler finds
+/// the [`Caller`] in the request's extensions.
+pub(crate) async fn require_publisher(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match publisher(&state, request.headers()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refusal) => refusal.problem(token_given(request.headers())),
+    }
+}
+
 /// The caller, who must hold a token naming at least one provider (writing events).
-pub(crate) async fn publisher(state: &AppState, headers: &HeaderMap) -> Result<Caller, Refusal> {
+async fn publisher(state: &AppState, headers: &HeaderMap) -> Result<Caller, Refusal> {
     match caller(state, headers).await? {
         Some(caller) if !caller.providers.is_empty() => Ok(caller),
         Some(_) => Err(Refusal::Forbidden(format!(

@@ -7,7 +7,7 @@ use axum::{
     extract::State,
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use cireg_ingest::{IngestError, Sender};
 use serde_json::{json, Value};
@@ -24,15 +24,13 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
+/// Behind [`crate::auth::require_publisher`], which found the caller.
 pub async fn post_events(
     State(state): State<AppState>,
+    Extension(caller): Extension<cireg_auth::Caller>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let caller = match crate::auth::publisher(&state, &headers).await {
-        Ok(caller) => caller,
-        Err(refusal) => return refusal.problem(crate::auth::token_given(&headers)),
-    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return crate::problem::body_rejected(rejection).into_response(),

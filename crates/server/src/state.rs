@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
     // writing: no CORS (browsers of other origins cannot publish), a large body for batches
     let write = Router::new()
         .route("/events", post(crate::events::post_events))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_publisher))
         .layer(DefaultBodyLimit::max(EVENTS_BODY_LIMIT));
     read_routes()
         .layer(read_cors())
