@@ -8,11 +8,16 @@
 mod dev;
 mod keys;
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use cireg_model::ProviderId;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, Validation};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 pub use dev::{DevKey, DevToken};
 pub use keys::KeySource;
@@ -86,7 +91,19 @@ pub enum AuthError {
 pub struct Verifier {
     config: Arc<AuthConfig>,
     keys: Arc<Keys>,
+    /// Tokens that verified, by their SHA-256, with their caller and `exp`: a client sends the
+    /// same token with every request, and a signature check costs far more than a lookup.
+    verified: Arc<Mutex<VerifiedTokens>>,
 }
+
+/// SHA-256 of a token → its caller, and until when (unix seconds) it is taken as verified.
+type VerifiedTokens = HashMap<[u8; 32], (Caller, u64)>;
+
+/// Most tokens remembered as verified; when full, the memory starts again.
+const VERIFIED_TOKENS: usize = 10_000;
+/// How long a verified token is taken without checking its signature again (its `exp` permitting):
+/// a key the identity provider withdraws stops being trusted within this.
+const VERIFIED_FOR: u64 = 300;
 
 impl Verifier {
     /// Loads the keys once (a file is read, a URL fetched), so that a wrong configuration fails at
@@ -96,7 +113,7 @@ impl Verifier {
             return Err("a token issuer and audience must be configured with the keys".to_owned());
         }
         let keys = Keys::load(config.keys.clone()).await?;
-        Ok(Verifier { config: Arc::new(config), keys: Arc::new(keys) })
+        Ok(Verifier { config: Arc::new(config), keys: Arc::new(keys), verified: Arc::default() })
     }
 
     pub fn config(&self) -> &AuthConfig {
@@ -105,6 +122,25 @@ impl Verifier {
 
     /// Verifies `token` (the part after `Bearer `) and reads its caller.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = unix_now();
+        if let Some((caller, until)) = self.verified.lock().ok().and_then(|v| v.get(&digest).cloned()) {
+            if now < until {
+                return Ok(caller);
+            }
+        }
+        let (caller, exp) = self.check(token).await?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_TOKENS {
+                verified.clear();
+            }
+            verified.insert(digest, (caller.clone(), exp.min(now + VERIFIED_FOR)));
+        }
+        Ok(caller)
+    }
+
+    /// The signature and claims check; the caller and the token's `exp`.
+    async fn check(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Token("the bearer token is not a JWT (header.payload.signature)".to_owned()))?;
         if !ALGORITHMS.contains(&header.alg) {
@@ -122,7 +158,8 @@ impl Verifier {
         validation.leeway = 30;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(|e| AuthError::Token(self.explain(e.kind())))?;
-        Ok(self.caller(&data.claims))
+        let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or_default();
+        Ok((self.caller(&data.claims), exp))
     }
 
     fn explain(&self, kind: &ErrorKind) -> String {
@@ -151,6 +188,10 @@ impl Verifier {
             researcher: roles.contains(&names.researcher_role),
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
 /// The values of a claim: a string (split at spaces and commas) or an array of strings. `name`
