@@ -2,10 +2,7 @@
 //! PEM key you bring), its public JWKS for `cireg serve --jwks`, and tokens signed with it. For the
 //! demo and tests only: production tokens come from the federation's identity provider.
 
-use std::{
-    path::Path,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{path::Path, time::Duration};
 
 use jsonwebtoken::{
     jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash},
@@ -13,6 +10,8 @@ use jsonwebtoken::{
 };
 use p256::{elliptic_curve::Generate, pkcs8::EncodePrivateKey};
 use serde_json::{Map, Value};
+
+use crate::unix_now;
 
 /// A local signing key.
 pub struct DevKey {
@@ -81,13 +80,13 @@ impl DevKey {
 
     /// A signed token whose header names `kid` (tests use it to claim another key's id).
     pub fn mint_with_kid(&self, token: &DevToken, kid: &str) -> Result<String, String> {
-        self.sign(claims(token, now(), true), kid)
+        self.sign(claims(token), kid)
     }
 
     /// A token that expired `ago` (tests of expiry).
     pub fn mint_expired(&self, token: &DevToken, ago: Duration) -> Result<String, String> {
-        let mut c = claims(token, now(), false);
-        c.insert("exp".into(), Value::from(now().saturating_sub(ago.as_secs())));
+        let mut c = claims(token);
+        c.insert("exp".into(), Value::from(unix_now().saturating_sub(ago.as_secs())));
         self.sign(c, self.kid())
     }
 
@@ -98,19 +97,14 @@ impl DevKey {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
-}
-
-fn claims(token: &DevToken, now: u64, with_exp: bool) -> Map<String, Value> {
+fn claims(token: &DevToken) -> Map<String, Value> {
+    let now = unix_now();
     let mut c = Map::new();
     c.insert("iss".into(), token.issuer.clone().into());
     c.insert("aud".into(), token.audience.clone().into());
     c.insert("sub".into(), token.subject.clone().into());
     c.insert("iat".into(), now.into());
-    if with_exp {
-        c.insert("exp".into(), (now + token.lifetime.as_secs()).into());
-    }
+    c.insert("exp".into(), (now + token.lifetime.as_secs()).into());
     if let Some(nbf) = token.not_before {
         c.insert("nbf".into(), (now + nbf.as_secs()).into());
     }
