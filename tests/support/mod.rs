@@ -42,7 +42,7 @@ pub fn test_key() -> &'static TestKey {
         let dir = tempfile::tempdir().unwrap();
         let (key, _) = cireg_auth::DevKey::load_or_create(&dir.path().join("key.pem")).unwrap();
         let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, key.jwks_json().unwrap()).unwrap();
+        key.write_jwks(&jwks).unwrap();
         TestKey { key, jwks, _dir: dir }
     })
 }

@@ -73,6 +73,11 @@ impl DevKey {
         serde_json::to_string_pretty(&JwkSet { keys: vec![self.jwk.clone()] }).map_err(|e| e.to_string())
     }
 
+    /// Writes [`DevKey::jwks_json`] to `path`.
+    pub fn write_jwks(&self, path: &Path) -> Result<(), String> {
+        std::fs::write(path, self.jwks_json()?).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// A signed token.
     pub fn mint(&self, token: &DevToken) -> Result<String, String> {
         self.mint_with_kid(token, self.kid())

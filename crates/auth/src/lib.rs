@@ -253,7 +253,7 @@ mod tests {
         let (key, created) = DevKey::load_or_create(&dir.path().join("key.pem")).unwrap();
         assert!(created);
         let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, key.jwks_json().unwrap()).unwrap();
+        key.write_jwks(&jwks).unwrap();
         let verifier = Verifier::new(config(&jwks)).await.unwrap();
 
         let caller = verifier.verify(&key.mint(&token()).unwrap()).await.unwrap();

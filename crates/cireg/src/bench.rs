@@ -406,7 +406,7 @@ impl BenchServer {
         let (_applied_tx, applied) = tokio::sync::watch::channel(checkpoint);
         let keys = tempfile::tempdir()?;
         let (key, _) = cireg_auth::DevKey::load_or_create(&keys.path().join("key.pem")).map_err(anyhow::Error::msg)?;
-        std::fs::write(keys.path().join("jwks.json"), key.jwks_json().map_err(anyhow::Error::msg)?)?;
+        key.write_jwks(&keys.path().join("jwks.json")).map_err(anyhow::Error::msg)?;
         let (issuer, audience) = (BENCH_ISSUER, BENCH_AUDIENCE);
         let verifier = cireg_auth::Verifier::new(cireg_auth::AuthConfig {
             keys: cireg_auth::KeySource::File(keys.path().join("jwks.json")),

@@ -68,8 +68,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         eprintln!("made a new signing key {} (development only)", args.key.display());
     }
     if let Some(path) = &args.jwks {
-        std::fs::write(path, key.jwks_json().map_err(anyhow::Error::msg)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        key.write_jwks(path).map_err(anyhow::Error::msg).context("writing the JWKS")?;
         eprintln!("wrote its public key to {} (cireg serve --jwks {})", path.display(), path.display());
     }
     let token = DevToken {
