@@ -446,7 +446,7 @@ async fn imaging_study_search_read_history_and_consent_withdrawal() {
         reqwest::get(c.url(&format!("/api/v1/datasets/{PROVIDER}/{SECOND}"))).await.unwrap().json().await.unwrap();
     assert_eq!(counts(&d2), (2, 2, 2), "the retracted study does not count: {d2}");
 
-    // on a node with study views, SPARQL sees the study graphs (imaging vocabulary)
+    // a researcher's SPARQL sees the study graphs (imaging vocabulary)
     let by_subject = "PREFIX img: <https://w3id.org/cireg/imaging#> \
         SELECT ?uid WHERE { GRAPH ?g { ?s a img:ImagingStudy ; img:subject 'P01' ; img:studyInstanceUID ?uid } }";
     let mut p01 = c.select_as_researcher(by_subject, "uid").await;

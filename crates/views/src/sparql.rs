@@ -1,5 +1,5 @@
 //! SPARQL 1.1 query evaluation over the graphs a caller may see (the datasets' and providers',
-//! and on a node that serves study views the studies'), with the default graph as their union.
+//! and for a researcher the studies'), with the default graph as their union.
 //! Read-only by construction (only queries are parsed), with a time limit that cancels the
 //! evaluation.
 
@@ -79,8 +79,7 @@ pub enum ResultsFormat {
 pub enum GraphScope {
     /// The datasets' and the providers' graphs: the catalogue.
     Public,
-    /// Those and the studies' graphs (pseudonymised subject data), on a node that serves study
-    /// views.
+    /// Those and the studies' graphs (pseudonymised subject data): for a researcher.
     WithStudies,
 }
 
