@@ -78,9 +78,13 @@ pub fn researcher_client() -> reqwest::Client {
     reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
-/// The provider an event's `source` names.
+/// The provider an event's `source` names (as the registry reads it).
 pub fn provider_of(event: &Value) -> String {
-    event["source"].as_str().and_then(|s| s.strip_prefix("urn:cireg:provider:")).unwrap_or("unknown").to_owned()
+    event["source"]
+        .as_str()
+        .and_then(cireg_model::ProviderId::from_source)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// A running `cireg serve`.
