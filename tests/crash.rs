@@ -82,4 +82,11 @@ async fn killed_projector_restarts_to_the_rebuilt_state() {
     assert!(ok1 && ok2, "{e1}\n{e2}");
     assert!(a.lines().count() > 1000, "{}", a.lines().count());
     assert!(a == b, "the store after kills differs from the rebuilt one");
+    // and so does its public mirror (a kill between the store's commit and the mirror's is
+    // repaired at the next start)
+    let (ok1, a, e1) = run_cli(&["dump", "--public", "--data", data.to_str().unwrap()]);
+    let (ok2, b, e2) = run_cli(&["dump", "--public", "--data", rebuilt.to_str().unwrap()]);
+    assert!(ok1 && ok2, "{e1}\n{e2}");
+    assert!(a.lines().count() > 1000, "{}", a.lines().count());
+    assert!(a == b, "the public mirror after kills differs from the rebuilt one");
 }

@@ -328,6 +328,9 @@ async fn demo_survives_restart_and_rebuild_gives_the_same_store() {
     c.stop();
     let (_, before, _) = support::run_cli(&["dump", "--data", data.to_str().unwrap()]);
     assert!(before.lines().count() > 1000);
+    let (_, public_before, _) = support::run_cli(&["dump", "--public", "--data", data.to_str().unwrap()]);
+    assert!(public_before.lines().count() > 1000);
+    assert!(!public_before.contains("/studies/"), "the public mirror holds study data");
     let (ok, out, err) = support::run_cli(&[
         "rebuild",
         "--data",
@@ -338,6 +341,8 @@ async fn demo_survives_restart_and_rebuild_gives_the_same_store() {
     assert!(ok, "{out}\n{err}");
     let (_, after, _) = support::run_cli(&["dump", "--data", data.to_str().unwrap()]);
     assert_eq!(before, after, "the rebuilt store differs");
+    let (_, public_after, _) = support::run_cli(&["dump", "--public", "--data", data.to_str().unwrap()]);
+    assert_eq!(public_before, public_after, "the rebuilt public mirror differs");
 }
 
 fn urlencode(s: &str) -> String {

@@ -13,6 +13,8 @@ use futures::StreamExt;
 use oxigraph::{model::GraphName, store::Store};
 use serde_json::{json, Value};
 
+mod sparql;
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Number of dataset events to generate.
@@ -27,6 +29,19 @@ pub struct BenchArgs {
     /// Number of studies in the store the FHIR search latency is measured at.
     #[arg(long, default_value_t = 1_000_000)]
     search_studies: usize,
+    /// Catalogue sizes (numbers of datasets) the SPARQL endpoint is compared with its engine at
+    /// (empty: skip).
+    #[arg(long, value_delimiter = ',', default_value = "2000")]
+    sparql_datasets: Vec<usize>,
+    /// Studies in the store during the SPARQL comparison (the public endpoint must not notice).
+    #[arg(long, default_value_t = 0)]
+    sparql_studies: usize,
+    /// Timed runs of each SPARQL query.
+    #[arg(long, default_value_t = 15)]
+    sparql_runs: usize,
+    /// Run only the SPARQL comparison.
+    #[arg(long)]
+    sparql_only: bool,
 }
 
 fn generated_events(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
@@ -111,8 +126,16 @@ async fn project_all(log: Arc<dyn EventLog>, projector: &Projector) -> anyhow::R
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// A projector as `cireg serve` runs it: a store and its public mirror, under `dir`.
 fn projector_in(dir: &std::path::Path) -> anyhow::Result<Projector> {
-    Ok(Projector::new(Store::open(dir)?, PublicBase::new("http://bench.invalid")?)?)
+    let projector = Projector::new(Store::open(dir.join("store"))?, PublicBase::new("http://bench.invalid")?)?;
+    Ok(projector.with_public_mirror(Store::open(dir.join("public"))?)?)
+}
+
+/// The stores a projector's SPARQL queries read.
+fn query_stores(projector: &Projector) -> anyhow::Result<cireg_views::QueryStores> {
+    let public = projector.public_store().cloned().context("the projector keeps no public mirror")?;
+    Ok(cireg_views::QueryStores { public, full: projector.store().clone() })
 }
 
 /// One update per generated dataset: changes that replace graphs go through transactions.
@@ -131,6 +154,9 @@ fn generated_updates(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.sparql_only {
+        return bench_sparql(&args).await;
+    }
     let n = args.events.max(1);
     let events = generated_events(n)?;
     let bytes: usize = events.iter().map(Vec::len).sum();
@@ -164,6 +190,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let jet_projector = projector_in(&tmp.path().join("store-jet"))?;
     let project_jet = project_all(jet, &jet_projector).await?;
     let store = jet_projector.store().clone();
+    let stores = query_stores(&jet_projector)?;
     let embedded_projector = projector_in(&tmp.path().join("store-embedded"))?;
     let project_embedded = project_all(embedded.clone(), &embedded_projector).await?;
     // then one update of each: graphs replaced in transactions
@@ -178,12 +205,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let quads: Vec<_> = store
         .iter()
         .filter_map(Result::ok)
-        .filter(|q| {
-            q.graph_name
-                != GraphName::NamedNode(oxigraph::model::NamedNode::new_unchecked(
-                    cireg_projector::ns::PROJECTION_GRAPH,
-                ))
-        })
+        // the projector's bookkeeping is in the default graph
+        .filter(|q| q.graph_name != GraphName::DefaultGraph)
         .collect();
     let raw_store = Store::open(tmp.path().join("store-raw"))?;
     let start = Instant::now();
@@ -197,7 +220,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     // the search API's work: index built from the projection, then queries answered from memory;
     // and the same queries over HTTP, JSON included, from the server the registry runs
     let search = search_timings(&store)?;
-    let search_http = search_http_timings(store.clone(), embedded.clone()).await?;
+    let search_http = search_http_timings(stores.clone(), embedded.clone()).await?;
 
     let raw_pub_rate = rate(n, raw_publish);
     let raw_load_rate = rate(n, raw_load);
@@ -245,10 +268,18 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.studies > 0 {
         bench_studies(args.studies, args.search_studies, args.concurrency).await?;
     }
+    bench_sparql(&args).await?;
     // the clients above keep their connection until here
     drop(server);
     println!();
     println!("(ingest is compared with raw publish, projection with raw bulk load of the same quads; one run on a shared machine: repeat before trusting a difference under ~20%)");
+    Ok(())
+}
+
+async fn bench_sparql(args: &BenchArgs) -> anyhow::Result<()> {
+    for &n in &args.sparql_datasets {
+        sparql::bench_sparql(n, args.sparql_studies, args.sparql_runs.max(1)).await?;
+    }
     Ok(())
 }
 
@@ -344,8 +375,11 @@ fn search_timings(store: &Store) -> anyhow::Result<SearchTimings> {
 }
 
 /// Times the search API as a client sees it: HTTP on loopback, JSON included.
-async fn search_http_timings(store: Store, log: Arc<dyn EventLog>) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
-    let server = BenchServer::start(store, log, PublicBase::new("http://bench.invalid")?, 0).await?;
+async fn search_http_timings(
+    stores: cireg_views::QueryStores,
+    log: Arc<dyn EventLog>,
+) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
+    let server = BenchServer::start(stores, log, PublicBase::new("http://bench.invalid")?, 0).await?;
     let addr = server.addr;
     let client = reqwest::Client::new();
     let mut out = Vec::new();
@@ -399,7 +433,12 @@ struct BenchServer {
 }
 
 impl BenchServer {
-    async fn start(store: Store, log: Arc<dyn EventLog>, base: PublicBase, checkpoint: u64) -> anyhow::Result<Self> {
+    async fn start(
+        stores: cireg_views::QueryStores,
+        log: Arc<dyn EventLog>,
+        base: PublicBase,
+        checkpoint: u64,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         // the store does not move during a benchmark: a fixed checkpoint
@@ -419,7 +458,8 @@ impl BenchServer {
         let token = key.mint(&bench_token("bench")).map_err(anyhow::Error::msg)?;
         let state = cireg_server::AppState {
             ingest: Ingest::new(log),
-            store,
+            store: stores.full,
+            public_store: stores.public,
             base,
             catalog: Arc::new(cireg_views::CatalogInfo::default()),
             catalog_index: Arc::default(),
@@ -429,11 +469,13 @@ impl BenchServer {
             auth_failures: Arc::default(),
             applied,
             sparql_timeout: std::time::Duration::from_secs(30),
-            sparql_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            admission: cireg_server::Admission::for_this_machine(),
+            history_max_events: 100_000,
+            limits: cireg_server::RequestLimits::default(),
             sparql_max_results: 100_000,
         };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(cireg_server::serve(listener, state, async move {
+        let task = tokio::spawn(cireg_server::serve(listener, state, Default::default(), async move {
             let _ = stop_rx.await;
         }));
         Ok(BenchServer { addr, token, verifier, key, stop, task, _keys: keys })
@@ -547,8 +589,8 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
 
     // FHIR search at `search_at` studies: projected straight from generated events (no log), then
     // served by the registry's HTTP server
-    let store = Store::open(tmp.path().join("store-search"))?;
-    let projector = Projector::new(store.clone(), PublicBase::new("http://bench.invalid")?)?;
+    let projector = projector_in(&tmp.path().join("store-search"))?;
+    let store = projector.store().clone();
     let mut seq = 0u64;
     let mut stored = |bytes: &[u8]| -> anyhow::Result<cireg_log::StoredEvent> {
         seq += 1;
@@ -580,7 +622,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     );
     drop(index);
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("empty.redb"))?);
-    let server = BenchServer::start(store, log, base, seq).await?;
+    let server = BenchServer::start(query_stores(&projector)?, log, base, seq).await?;
     let (addr, token) = (server.addr, server.token.clone());
     let client = reqwest::Client::new();
     let get = |path: String| {

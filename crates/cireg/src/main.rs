@@ -62,6 +62,9 @@ enum Command {
     Dump {
         #[arg(long, default_value = "cireg-data", env = "CIREG_DATA")]
         data: PathBuf,
+        /// Dump the public mirror (what the public SPARQL endpoint reads) instead of the store.
+        #[arg(long)]
+        public: bool,
     },
     /// Measure ingest and projection against raw JetStream publish and raw Oxigraph bulk load.
     Bench(bench::BenchArgs),
@@ -92,7 +95,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo { out } => write_demo(out),
             Command::Rebuild { log, public_base } => serve::rebuild(log, &public_base).await,
             Command::Validate { files } => validate(files),
-            Command::Dump { data } => serve::dump(&data),
+            Command::Dump { data, public } => serve::dump(&data, if public { "public" } else { "store" }),
             Command::Bench(args) => bench::bench(args).await,
             Command::Token(args) => token::token(args),
         }

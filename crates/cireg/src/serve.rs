@@ -29,9 +29,33 @@ pub struct ServeArgs {
     /// Load the synthetic demo catalogue when the log is empty.
     #[arg(long)]
     demo: bool,
-    /// Time limit of one SPARQL query, in seconds.
-    #[arg(long, default_value_t = 30, env = "CIREG_SPARQL_TIMEOUT")]
-    sparql_timeout: u64,
+    /// Time limit of one SPARQL query, in seconds (fractions allowed).
+    #[arg(long, default_value_t = 30.0, env = "CIREG_SPARQL_TIMEOUT", value_parser = positive_seconds)]
+    sparql_timeout: f64,
+    /// SPARQL evaluations that may run at once (default: the number of cores, at least 2).
+    #[arg(long, env = "CIREG_SPARQL_SLOTS")]
+    sparql_slots: Option<std::num::NonZeroUsize>,
+    /// Evaluations one caller (a token's subject, else a client address) may run at once; more
+    /// are answered 429 (default: half the slots).
+    #[arg(long, env = "CIREG_SPARQL_CALLER_SHARE")]
+    sparql_caller_share: Option<std::num::NonZeroUsize>,
+    /// Time a read request's answer must start within (SPARQL has --sparql-timeout), in seconds.
+    #[arg(long, default_value_t = 30.0, env = "CIREG_REQUEST_TIMEOUT", value_parser = positive_seconds)]
+    request_timeout: f64,
+    /// Time a request's whole body must arrive within, in seconds.
+    #[arg(long, default_value_t = 30.0, env = "CIREG_BODY_TIMEOUT", value_parser = positive_seconds)]
+    body_timeout: f64,
+    /// Time a client has to send a request's headers (and an idle keep-alive connection its next
+    /// request), in seconds.
+    #[arg(long, default_value_t = 10.0, env = "CIREG_HEADER_TIMEOUT", value_parser = positive_seconds)]
+    header_timeout: f64,
+    /// Open connections at most; more clients wait to be accepted.
+    #[arg(long, default_value_t = 1024, env = "CIREG_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// Most log events a `/catalog?at=` request may replay; later instants of a longer log are
+    /// refused (422).
+    #[arg(long, default_value_t = 100_000, env = "CIREG_HISTORY_MAX_EVENTS")]
+    history_max_events: u64,
     /// Most solutions (or triples) one SPARQL query may return; a larger answer is refused
     /// (400) rather than cut.
     #[arg(long, default_value_t = 100_000, env = "CIREG_SPARQL_MAX_RESULTS")]
@@ -157,6 +181,20 @@ fn open_store(path: &Path) -> anyhow::Result<Store> {
     Store::open(path).with_context(|| format!("opening the store {} (is another cireg using it?)", path.display()))
 }
 
+/// The projector over the store under `data` (`store/`) and its public mirror (`public/`).
+fn open_projector(data: &Path, store: &str, public: &str, base: PublicBase) -> anyhow::Result<Projector> {
+    let projector = Projector::new(open_store(&data.join(store))?, base)?;
+    Ok(projector.with_public_mirror(open_store(&data.join(public))?)?)
+}
+
+/// A duration in seconds, greater than zero.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds between 0 and 86400")),
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -184,8 +222,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let base = PublicBase::new(args.public_base.as_deref().unwrap_or(&format!("http://{local}")))?;
     let (log, nats) = open_log(&args.log).await?;
-    let store = open_store(&args.log.data.join("store"))?;
-    let projector = Projector::new(store.clone(), base.clone())?;
+    let projector = open_projector(&args.log.data, "store", "public", base.clone())?;
+    let store = projector.store().clone();
+    let public_store = projector.public_store().cloned().context("the public mirror")?;
     let gate_base = base.clone();
     let gate = tokio::task::spawn_blocking(move || ProfileGate::load(gate_base))
         .await?
@@ -234,6 +273,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         ingest,
         store,
+        public_store,
         base: base.clone(),
         catalog: Arc::new(args.catalog.info()),
         catalog_index: Arc::default(),
@@ -242,11 +282,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         auth,
         auth_failures: Arc::default(),
         applied: applied_rx,
-        sparql_timeout: Duration::from_secs(args.sparql_timeout),
+        sparql_timeout: Duration::from_secs_f64(args.sparql_timeout),
         sparql_max_results: args.sparql_max_results,
-        sparql_slots: Arc::new(tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
-        )),
+        history_max_events: args.history_max_events,
+        admission: {
+            let default = cireg_server::Admission::for_this_machine();
+            let slots = args.sparql_slots.map_or(default.slots(), |n| n.get());
+            let share = args.sparql_caller_share.map_or((slots / 2).max(1), |n| n.get());
+            cireg_server::Admission::new(slots, share)
+        },
+        limits: cireg_server::RequestLimits {
+            body_timeout: Duration::from_secs_f64(args.body_timeout),
+            request_timeout: Duration::from_secs_f64(args.request_timeout),
+        },
     };
     let has_auth = state.auth.is_some();
     println!("cireg is serving on {}/ (listening on http://{local}, log: {})", base.as_str(), log.backend());
@@ -256,7 +304,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         warn!("no token keys (--jwks): HTTP ingest and the study views refuse every caller; NATS ingest is open to whoever may publish on cireg.submit.> / cireg.ingest.*");
     }
     let mut shutdown_http = shutdown_rx.clone();
-    let server = cireg_server::serve(listener, state, async move {
+    let connections = cireg_server::ConnectionLimits {
+        max_connections: args.max_connections.max(1),
+        header_timeout: Duration::from_secs_f64(args.header_timeout),
+        ..Default::default()
+    };
+    let server = cireg_server::serve(listener, state, connections, async move {
         tokio::select! {
             _ = shutdown_signal() => {}
             _ = shutdown_http.changed() => {}
@@ -291,11 +344,13 @@ pub async fn rebuild(args: LogArgs, public_base: &str) -> anyhow::Result<()> {
         drop(open_store(&live).context("stop `cireg serve` before rebuilding")?);
     }
     let (log, _nats) = open_log(&args).await?;
-    let fresh = args.data.join("store.rebuild");
-    if fresh.exists() {
-        std::fs::remove_dir_all(&fresh)?;
+    for fresh in ["store.rebuild", "public.rebuild"] {
+        let fresh = args.data.join(fresh);
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh)?;
+        }
     }
-    let projector = Projector::new(open_store(&fresh)?, base)?;
+    let projector = open_projector(&args.data, "store.rebuild", "public.rebuild", base)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -319,23 +374,28 @@ pub async fn rebuild(args: LogArgs, public_base: &str) -> anyhow::Result<()> {
         }
     }
     drop(projector);
-    let old = args.data.join("store.old");
-    if old.exists() {
-        std::fs::remove_dir_all(&old)?;
-    }
-    if live.exists() {
-        std::fs::rename(&live, &old)?;
-    }
-    std::fs::rename(&fresh, &live)?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old)?;
+    // the store first: a mirror that does not match it is rebuilt from it at the next start
+    for name in ["store", "public"] {
+        let (live, fresh, old) =
+            (args.data.join(name), args.data.join(format!("{name}.rebuild")), args.data.join(format!("{name}.old")));
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        if live.exists() {
+            std::fs::rename(&live, &old)?;
+        }
+        std::fs::rename(&fresh, &live)?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
     }
     println!("rebuilt {} from {applied} log events", live.display());
     Ok(())
 }
 
-pub fn dump(data: &Path) -> anyhow::Result<()> {
-    let path = data.join("store");
+/// Prints the store under `data` named `which` (`store`, or the mirror `public`) as sorted N-Quads.
+pub fn dump(data: &Path, which: &str) -> anyhow::Result<()> {
+    let path = data.join(which);
     if !path.exists() {
         bail!("no store at {}", path.display());
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use cireg_dcat::{aggregate_graph, iri, PublicBase};
 
 use crate::{
-    ns::{CHECKPOINT, PROJECTION_GRAPH},
+    ns::{CHECKPOINT, LEGACY_PROJECTION_GRAPH, PROJECTION_NODE},
     study::study_graph,
 };
 
@@ -108,15 +108,20 @@ struct Before {
     counts: Option<StudyCounts>,
 }
 
-/// Folds events into one Oxigraph store.
+/// Folds events into one Oxigraph store, and keeps an optional mirror of its public graphs.
 #[derive(Clone)]
 pub struct Projector {
     store: Store,
+    /// The public mirror: the dataset and provider graphs only, so that the public SPARQL
+    /// endpoint can query the union of all its graphs (what Oxigraph evaluates fastest) without
+    /// a per-graph filter; nothing else is ever written there.
+    public: Option<Store>,
     base: PublicBase,
 }
 
+/// Where the bookkeeping lives: the default graph, which no SPARQL query reaches.
 fn projection_graph() -> GraphName {
-    NamedNode::new_unchecked(PROJECTION_GRAPH).into()
+    GraphName::DefaultGraph
 }
 
 fn tally_node(provider: &str, dataset: &str, pseudonym: &str) -> NamedNode {
@@ -131,21 +136,66 @@ fn aggregate_node(subject: &str) -> NamedNode {
 fn one_object(store: &Store, s: &NamedNode, p: &str) -> Result<Option<Term>, StorageError> {
     let p = NamedNode::new_unchecked(p);
     store
-        .quads_for_pattern(
-            Some(s.as_ref().into()),
-            Some(p.as_ref()),
-            None,
-            Some(GraphNameRef::NamedNode(NamedNode::new_unchecked(PROJECTION_GRAPH).as_ref())),
-        )
+        .quads_for_pattern(Some(s.as_ref().into()), Some(p.as_ref()), None, Some(GraphNameRef::DefaultGraph))
         .next()
         .transpose()
         .map(|q| q.map(|q| q.object))
 }
 
+/// The checkpoint a store holds and the terms that hold it. A bulk-loaded batch adds its
+/// checkpoint beside the old one (the bulk loader cannot delete); the highest is the checkpoint,
+/// and the next transactional batch removes them all. `None`: the store has none yet.
+fn stored_checkpoint(store: &Store) -> Result<(Option<u64>, Vec<Term>), StorageError> {
+    let node = NamedNode::new_unchecked(PROJECTION_NODE);
+    let predicate = NamedNode::new_unchecked(CHECKPOINT);
+    let mut max = None;
+    let mut terms = Vec::new();
+    for quad in store.quads_for_pattern(
+        Some(node.as_ref().into()),
+        Some(predicate.as_ref()),
+        None,
+        Some(GraphNameRef::DefaultGraph),
+    ) {
+        let quad = quad?;
+        if let Term::Literal(l) = &quad.object {
+            max = max.max(Some(l.value().parse().unwrap_or(0)));
+        }
+        terms.push(quad.object);
+    }
+    Ok((max, terms))
+}
+
+fn checkpoint_quad(seq: u64) -> Quad {
+    bookkeeping(
+        &NamedNode::new_unchecked(PROJECTION_NODE),
+        CHECKPOINT,
+        Literal::new_typed_literal(seq.to_string(), xsd::INTEGER).into(),
+    )
+}
+
+/// Moves the bookkeeping of a store written before it lived in the default graph out of its old
+/// named graph, in one transaction.
+fn migrate_legacy_bookkeeping(store: &Store) -> Result<(), StorageError> {
+    let legacy = NamedNode::new_unchecked(LEGACY_PROJECTION_GRAPH);
+    if !store.contains_named_graph(legacy.as_ref())? {
+        return Ok(());
+    }
+    let quads: Vec<Quad> =
+        store.quads_for_pattern(None, None, None, Some(legacy.as_ref().into())).collect::<Result<_, _>>()?;
+    tracing::info!(quads = quads.len(), "moving the projector's bookkeeping to the default graph");
+    let mut tx = store.start_transaction()?;
+    tx.remove_named_graph(legacy.as_ref())?;
+    for q in quads {
+        tx.insert(Quad::new(q.subject, q.predicate, q.object, GraphName::DefaultGraph).as_ref());
+    }
+    tx.commit()
+}
+
 impl Projector {
     /// A projector over `store`, minting IRIs under `base`. Refuses a store built for another base.
     pub fn new(store: Store, base: PublicBase) -> Result<Self, ProjectionError> {
-        let node = NamedNode::new_unchecked(PROJECTION_GRAPH);
+        migrate_legacy_bookkeeping(&store)?;
+        let node = NamedNode::new_unchecked(PROJECTION_NODE);
         match one_object(&store, &node, BASE)? {
             Some(Term::Literal(l)) if l.value() != base.as_str() => {
                 return Err(ProjectionError::BaseMismatch {
@@ -163,11 +213,50 @@ impl Projector {
                 ))?;
             }
         }
-        Ok(Projector { store, base })
+        Ok(Projector { store, public: None, base })
+    }
+
+    /// Keeps `public` a mirror of the store's public graphs (datasets', providers') from now on.
+    /// A mirror that is not at the store's checkpoint (new, or a crash fell between the two
+    /// commits of a batch) is first rebuilt from the store.
+    pub fn with_public_mirror(mut self, public: Store) -> Result<Self, ProjectionError> {
+        let checkpoint = self.checkpoint()?;
+        if stored_checkpoint(&public)?.0 != Some(checkpoint) {
+            tracing::info!(checkpoint, "copying the public graphs to the public mirror");
+            public.clear()?;
+            let mut quads = Vec::new();
+            for graph in self.store.named_graphs() {
+                let NamedOrBlankNode::NamedNode(graph) = graph? else { continue };
+                if !self.is_public_graph(&graph) {
+                    continue;
+                }
+                for quad in self.store.quads_for_pattern(None, None, None, Some(graph.as_ref().into())) {
+                    quads.push(quad?);
+                }
+            }
+            quads.push(checkpoint_quad(checkpoint));
+            let mut loader = public.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
+            loader.load_quads(quads)?;
+            loader.commit()?;
+        }
+        self.public = Some(public);
+        Ok(self)
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The public mirror, when the projector keeps one.
+    pub fn public_store(&self) -> Option<&Store> {
+        self.public.as_ref()
+    }
+
+    /// Whether a named graph of the store is public: a dataset's or a provider's. The public
+    /// mirror holds exactly these.
+    pub fn is_public_graph(&self, graph: &NamedNode) -> bool {
+        let rest = graph.as_str().strip_prefix(self.base.as_str()).unwrap_or_default();
+        rest.starts_with("/datasets/") || rest.starts_with("/providers/")
     }
 
     pub fn base(&self) -> &PublicBase {
@@ -179,28 +268,10 @@ impl Projector {
         Ok(self.checkpoint_terms()?.0)
     }
 
-    /// The checkpoint and the terms that store it. A bulk-loaded batch adds its checkpoint beside
-    /// the old one (the bulk loader cannot delete); the highest is the checkpoint, and the next
-    /// transactional batch removes them all.
+    /// The checkpoint and the terms that store it (see [`stored_checkpoint`]).
     fn checkpoint_terms(&self) -> Result<(u64, Vec<Term>), ProjectionError> {
-        let node = NamedNode::new_unchecked(PROJECTION_GRAPH);
-        let predicate = NamedNode::new_unchecked(CHECKPOINT);
-        let graph = NamedNode::new_unchecked(PROJECTION_GRAPH);
-        let mut max = 0;
-        let mut terms = Vec::new();
-        for quad in self.store.quads_for_pattern(
-            Some(node.as_ref().into()),
-            Some(predicate.as_ref()),
-            None,
-            Some(GraphNameRef::NamedNode(graph.as_ref())),
-        ) {
-            let quad = quad?;
-            if let Term::Literal(l) = &quad.object {
-                max = max.max(l.value().parse().unwrap_or(0));
-            }
-            terms.push(quad.object);
-        }
-        Ok((max, terms))
+        let (max, terms) = stored_checkpoint(&self.store)?;
+        Ok((max.unwrap_or(0), terms))
     }
 
     /// The aggregate as last projected, and the stored state term to replace.
@@ -375,8 +446,16 @@ impl Projector {
         let mut insert: Vec<Quad> = Vec::new();
         let mut remove: Vec<Quad> = Vec::new();
         self.count_studies(&mut touched, &mut order, &mut insert, &mut remove)?;
+        // the public graphs the batch may change, for the mirror
+        let mut public_graphs: Vec<NamedNode> = Vec::new();
         for subject in &order {
             let Some(Touched { aggregate, before, recorded, counts, erased }) = touched.get(subject) else { continue };
+            if self.public.is_some() {
+                let graphs = before.iter().map(|b| &b.state).chain([&aggregate.state]);
+                public_graphs.extend(
+                    graphs.filter_map(|state| self.graph_iri(subject, state)).filter(|g| self.is_public_graph(g)),
+                );
+            }
             let node = aggregate_node(subject);
             if let Some(old) = before {
                 remove.push(bookkeeping(&node, STATE, old.term.clone()));
@@ -430,21 +509,30 @@ impl Projector {
             .map_err(|e| ProjectionError::Other(e.to_string()))?;
             insert.push(bookkeeping(&node, STATE, Literal::new_simple_literal(json).into()));
         }
-        let projection = NamedNode::new_unchecked(PROJECTION_GRAPH);
-        insert.push(bookkeeping(
-            &projection,
-            CHECKPOINT,
-            Literal::new_typed_literal(last.to_string(), xsd::INTEGER).into(),
-        ));
+        insert.push(checkpoint_quad(last));
 
         // A batch that only creates (a rebuild, a log far ahead) goes through the bulk loader,
         // which commits atomically like a transaction and is many times faster; anything that
         // replaces or deletes goes through a transaction.
         let applied = batch.iter().filter(|e| e.seq > checkpoint).count();
         if applied >= BULK_MIN_EVENTS && clear.is_empty() && remove.is_empty() && drop_graphs.is_empty() {
+            // the mirror's share first: the bulk loader takes the quads
+            let public_share: Option<Vec<Quad>> = self.public.as_ref().map(|_| {
+                insert
+                    .iter()
+                    .filter(|q| matches!(&q.graph_name, GraphName::NamedNode(g) if self.is_public_graph(g)))
+                    .cloned()
+                    .chain([checkpoint_quad(last)])
+                    .collect()
+            });
             let mut loader = self.store.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
             loader.load_quads(insert)?;
             loader.commit()?;
+            if let (Some(public), Some(quads)) = (&self.public, public_share) {
+                let mut loader = public.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
+                loader.load_quads(quads)?;
+                loader.commit()?;
+            }
             return Ok(last);
         }
         // Writes only, no reads inside the transaction: the old values were read above, which
@@ -459,6 +547,7 @@ impl Projector {
         for quad in &remove {
             tx.remove(quad);
         }
+        let projection = NamedNode::new_unchecked(PROJECTION_NODE);
         for old in old_checkpoints {
             tx.remove(&bookkeeping(&projection, CHECKPOINT, old));
         }
@@ -466,7 +555,47 @@ impl Projector {
             tx.insert(quad);
         }
         tx.commit()?;
+        self.sync_public(&public_graphs, last)?;
         Ok(last)
+    }
+
+    /// Copies `graphs` as the store now has them into the public mirror, with the checkpoint, in
+    /// one transaction. The store is the truth: a mirror that missed a batch (a crash between the
+    /// two commits) is rebuilt by [`Projector::with_public_mirror`] at the next start.
+    fn sync_public(&self, graphs: &[NamedNode], checkpoint: u64) -> Result<(), ProjectionError> {
+        let Some(public) = &self.public else { return Ok(()) };
+        let old_checkpoints = stored_checkpoint(public)?.1;
+        let mut copies = Vec::new();
+        let mut gone = Vec::new();
+        for graph in graphs.iter().collect::<HashSet<_>>() {
+            if self.store.contains_named_graph(graph.as_ref())? {
+                let quads: Vec<Quad> = self
+                    .store
+                    .quads_for_pattern(None, None, None, Some(graph.as_ref().into()))
+                    .collect::<Result<_, _>>()?;
+                copies.push((graph, quads));
+            } else {
+                gone.push(graph);
+            }
+        }
+        let mut tx = public.start_transaction()?;
+        for graph in gone {
+            tx.remove_named_graph(graph.as_ref())?;
+        }
+        for (graph, quads) in &copies {
+            tx.clear_graph(graph.as_ref())?;
+            tx.insert_named_graph(graph.as_ref());
+            for quad in quads {
+                tx.insert(quad);
+            }
+        }
+        let projection = NamedNode::new_unchecked(PROJECTION_NODE);
+        for old in old_checkpoints {
+            tx.remove(&bookkeeping(&projection, CHECKPOINT, old));
+        }
+        tx.insert(&checkpoint_quad(checkpoint));
+        tx.commit()?;
+        Ok(())
     }
 }
 
@@ -861,6 +990,124 @@ mod tests {
         let d = &datasets[0].dataset;
         assert_eq!((d.number_of_subjects, d.number_of_studies, d.number_of_series), (1, 1, Some(2)));
         assert_eq!(projected_studies(at_once.store()).unwrap().len(), 1);
+    }
+
+    /// The quads of `store`'s named graphs that `keep` accepts, sorted.
+    fn named_quads(store: &Store, keep: impl Fn(&NamedNode) -> bool) -> Vec<String> {
+        let mut q: Vec<String> = store
+            .iter()
+            .map(|q| q.unwrap())
+            .filter(|q| matches!(&q.graph_name, GraphName::NamedNode(g) if keep(g)))
+            .map(|q| q.to_string())
+            .collect();
+        q.sort();
+        q
+    }
+
+    fn all_kinds_of_event() -> Vec<StoredEvent> {
+        let mut update = example("dataset.updated");
+        update.as_object_mut().unwrap().remove("expectedversion");
+        let mut study_update = example("study.updated");
+        study_update.as_object_mut().unwrap().remove("expectedversion");
+        let mut other_study = example("study.registered");
+        other_study["id"] = serde_json::json!("s2");
+        other_study["subject"] = serde_json::json!("OTHER-1");
+        other_study["data"]["studyInstanceUid"] = serde_json::json!("2.25.42");
+        [
+            example("provider.registered"),
+            example("dataset.published"),
+            update,
+            example("dataset.distribution.added"),
+            example("study.registered"),
+            other_study,
+            study_update,
+            example("dataset.distribution.removed"),
+            example("subject.consent.withdrawn"),
+            example("dataset.deprecated"),
+            example("dataset.withdrawn"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| stored(i as u64 + 1, e))
+        .collect()
+    }
+
+    #[test]
+    fn the_public_mirror_holds_exactly_the_public_graphs_and_nothing_else_is_named() {
+        let events = all_kinds_of_event();
+        let p = projector().with_public_mirror(Store::new().unwrap()).unwrap();
+        let mirror = p.public_store().unwrap().clone();
+        let mut seen_study = false;
+        for e in &events {
+            p.apply_batch(std::slice::from_ref(e)).unwrap();
+            // the store names only graphs of the kinds the SPARQL scopes know; the bookkeeping
+            // is in the default graph
+            let kinds = ["/datasets/", "/providers/", "/studies/"];
+            for g in p.store().named_graphs() {
+                let NamedOrBlankNode::NamedNode(g) = g.unwrap() else { panic!("a blank graph name") };
+                let rest = g.as_str().strip_prefix("https://registry.example.eu").unwrap_or_default();
+                assert!(kinds.iter().any(|k| rest.starts_with(k)), "{g} after event {}", e.seq);
+                seen_study |= rest.starts_with("/studies/");
+            }
+            assert_eq!(
+                named_quads(&mirror, |_| true),
+                named_quads(p.store(), |g| p.is_public_graph(g)),
+                "after event {}",
+                e.seq
+            );
+            assert_eq!(stored_checkpoint(&mirror).unwrap().0, Some(e.seq));
+            assert!(!named_quads(&mirror, |_| true).iter().any(|q| q.contains("/studies/")));
+        }
+        assert!(seen_study, "the events registered studies");
+        // a mirror that missed batches (a crash between the two commits) is rebuilt from the store
+        let lagging = Store::new().unwrap();
+        let behind = projector().with_public_mirror(lagging.clone()).unwrap();
+        behind.apply_batch(&events[..3]).unwrap();
+        let ahead = Projector::new(behind.store().clone(), behind.base().clone()).unwrap();
+        ahead.apply_batch(&events[3..6]).unwrap();
+        assert_ne!(named_quads(&lagging, |_| true), named_quads(ahead.store(), |g| ahead.is_public_graph(g)));
+        let caught_up = ahead.with_public_mirror(lagging.clone()).unwrap();
+        assert_eq!(named_quads(&lagging, |_| true), named_quads(caught_up.store(), |g| caught_up.is_public_graph(g)));
+        assert_eq!(stored_checkpoint(&lagging).unwrap().0, Some(6));
+    }
+
+    #[test]
+    fn a_bulk_loaded_batch_reaches_the_mirror() {
+        let mut batch = vec![stored(1, &example("provider.registered"))];
+        for i in 0..80u64 {
+            let mut e = example("dataset.published");
+            e["id"] = serde_json::json!(format!("bulk-{i}"));
+            e["subject"] = serde_json::json!(format!("bulk-{i}"));
+            batch.push(stored(i + 2, &e));
+        }
+        let p = projector().with_public_mirror(Store::new().unwrap()).unwrap();
+        p.apply_batch(&batch).unwrap();
+        let mirror = p.public_store().unwrap();
+        assert_eq!(named_quads(mirror, |_| true), named_quads(p.store(), |g| p.is_public_graph(g)));
+        assert_eq!(stored_checkpoint(mirror).unwrap().0, Some(81));
+    }
+
+    #[test]
+    fn bookkeeping_of_an_older_store_moves_to_the_default_graph() {
+        let store = Store::new().unwrap();
+        let legacy = NamedNode::new(LEGACY_PROJECTION_GRAPH).unwrap();
+        let p = projector();
+        p.apply_batch(&all_kinds_of_event()[..4]).unwrap();
+        // the same store as an older cireg wrote it: bookkeeping in a named graph
+        for q in p.store().iter() {
+            let q = q.unwrap();
+            let graph = if q.graph_name.is_default_graph() { legacy.clone().into() } else { q.graph_name.clone() };
+            store.insert(&Quad::new(q.subject, q.predicate, q.object, graph)).unwrap();
+        }
+        let migrated = Projector::new(store, p.base().clone()).unwrap();
+        assert!(!migrated.store().contains_named_graph(legacy.as_ref()).unwrap());
+        assert_eq!(migrated.checkpoint().unwrap(), 4);
+        let dump = |s: &Store| {
+            let mut q: Vec<String> = s.iter().map(|q| q.unwrap().to_string()).collect();
+            q.sort();
+            q
+        };
+        assert_eq!(dump(migrated.store()), dump(p.store()));
     }
 
     #[test]

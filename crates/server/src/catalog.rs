@@ -18,7 +18,9 @@ use oxigraph::{io::RdfFormat, store::Store};
 use time::OffsetDateTime;
 
 use crate::{
+    admission::{caller_key, CallerKey, ClientAddr},
     problem::{bad_parameter, problem},
+    read::not_admitted,
     read::{content_type, rdf_formats, rdf_only, rdf_or_html},
     stream::streamed,
     AppState,
@@ -92,9 +94,14 @@ impl CatalogParams {
 }
 
 /// `GET /catalog`: the format by `Accept`.
-pub async fn catalog(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn catalog(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     match rdf_or_html(&headers) {
-        Ok(Some((format, media))) => respond(state, format, media, "", query).await,
+        Ok(Some((format, media))) => respond(state, format, media, "", query, (&headers, &client)).await,
         Ok(None) => html(state, query).await,
         Err(not_acceptable) => not_acceptable,
     }
@@ -149,10 +156,36 @@ async fn html(state: AppState, query: Option<String>) -> Response {
     }
 }
 
-/// `GET /catalog.ttl` and the other extensions: the format by the extension.
-pub async fn catalog_ext(state: AppState, ext: &'static str, query: Option<String>) -> Response {
+/// `GET /catalog.ttl`.
+pub async fn catalog_ttl(s: State<AppState>, c: ClientAddr, h: HeaderMap, q: RawQuery) -> Response {
+    catalog_ext(s, c, h, q, "ttl").await
+}
+
+/// `GET /catalog.jsonld`.
+pub async fn catalog_jsonld(s: State<AppState>, c: ClientAddr, h: HeaderMap, q: RawQuery) -> Response {
+    catalog_ext(s, c, h, q, "jsonld").await
+}
+
+/// `GET /catalog.rdf`.
+pub async fn catalog_rdf(s: State<AppState>, c: ClientAddr, h: HeaderMap, q: RawQuery) -> Response {
+    catalog_ext(s, c, h, q, "rdf").await
+}
+
+/// `GET /catalog.nt`.
+pub async fn catalog_nt(s: State<AppState>, c: ClientAddr, h: HeaderMap, q: RawQuery) -> Response {
+    catalog_ext(s, c, h, q, "nt").await
+}
+
+/// The catalogue in the format of the extension.
+async fn catalog_ext(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    ext: &'static str,
+) -> Response {
     match rdf_formats().into_iter().find(|(_, _, e)| *e == ext) {
-        Some((media, format, _)) => respond(state, format, media, ext, query).await,
+        Some((media, format, _)) => respond(state, format, media, ext, query, (&headers, &client)).await,
         None => {
             problem(404, "not-found", "No such catalogue format", format!(".{ext}: use .ttl, .jsonld, .rdf or .nt"))
                 .into_response()
@@ -166,6 +199,7 @@ async fn respond(
     media: &'static str,
     ext: &str,
     query: Option<String>,
+    (headers, client): (&HeaderMap, &ClientAddr),
 ) -> Response {
     let params = match CatalogParams::parse(query.as_deref()) {
         Ok(p) => p,
@@ -177,7 +211,7 @@ async fn respond(
             Ok(index) => (state.store.clone(), index),
             Err(e) => return internal(e.to_string()),
         },
-        Some((_, at)) => match store_at(&state, *at).await {
+        Some((_, at)) => match store_at(&state, *at, &caller_key(&state, headers, client).await).await {
             Ok(found) => found,
             Err(response) => return response,
         },
@@ -214,7 +248,8 @@ async fn respond(
     };
     let since = params.modified_since.as_ref().map(|(_, t)| *t);
     let (base, info) = (state.base.clone(), state.catalog.clone());
-    streamed(content_type(media), move |writer| {
+    let deadline = std::time::Instant::now() + state.limits.request_timeout;
+    streamed(content_type(media), deadline, move |writer| {
         let selected = index.select(since);
         let page = CatalogPage { index: &index, datasets: &selected[range], paging: paging.as_ref() };
         cireg_views::write_catalog(&store, &base, &info, &page, format, writer)
@@ -229,13 +264,39 @@ fn internal(detail: String) -> Response {
 const REPLAY_BATCH: usize = 1000;
 
 /// A scratch in-memory store holding the projection of every event the log had accepted by `at`.
-async fn store_at(state: &AppState, at: OffsetDateTime) -> Result<(Store, Arc<CatalogIndex>), Response> {
+/// A replay is an expensive evaluation: it takes one of the caller's evaluation slots, and it
+/// replays at most `history_max_events` events (a later instant of a longer log is refused).
+async fn store_at(
+    state: &AppState,
+    at: OffsetDateTime,
+    caller: &CallerKey,
+) -> Result<(Store, Arc<CatalogIndex>), Response> {
     let unavailable =
         |detail: String| problem(503, "log-unavailable", "The event log could not be read", detail).into_response();
-    let store = Store::new().map_err(|e| internal(e.to_string()))?;
-    let projector = Projector::new(store.clone(), state.base.clone()).map_err(|e| internal(e.to_string()))?;
+    let _slot = state.admission.admit(caller, state.limits.request_timeout).await.map_err(not_admitted)?;
     let limit = at.unix_timestamp_nanos();
     let log = state.ingest.log().clone();
+    let cap = state.history_max_events;
+    if log.last_seq().await.map_err(|e| unavailable(e.to_string()))? > cap {
+        let beyond = log.read_range(cap + 1, 1).await.map_err(|e| unavailable(e.to_string()))?;
+        if beyond.first().is_some_and(|e| e.appended_at_nanos <= limit) {
+            let mut p = cireg_model::Problem::new(
+                422,
+                "history-too-long",
+                "The catalogue at that instant is too costly to rebuild",
+                Some(format!(
+                    "the log held more than {cap} events at that instant, and this node replays at most {cap} for ?at=: ask for an earlier instant, or harvest the feed (/feed) and keep your own history"
+                )),
+            );
+            p.errors.push(cireg_model::Violation {
+                pointer: "at".to_owned(),
+                detail: format!("more than {cap} events before it"),
+            });
+            return Err(crate::problem::ProblemResponse(p).into_response());
+        }
+    }
+    let store = Store::new().map_err(|e| internal(e.to_string()))?;
+    let projector = Projector::new(store.clone(), state.base.clone()).map_err(|e| internal(e.to_string()))?;
     let mut from = 1;
     loop {
         let batch = log.read_range(from, REPLAY_BATCH).await.map_err(|e| unavailable(e.to_string()))?;

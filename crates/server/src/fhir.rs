@@ -31,6 +31,22 @@ fn outcome(version: FhirVersion, status: u16, code: &'static str, diagnostics: S
     }
 }
 
+/// The OperationOutcome of a FHIR request that ran past the node's time limit (503), in the
+/// version the request asked for.
+pub(crate) fn past_time_limit(headers: &HeaderMap, limit: std::time::Duration) -> Response {
+    let version = negotiate(headers, None).unwrap_or(FhirVersion::R5);
+    outcome(
+        version,
+        503,
+        "timeout",
+        format!(
+            "the request ran longer than {} s and was stopped; narrow the search or page with _count",
+            limit.as_secs_f32()
+        ),
+        "",
+    )
+}
+
 fn fhir_json(version: FhirVersion, status: StatusCode, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     (status, [(header::CONTENT_TYPE, version.content_type())], bytes).into_response()

@@ -2,10 +2,13 @@
 //! and a landing page. Handlers translate HTTP to calls into `cireg-ingest`, `cireg-views` and
 //! `cireg-fhir`, and say who may call what (`auth`: bearer tokens checked by `cireg-auth`).
 
+mod admission;
 mod auth;
 mod catalog;
 mod events;
 mod fhir;
+mod limits;
+mod listen;
 mod negotiate;
 mod pages;
 mod problem;
@@ -15,4 +18,7 @@ mod state;
 mod stream;
 mod web;
 
+pub use admission::Admission;
+pub use limits::RequestLimits;
+pub use listen::ConnectionLimits;
 pub use state::{router, serve, AppState};

@@ -9,10 +9,11 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use cireg_views::{GraphScope, ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
+use cireg_views::{GraphScope, ParsedQuery, QueryError, QueryStores, ResultsFormat, SparqlRequest};
 use oxigraph::{io::RdfFormat, sparql::results::QueryResultsFormat};
 
 use crate::{
+    admission::{CallerKey, ClientAddr, NotAdmitted},
     negotiate::negotiate,
     problem::{bad_parameter, problem},
     AppState,
@@ -59,19 +60,33 @@ fn update_refused() -> Response {
     .into_response()
 }
 
-/// The graphs the caller may query: the catalogue's for anyone, the studies' too for a
-/// researcher. A token that fails is refused, not read as anonymous.
+/// The graphs the caller may query (the catalogue's for anyone, the studies' too for a
+/// researcher) and whom its evaluation counts for. A token that fails is refused, not read as
+/// anonymous.
 #[allow(clippy::result_large_err)]
-async fn sparql_scope(state: &AppState, headers: &HeaderMap) -> Result<GraphScope, Response> {
+async fn sparql_scope(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: ClientAddr,
+) -> Result<(GraphScope, CallerKey), Response> {
+    let address = || CallerKey::address(client.0.map(|a| a.ip()));
     match crate::auth::caller(state, headers).await {
-        Ok(Some(caller)) if caller.researcher => Ok(GraphScope::WithStudies),
-        Ok(_) => Ok(GraphScope::Public),
+        Ok(Some(caller)) => {
+            let key = if caller.subject.is_empty() { address() } else { CallerKey::subject(&caller.subject) };
+            Ok((if caller.researcher { GraphScope::WithStudies } else { GraphScope::Public }, key))
+        }
+        Ok(None) => Ok((GraphScope::Public, address())),
         Err(refusal) => Err(refusal.problem(true)),
     }
 }
 
-pub async fn sparql_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let scope = match sparql_scope(&state, &headers).await {
+pub async fn sparql_get(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let scope = match sparql_scope(&state, &headers, client).await {
         Ok(scope) => scope,
         Err(r) => return r,
     };
@@ -83,11 +98,12 @@ pub async fn sparql_get(State(state): State<AppState>, headers: HeaderMap, RawQu
 
 pub async fn sparql_post(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let scope = match sparql_scope(&state, &headers).await {
+    let scope = match sparql_scope(&state, &headers, client).await {
         Ok(scope) => scope,
         Err(r) => return r,
     };
@@ -144,7 +160,12 @@ fn graph_formats() -> [(&'static str, RdfFormat); 6] {
     ]
 }
 
-async fn run_sparql(state: AppState, headers: &HeaderMap, scope: GraphScope, request: SparqlRequest) -> Response {
+async fn run_sparql(
+    state: AppState,
+    headers: &HeaderMap,
+    (scope, caller): (GraphScope, CallerKey),
+    request: SparqlRequest,
+) -> Response {
     let graph = request.query.is_graph();
     let accept = accept(headers);
     let (format, media) = if graph {
@@ -163,22 +184,19 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, scope: GraphScope, req
             None => return not_acceptable(&SOLUTION_FORMATS.map(|(m, _)| m)),
         }
     };
-    let (store, base) = (state.store.clone(), state.base.clone());
+    let stores = QueryStores { public: state.public_store.clone(), full: state.store.clone() };
+    let base = state.base.clone();
     let (timeout, max_results) = (state.sparql_timeout, state.sparql_max_results);
-    // A slot per running evaluation. Oxigraph checks the cancellation token only while it reads
-    // the store, so a query that spins in memory (a large cross product) can outlive its time
-    // limit: the caller still gets its answer at the limit, and such queries cannot pile up
-    // beyond the slots.
-    let permit = match tokio::time::timeout(timeout, state.sparql_slots.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            return problem(503, "busy", "Too many queries are running", "every query slot is taken; try again shortly")
-                .into_response()
-        }
+    // A slot per running evaluation, at most a share of them per caller; the slot is held until
+    // the evaluation has really stopped (the evaluator checks its cancellation in every
+    // operator, so that is at most moments after the time limit).
+    let slot = match state.admission.admit(&caller, timeout).await {
+        Ok(slot) => slot,
+        Err(refused) => return not_admitted(refused),
     };
     let evaluation = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        cireg_views::evaluate(&store, &base, scope, &request, timeout, |results| {
+        let _slot = slot;
+        cireg_views::evaluate(&stores, &base, scope, &request, timeout, |results| {
             cireg_views::write_results(results, format, Vec::new(), max_results)
         })
     });
@@ -201,6 +219,30 @@ async fn run_sparql(state: AppState, headers: &HeaderMap, scope: GraphScope, req
         Ok(Err(QueryError::Timeout(_))) => query_error(QueryError::Timeout(timeout)),
         Ok(Err(e)) => query_error(e),
         Err(e) => problem(500, "internal", "Internal error", e.to_string()).into_response(),
+    }
+}
+
+/// The answer to a request that may not start an evaluation now.
+pub(crate) fn not_admitted(refused: NotAdmitted) -> Response {
+    match refused {
+        NotAdmitted::OverShare { share } => {
+            let mut response = problem(
+                429,
+                "too-many-requests",
+                "Too many of your requests are running",
+                format!("you already have {share} expensive request(s) running here; wait for them to finish"),
+            )
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            response
+        }
+        NotAdmitted::Busy => {
+            let mut response =
+                problem(503, "busy", "Too many queries are running", "every query slot is taken; try again shortly")
+                    .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            response
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    extract::{DefaultBodyLimit, RawQuery, State},
+    extract::DefaultBodyLimit,
     routing::{get, post},
     Router,
 };
@@ -17,7 +17,11 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct AppState {
     pub ingest: Ingest,
+    /// The whole projection (catalogue and studies; bookkeeping in its default graph).
     pub store: Store,
+    /// The public mirror of the projection: the datasets' and providers' graphs only, what the
+    /// public SPARQL endpoint queries.
+    pub public_store: Store,
     pub base: PublicBase,
     pub catalog: Arc<CatalogInfo>,
     /// The paging index of the live catalogue, rebuilt when the checkpoint moves.
@@ -35,10 +39,16 @@ pub struct AppState {
     pub applied: watch::Receiver<u64>,
     /// Time limit of one SPARQL query.
     pub sparql_timeout: Duration,
-    /// Bounds how many SPARQL evaluations run at once.
-    pub sparql_slots: Arc<tokio::sync::Semaphore>,
+    /// The slots of expensive evaluations (SPARQL queries, `?at=` replays of the log) and each
+    /// caller's share of them.
+    pub admission: Arc<crate::Admission>,
+    /// Most log events a `?at=` request may replay; an instant further into a longer log is
+    /// refused (422).
+    pub history_max_events: u64,
     /// Most solutions (or triples) one SPARQL query may return.
     pub sparql_max_results: usize,
+    /// How long a request's body and answer may take.
+    pub limits: crate::RequestLimits,
 }
 
 impl AppState {
@@ -90,12 +100,21 @@ const READ_BODY_LIMIT: usize = 1024 * 1024;
 
 /// All routes of the registry.
 pub fn router(state: AppState) -> Router {
-    // writing: no CORS (browsers of other origins cannot publish), a large body for batches
+    use axum::middleware::from_fn_with_state;
+    let limits = state.limits;
+    // writing: no CORS (browsers of other origins cannot publish), a large body for batches,
+    // read whole (within the body time limit) only once the token was checked
     let write = Router::new()
         .route("/events", post(crate::events::post_events))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_publisher))
+        .layer(from_fn_with_state((limits, EVENTS_BODY_LIMIT), crate::limits::body_within))
+        .route_layer(from_fn_with_state(state.clone(), crate::auth::require_publisher))
         .layer(DefaultBodyLimit::max(EVENTS_BODY_LIMIT));
+    // SPARQL has its own time limit, enforced inside the evaluator
+    let sparql = Router::new().route("/sparql", get(crate::read::sparql_get).post(crate::read::sparql_post));
     read_routes()
+        .layer(from_fn_with_state(limits, crate::limits::answer_within))
+        .merge(sparql)
+        .layer(from_fn_with_state((limits, READ_BODY_LIMIT), crate::limits::body_within))
         .layer(read_cors())
         .merge(write)
         .fallback(not_found)
@@ -131,23 +150,10 @@ fn read_routes() -> Router<AppState> {
         .route("/fhir/ImagingStudy/{id}/_history", get(crate::fhir::history))
         .route("/fhir/ImagingStudy/{id}/_history/{vid}", get(crate::fhir::vread))
         .route("/fhir/{*rest}", get(crate::fhir::unknown))
-        .route("/sparql", get(crate::read::sparql_get).post(crate::read::sparql_post))
-        .route(
-            "/catalog.ttl",
-            get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "ttl", q)),
-        )
-        .route(
-            "/catalog.jsonld",
-            get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "jsonld", q)),
-        )
-        .route(
-            "/catalog.rdf",
-            get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "rdf", q)),
-        )
-        .route(
-            "/catalog.nt",
-            get(|State(s): State<AppState>, RawQuery(q): RawQuery| crate::catalog::catalog_ext(s, "nt", q)),
-        )
+        .route("/catalog.ttl", get(crate::catalog::catalog_ttl))
+        .route("/catalog.jsonld", get(crate::catalog::catalog_jsonld))
+        .route("/catalog.rdf", get(crate::catalog::catalog_rdf))
+        .route("/catalog.nt", get(crate::catalog::catalog_nt))
         .route("/feed", get(crate::catalog::feed))
         .route("/schemas", get(crate::read::schema_index))
         .route("/schemas/{file}", get(crate::read::schema_file))
@@ -171,13 +177,15 @@ fn minted_resources() -> Router<AppState> {
         .layer(axum::middleware::from_fn(crate::read::format_parameter))
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes, then drains open requests.
+/// Serves `router(state)` on `listener` within `connections`' bounds until `shutdown`
+/// completes, then drains open requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    connections: crate::ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    crate::listen::serve_bounded(listener, router(state), connections, shutdown).await
 }
 
 async fn not_found(uri: axum::http::Uri) -> crate::problem::ProblemResponse {

@@ -1,7 +1,10 @@
 //! Response bodies written by a blocking serializer and sent as they are produced, so a large
 //! catalogue is never held in memory whole.
 
-use std::io::{self, Write};
+use std::{
+    io::{self, Write},
+    time::Instant,
+};
 
 use axum::{
     body::{Body, Bytes},
@@ -14,14 +17,21 @@ use tokio::sync::mpsc;
 const CHUNK: usize = 64 * 1024;
 
 /// A `Write` that hands full chunks to the response body. Writing fails with `BrokenPipe` once
-/// the client has gone, which stops the serializer.
+/// the client has gone, and with `TimedOut` past the deadline, which stops the serializer.
 pub struct ChannelWriter {
     buffer: Vec<u8>,
     tx: mpsc::Sender<io::Result<Bytes>>,
+    deadline: Instant,
 }
 
 impl ChannelWriter {
     fn send(&mut self) -> io::Result<()> {
+        if Instant::now() > self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the response took longer than the request time limit",
+            ));
+        }
         if self.buffer.is_empty() {
             return Ok(());
         }
@@ -44,14 +54,15 @@ impl Write for ChannelWriter {
     }
 }
 
-/// A response whose body `write` produces on a blocking thread. An error after the first bytes
+/// A response whose body `write` produces on a blocking thread, and must finish by `deadline`
+/// (a slow reader cannot hold the writer's thread for ever). An error after the first bytes
 /// aborts the body (the client sees a truncated transfer, never a document that looks whole).
-pub fn streamed<F>(content_type: String, write: F) -> Response
+pub fn streamed<F>(content_type: String, deadline: Instant, write: F) -> Response
 where
     F: FnOnce(ChannelWriter) -> io::Result<ChannelWriter> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
-    let writer = ChannelWriter { buffer: Vec::with_capacity(CHUNK), tx: tx.clone() };
+    let writer = ChannelWriter { buffer: Vec::with_capacity(CHUNK), tx: tx.clone(), deadline };
     tokio::task::spawn_blocking(move || {
         let result = write(writer).and_then(|mut w| w.flush());
         if let Err(e) = result {
@@ -61,7 +72,15 @@ where
             }
         }
     });
-    let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let body = futures::stream::unfold(Some(rx), move |rx| async move {
+        let mut rx = rx?;
+        match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            Ok(item) => item.map(|item| (item, Some(rx))),
+            // past the deadline: end the body with an error; dropping the receiver stops the
+            // writer at its next chunk
+            Err(_) => Some((Err(io::Error::new(io::ErrorKind::TimedOut, "past the request time limit")), None)),
+        }
+    });
     ([(header::CONTENT_TYPE, content_type), (header::VARY, "Accept".to_owned())], Body::from_stream(body))
         .into_response()
 }

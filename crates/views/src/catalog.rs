@@ -344,10 +344,9 @@ pub fn resource_triples(store: &Store, graph: &NamedNode, subject: &NamedNode) -
 pub fn graph_about(store: &Store, subject: &NamedNode) -> std::io::Result<Option<NamedNode>> {
     for quad in store.quads_for_pattern(Some(subject.as_ref().into()), None, None, None) {
         let quad = quad.map_err(std::io::Error::other)?;
+        // the bookkeeping is in the default graph: any named graph here is a projected one
         if let oxigraph::model::GraphName::NamedNode(g) = quad.graph_name {
-            if g.as_str() != ns::PROJECTION_GRAPH {
-                return Ok(Some(g));
-            }
+            return Ok(Some(g));
         }
     }
     Ok(None)

@@ -26,7 +26,10 @@ pub use search::{
     access_label, country_name, FacetCount, Label, SearchCache, SearchDoc, SearchIndex, SearchQuery, SearchResults,
     Sort, FACETS, SIZE_CLASSES,
 };
-pub use sparql::{evaluate, write_results, GraphScope, ParsedQuery, QueryError, ResultsFormat, SparqlRequest};
+pub use sparql::{
+    evaluate, evaluate_with_token, write_results, GraphScope, ParsedQuery, QueryError, QueryStores, ResultsFormat,
+    SparqlRequest,
+};
 pub use studies::{
     Cursor, DateParam, IndexedStudy, Page, SearchParamError, StudyCache, StudyIndex, StudyLookup, StudyPage,
     StudyQuery, StudySort, DEFAULT_COUNT, MAX_COUNT, SEARCH_PARAMETERS,

@@ -5,7 +5,7 @@
 
 use std::{io::Write, time::Duration};
 
-use cireg_projector::{ns, PublicBase, IMAGING};
+use cireg_projector::PublicBase;
 use oxigraph::{
     io::{RdfFormat, RdfSerializer},
     model::{GraphName, NamedNode, NamedOrBlankNode},
@@ -83,56 +83,61 @@ pub enum GraphScope {
     WithStudies,
 }
 
-/// The graphs a query in `scope` may see, by an allowlist: a graph is visible when it is named
-/// under one of the listed IRI prefixes and holds the resource of the listed class it is named
-/// after. Anything else in the store (the projector's bookkeeping, study graphs for the public,
-/// any graph a later projection adds) is left out unless it is listed here. Found through the
-/// store's type index, so the cost follows the visible graphs, not every graph in the store.
-fn visible_graphs(store: &Store, base: &PublicBase, scope: GraphScope) -> Result<Vec<NamedOrBlankNode>, QueryError> {
-    let mut kinds = vec![
-        (format!("{}/datasets/", base.as_str()), format!("{}Dataset", ns::DCAT)),
-        (format!("{}/providers/", base.as_str()), format!("{}Agent", ns::FOAF)),
-    ];
-    if scope == GraphScope::WithStudies {
-        kinds.push((format!("{}/studies/", base.as_str()), format!("{IMAGING}ImagingStudy")));
-    }
-    let rdf_type = NamedNode::new_unchecked(ns::RDF_TYPE);
-    let mut visible = std::collections::BTreeSet::new();
-    for (prefix, class) in &kinds {
-        let class = NamedNode::new_unchecked(class.as_str());
-        for quad in store.quads_for_pattern(None, Some(rdf_type.as_ref()), Some(class.as_ref().into()), None) {
-            let quad = quad.map_err(|e| QueryError::Evaluation(e.to_string()))?;
-            if let GraphName::NamedNode(g) = quad.graph_name {
-                if g.as_str().starts_with(prefix.as_str()) {
-                    visible.insert(g);
-                }
-            }
+/// The stores a query reads. Visibility is by construction, not by a per-graph filter (which
+/// Oxigraph would pay per graph): the public mirror holds only the datasets' and providers'
+/// graphs, and in both stores the projector's bookkeeping sits in the default graph, which no
+/// query reaches (the query's default graph is the union of the named graphs, and `FROM` and
+/// `GRAPH` can only name named graphs).
+#[derive(Clone)]
+pub struct QueryStores {
+    /// The public mirror: what anyone may query.
+    pub public: Store,
+    /// The whole projection: the public graphs and the studies' (for researchers).
+    pub full: Store,
+}
+
+impl QueryStores {
+    fn for_scope(&self, scope: GraphScope) -> &Store {
+        match scope {
+            GraphScope::Public => &self.public,
+            GraphScope::WithStudies => &self.full,
         }
     }
-    Ok(visible.into_iter().map(NamedOrBlankNode::NamedNode).collect())
+}
+
+/// Whether a graph a query names may be read in `scope`: named under a prefix of the scope's
+/// kinds of graph. The stores hold nothing else, so this only keeps an explicitly named graph
+/// from ever reaching anything a later projection might add.
+fn may_name(base: &PublicBase, scope: GraphScope, graph: &NamedNode) -> bool {
+    let rest = graph.as_str().strip_prefix(base.as_str()).unwrap_or_default();
+    rest.starts_with("/datasets/")
+        || rest.starts_with("/providers/")
+        || (scope == GraphScope::WithStudies && rest.starts_with("/studies/"))
 }
 
 fn graph_list(
     param: &'static str,
     iris: &[String],
-    public: &[NamedOrBlankNode],
+    base: &PublicBase,
+    scope: GraphScope,
 ) -> Result<Vec<NamedOrBlankNode>, QueryError> {
-    iris.iter()
-        .map(|s| {
-            let node =
-                NamedNode::new(s).map_err(|e| QueryError::Parameter(param, format!("{s:?} is not an IRI: {e}")))?;
-            Ok(NamedOrBlankNode::from(node))
-        })
-        // a graph that is not public reads as empty: the same answer as a graph that does not exist
-        .filter(|g| g.as_ref().map(|g| public.contains(g)).unwrap_or(true))
-        .collect()
+    let mut out = Vec::new();
+    for s in iris {
+        let node = NamedNode::new(s).map_err(|e| QueryError::Parameter(param, format!("{s:?} is not an IRI: {e}")))?;
+        // a graph the caller may not read reads as empty: the same answer as a graph that does
+        // not exist
+        if may_name(base, scope, &node) {
+            out.push(NamedOrBlankNode::from(node));
+        }
+    }
+    Ok(out)
 }
 
 /// Evaluates `request` and hands the results to `write` while the evaluation is still bound to
 /// the store. Blocking: call it from a blocking thread. `timeout` cancels evaluation and
-/// serialisation.
+/// serialisation (the evaluator checks its token in every operator: see vendor/README.md).
 pub fn evaluate<T>(
-    store: &Store,
+    stores: &QueryStores,
     base: &PublicBase,
     scope: GraphScope,
     request: &SparqlRequest,
@@ -140,34 +145,6 @@ pub fn evaluate<T>(
     write: impl FnOnce(QueryResults<'_>) -> Result<T, QueryError>,
 ) -> Result<T, QueryError> {
     let token = CancellationToken::new();
-    let mut prepared = SparqlEvaluator::new()
-        // a federated call could reach anything the server can reach (this endpoint too, with
-        // the server's rights): refused, whatever oxigraph's features (the SHACL crate turns its
-        // HTTP client on)
-        .with_default_service_handler(ServiceDisabled)
-        .with_cancellation_token(token.clone())
-        .for_query(request.query.0.clone());
-    let public = visible_graphs(store, base, scope)?;
-    let from = request.query.dataset().cloned();
-    let dataset = prepared.dataset_mut();
-    // the protocol parameters win over the query's FROM / FROM NAMED (SPARQL 1.1 Protocol
-    // §2.1.4); either way only visible graphs are ever in the dataset
-    if !request.default_graph_uris.is_empty() || !request.named_graph_uris.is_empty() {
-        let default = graph_list("default-graph-uri", &request.default_graph_uris, &public)?;
-        let named = graph_list("named-graph-uri", &request.named_graph_uris, &public)?;
-        dataset.set_default_graph(default.into_iter().map(GraphName::from).collect());
-        dataset.set_available_named_graphs(named);
-    } else if let Some(from) = from {
-        let only_public = |graphs: Vec<NamedNode>| -> Vec<NamedOrBlankNode> {
-            graphs.into_iter().map(NamedOrBlankNode::from).filter(|g| public.contains(g)).collect()
-        };
-        dataset.set_default_graph(only_public(from.default).into_iter().map(GraphName::from).collect());
-        dataset.set_available_named_graphs(only_public(from.named.unwrap_or_default()));
-    } else {
-        // no dataset given: the default graph is the union of the public graphs
-        dataset.set_default_graph(public.iter().cloned().map(GraphName::from).collect());
-        dataset.set_available_named_graphs(public.clone());
-    }
     let timer_token = token.clone();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let timer = std::thread::spawn(move || {
@@ -175,13 +152,57 @@ pub fn evaluate<T>(
             timer_token.cancel();
         }
     });
-    let result = prepared.on_store(store).execute().map_err(|e| evaluation_error(e, timeout)).and_then(write);
+    let result = evaluate_with_token(stores, base, scope, request, token.clone(), write);
     let _ = done_tx.send(());
     let _ = timer.join();
     if token.is_cancelled() && result.is_err() {
         return Err(QueryError::Timeout(timeout));
     }
     result
+}
+
+/// [`evaluate`] with a cancellation token the caller cancels (a time limit, a memory guard, a
+/// client that went away).
+pub fn evaluate_with_token<T>(
+    stores: &QueryStores,
+    base: &PublicBase,
+    scope: GraphScope,
+    request: &SparqlRequest,
+    token: CancellationToken,
+    write: impl FnOnce(QueryResults<'_>) -> Result<T, QueryError>,
+) -> Result<T, QueryError> {
+    let mut prepared = SparqlEvaluator::new()
+        // a federated call could reach anything the server can reach (this endpoint too, with
+        // the server's rights): refused, whatever oxigraph's features (the SHACL crate turns its
+        // HTTP client on)
+        .with_default_service_handler(ServiceDisabled)
+        .with_cancellation_token(token)
+        .for_query(request.query.0.clone());
+    let from = request.query.dataset().cloned();
+    let dataset = prepared.dataset_mut();
+    // the protocol parameters win over the query's FROM / FROM NAMED (SPARQL 1.1 Protocol
+    // §2.1.4); either way only graphs of the scope's kinds are ever named
+    if !request.default_graph_uris.is_empty() || !request.named_graph_uris.is_empty() {
+        let default = graph_list("default-graph-uri", &request.default_graph_uris, base, scope)?;
+        let named = graph_list("named-graph-uri", &request.named_graph_uris, base, scope)?;
+        dataset.set_default_graph(default.into_iter().map(GraphName::from).collect());
+        dataset.set_available_named_graphs(named);
+    } else if let Some(from) = from {
+        let allowed = |graphs: Vec<NamedNode>| -> Vec<NamedOrBlankNode> {
+            graphs.into_iter().filter(|g| may_name(base, scope, g)).map(NamedOrBlankNode::from).collect()
+        };
+        dataset.set_default_graph(allowed(from.default).into_iter().map(GraphName::from).collect());
+        dataset.set_available_named_graphs(allowed(from.named.unwrap_or_default()));
+    } else {
+        // no dataset given: the default graph is the union of the store's named graphs, and
+        // every named graph is available (the scope's store holds only what the scope may see)
+        dataset.set_default_graph_as_union();
+    }
+    prepared
+        .on_store(stores.for_scope(scope))
+        .execute()
+        .map_err(|e| evaluation_error(e, Duration::ZERO))
+        .and_then(write)
 }
 
 /// The handler of every `SERVICE` call: a refusal.
@@ -268,20 +289,23 @@ pub fn write_results<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cireg_projector::{ns, Projector, IMAGING};
     use oxigraph::model::{Literal, Quad, Term};
 
-    /// Runs a SELECT and returns the values of `?o`.
-    fn objects(store: &Store, base: &PublicBase, query: &str, named: &[&str]) -> Vec<String> {
-        objects_in(store, base, GraphScope::Public, query, named)
-    }
-
-    fn objects_in(store: &Store, base: &PublicBase, scope: GraphScope, query: &str, named: &[&str]) -> Vec<String> {
+    fn objects_in(
+        stores: &QueryStores,
+        base: &PublicBase,
+        scope: GraphScope,
+        query: &str,
+        default: &[&str],
+        named: &[&str],
+    ) -> Vec<String> {
         let request = SparqlRequest {
             query: ParsedQuery::parse(query).unwrap(),
-            default_graph_uris: Vec::new(),
+            default_graph_uris: default.iter().map(|s| (*s).to_owned()).collect(),
             named_graph_uris: named.iter().map(|s| (*s).to_owned()).collect(),
         };
-        evaluate(store, base, scope, &request, Duration::from_secs(10), |results| {
+        let mut out = evaluate(stores, base, scope, &request, Duration::from_secs(10), |results| {
             let QueryResults::Solutions(solutions) = results else { panic!("not a SELECT") };
             let mut out = Vec::new();
             for s in solutions {
@@ -292,65 +316,132 @@ mod tests {
             }
             Ok(out)
         })
-        .unwrap()
+        .unwrap();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// A store as the projector leaves it (a dataset's, a provider's and a study's graph, the
+    /// bookkeeping in the default graph) and its public mirror.
+    fn stores(base: &PublicBase) -> QueryStores {
+        let full = Store::new().unwrap();
+        let p = NamedNode::new("urn:p").unwrap();
+        let rdf_type = NamedNode::new(ns::RDF_TYPE).unwrap();
+        for (graph, value, class) in [
+            ("https://registry.example.eu/datasets/a/b", "dataset", format!("{}Dataset", ns::DCAT)),
+            ("https://registry.example.eu/providers/a", "provider", format!("{}Agent", ns::FOAF)),
+            ("https://registry.example.eu/studies/s1", "study", format!("{IMAGING}ImagingStudy")),
+        ] {
+            let g = NamedNode::new(graph).unwrap();
+            let class = NamedNode::new(class).unwrap();
+            full.insert(&Quad::new(g.clone(), p.clone(), Literal::new_simple_literal(value), g.clone())).unwrap();
+            full.insert(&Quad::new(g.clone(), rdf_type.clone(), class, g)).unwrap();
+        }
+        let projector = Projector::new(full.clone(), base.clone()).unwrap();
+        // the bookkeeping, where the projector keeps it
+        let node = NamedNode::new(ns::PROJECTION_NODE).unwrap();
+        full.insert(&Quad::new(node, p, Literal::new_simple_literal("bookkeeping"), GraphName::DefaultGraph)).unwrap();
+        let public = Store::new().unwrap();
+        projector.with_public_mirror(public.clone()).unwrap();
+        QueryStores { public, full }
     }
 
     #[test]
-    fn only_dataset_and_provider_graphs_are_public() {
+    fn the_public_sees_the_catalogue_and_researchers_the_studies_too() {
         let base = PublicBase::new("https://registry.example.eu").unwrap();
-        let store = Store::new().unwrap();
-        let p = NamedNode::new("urn:p").unwrap();
-        let rdf_type = NamedNode::new(ns::RDF_TYPE).unwrap();
-        let dataset = NamedNode::new(format!("{}Dataset", ns::DCAT)).unwrap();
-        let study = NamedNode::new(format!("{IMAGING}ImagingStudy")).unwrap();
-        for (graph, value, class) in [
-            ("https://registry.example.eu/datasets/a/b", "dataset", dataset.clone()),
-            (
-                "https://registry.example.eu/providers/a",
-                "provider",
-                NamedNode::new(format!("{}Agent", ns::FOAF)).unwrap(),
-            ),
-            ("https://registry.example.eu/studies/s1", "study", study.clone()),
-            // a dataset's class, but not under a listed prefix; and a listed prefix without the class
-            ("urn:anything:else", "other", dataset.clone()),
-            ("https://registry.example.eu/datasets/c/d", "untyped", study.clone()),
-            (ns::PROJECTION_GRAPH, "bookkeeping", dataset.clone()),
-        ] {
-            let g = NamedNode::new(graph).unwrap();
-            store.insert(&Quad::new(g.clone(), p.clone(), Literal::new_simple_literal(value), g.clone())).unwrap();
-            store.insert(&Quad::new(g.clone(), rdf_type.clone(), class, g)).unwrap();
-        }
+        let stores = stores(&base);
         let everything = "SELECT ?o WHERE { { ?s <urn:p> ?o } UNION { GRAPH ?g { ?s <urn:p> ?o } } }";
-        let mut all = objects(&store, &base, everything, &[]);
-        all.sort();
-        all.dedup();
-        assert_eq!(all, vec!["dataset", "provider"]);
-        let mut with_studies = objects_in(&store, &base, GraphScope::WithStudies, everything, &[]);
-        with_studies.sort();
-        with_studies.dedup();
-        assert_eq!(with_studies, vec!["dataset", "provider", "study"]);
-        // naming a private graph, by FROM, FROM NAMED or the protocol, reads as empty
+        assert_eq!(objects_in(&stores, &base, GraphScope::Public, everything, &[], &[]), ["dataset", "provider"]);
+        assert_eq!(
+            objects_in(&stores, &base, GraphScope::WithStudies, everything, &[], &[]),
+            ["dataset", "provider", "study"]
+        );
+        // naming a study graph, by FROM, FROM NAMED, GRAPH or the protocol, reads as empty for
+        // the public; the bookkeeping cannot be named at all
         for q in [
             "SELECT ?o FROM <https://registry.example.eu/studies/s1> WHERE { ?s ?p ?o }",
-            "SELECT ?o FROM NAMED <urn:anything:else> WHERE { GRAPH ?g { ?s ?p ?o } }",
+            "SELECT ?o FROM NAMED <https://registry.example.eu/studies/s1> WHERE { GRAPH ?g { ?s ?p ?o } }",
             "SELECT ?o WHERE { GRAPH <https://registry.example.eu/studies/s1> { ?s ?p ?o } }",
+            "SELECT ?o FROM <urn:cireg:projection> WHERE { ?s ?p ?o }",
         ] {
-            assert!(objects(&store, &base, q, &[]).is_empty(), "{q}");
+            assert!(objects_in(&stores, &base, GraphScope::Public, q, &[], &[]).is_empty(), "{q}");
         }
-        // SERVICE never leaves the process (nor calls this endpoint back)
+        let any_graph = "SELECT ?o WHERE { GRAPH ?g { ?s ?p ?o } }";
+        let study = ["https://registry.example.eu/studies/s1"];
+        assert!(objects_in(&stores, &base, GraphScope::Public, any_graph, &[], &study).is_empty());
+        assert!(objects_in(&stores, &base, GraphScope::Public, "SELECT ?o WHERE { ?s ?p ?o }", &study, &[]).is_empty());
+        // a researcher may name it
+        assert_eq!(objects_in(&stores, &base, GraphScope::WithStudies, any_graph, &[], &study), ["study"]);
+        assert_eq!(
+            objects_in(
+                &stores,
+                &base,
+                GraphScope::WithStudies,
+                "SELECT ?o FROM <https://registry.example.eu/studies/s1> WHERE { ?s <urn:p> ?o }",
+                &[],
+                &[]
+            ),
+            ["study"]
+        );
+        // but nobody reads the bookkeeping, whatever they name
+        for scope in [GraphScope::Public, GraphScope::WithStudies] {
+            for q in [
+                "SELECT ?o WHERE { ?s ?p ?o }",
+                "SELECT ?o WHERE { GRAPH ?g { ?s ?p ?o } }",
+                "SELECT ?o FROM <urn:cireg:projection> WHERE { ?s ?p ?o }",
+                "SELECT ?o FROM NAMED <urn:cireg:projection> WHERE { GRAPH ?g { ?s ?p ?o } }",
+            ] {
+                let seen = objects_in(&stores, &base, scope, q, &[], &[]);
+                assert!(!seen.iter().any(|o| o == "bookkeeping"), "{q}: {seen:?}");
+            }
+            let named = ["urn:cireg:projection"];
+            assert!(objects_in(&stores, &base, scope, "SELECT ?o WHERE { ?s ?p ?o }", &named, &[]).is_empty());
+            assert!(objects_in(&stores, &base, scope, any_graph, &[], &named).is_empty());
+        }
+    }
+
+    #[test]
+    fn service_never_leaves_the_process() {
+        let base = PublicBase::new("https://registry.example.eu").unwrap();
+        let stores = stores(&base);
         let service =
             ParsedQuery::parse("SELECT ?o WHERE { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }").unwrap();
         let request = SparqlRequest { query: service, default_graph_uris: Vec::new(), named_graph_uris: Vec::new() };
-        let refused = evaluate(&store, &base, GraphScope::WithStudies, &request, Duration::from_secs(10), |results| {
+        let refused = evaluate(&stores, &base, GraphScope::WithStudies, &request, Duration::from_secs(10), |results| {
             write_results(results, ResultsFormat::Solutions(QueryResultsFormat::Json), Vec::new(), 10)
         });
         assert!(matches!(refused, Err(QueryError::Parameter("query", ref m)) if m.contains("SERVICE is disabled")));
-        let via_protocol = objects(
-            &store,
-            &base,
-            "SELECT ?o WHERE { GRAPH ?g { ?s ?p ?o } }",
-            &["https://registry.example.eu/studies/s1"],
+    }
+
+    /// Work that never reads the store (a cross product of VALUES under a FILTER that never
+    /// holds) stops at the time limit: the evaluator checks its token in every operator.
+    #[test]
+    fn an_in_memory_query_stops_at_its_time_limit() {
+        let base = PublicBase::new("https://registry.example.eu").unwrap();
+        let stores = stores(&base);
+        let values = |v: &str| {
+            let numbers: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+            format!("VALUES ?{v} {{ {} }}", numbers.join(" "))
+        };
+        let query = format!(
+            "SELECT (COUNT(*) AS ?n) WHERE {{ {} {} {} FILTER(?a + ?b + ?c < 0) }}",
+            values("a"),
+            values("b"),
+            values("c")
         );
-        assert!(via_protocol.is_empty());
+        let request = SparqlRequest {
+            query: ParsedQuery::parse(&query).unwrap(),
+            default_graph_uris: Vec::new(),
+            named_graph_uris: Vec::new(),
+        };
+        let started = std::time::Instant::now();
+        let outcome = evaluate(&stores, &base, GraphScope::Public, &request, Duration::from_millis(300), |results| {
+            write_results(results, ResultsFormat::Solutions(QueryResultsFormat::Json), Vec::new(), 10)
+        });
+        assert!(matches!(outcome, Err(QueryError::Timeout(_))), "{:?}", outcome.map(|_| ()));
+        // 8·10⁹ combinations would take hours; a generous bound that only a missed cancellation
+        // can exceed
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
     }
 }

@@ -1,0 +1,150 @@
+//! Clients that try to hold the node: slow headers, slow bodies, a flood of idle connections, a
+//! flood of `?at=` replays. Real binary over loopback; bounded counts, and every wait has a
+//! generous bound that only a missing limit can exceed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use support::{example, Cireg};
+
+fn host_port(c: &Cireg) -> String {
+    c.listen.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection (or `within` passes); returns what it sent and
+/// whether it closed.
+fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), true),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), false)
+}
+
+#[tokio::test]
+async fn slow_clients_and_idle_connections_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(
+        &dir.path().join("data"),
+        &["--demo", "--header-timeout", "1", "--body-timeout", "1", "--max-connections", "16"],
+    );
+    c.wait_ready().await;
+    let addr = host_port(&c);
+
+    // slow headers: one header line a second never finishes the request; the server closes
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /catalog HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for i in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        if slow.write_all(format!("X-Slow-{i}: y\r\n").as_bytes()).is_err() {
+            closed = true;
+            break;
+        }
+        let (_, gone) = read_until_closed(&mut slow, Duration::from_millis(10));
+        if gone {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a slow-header client kept its connection for {:?}", started.elapsed());
+
+    // slow body: the headers promise 100 bytes, 10 come; the answer is 408, not a wait for ever
+    let mut slow_body = TcpStream::connect(&addr).unwrap();
+    slow_body
+        .write_all(
+            b"POST /sparql HTTP/1.1\r\nHost: x\r\nContent-Type: application/sparql-query\r\nContent-Length: 100\r\n\r\nASK { ?s ",
+        )
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut slow_body, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body-timeout"), "{answer}");
+
+    // a flood of idle connections (four times the limit): each is closed after the header time
+    // limit, and an ordinary request gets through meanwhile
+    let idle: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let r = reqwest::Client::new()
+        .get(c.url("/healthz"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an ordinary request is answered while idle connections flood the node");
+    assert_eq!(r.status(), 200);
+    // the idle ones were accepted in turn and closed by the header limit (none still open long
+    // after it)
+    let mut still_open = 0;
+    for mut s in idle {
+        let (_, gone) = read_until_closed(&mut s, Duration::from_secs(15));
+        still_open += usize::from(!gone);
+    }
+    assert_eq!(still_open, 0);
+    let r = reqwest::get(c.url("/readyz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn replays_of_the_past_are_bounded_per_node_and_per_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(
+        &dir.path().join("data"),
+        &["--history-max-events", "4", "--sparql-slots", "2", "--sparql-caller-share", "1"],
+    );
+    c.wait_ready().await;
+    for name in ["provider.registered", "dataset.published"] {
+        let (status, body) = c.post_event(&example(name)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let early = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for i in 0..4 {
+        let mut e = example("dataset.published");
+        e["id"] = json!(format!("more-{i}"));
+        e["subject"] = json!(format!("more-{i}"));
+        let (status, body) = c.post_event(&e).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    c.wait_ready().await;
+    let http = reqwest::Client::new();
+    let at = |instant: String| {
+        let (http, url) = (http.clone(), c.url("/catalog.ttl"));
+        async move { http.get(url).query(&[("at", instant.as_str())]).send().await.unwrap() }
+    };
+    // an instant within the first 4 events replays; a later one is refused, naming `at`
+    let r = at(early.clone()).await;
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("breast-mri-screening-2024") && !body.contains("more-0"), "{body}");
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let r = at(now).await;
+    assert_eq!(r.status(), 422);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["type"], json!("urn:cireg:problem:history-too-long"));
+    assert_eq!(p["errors"][0]["pointer"], json!("at"));
+
+    // a flood from one caller: its share replays, the rest are told to come back; nothing fails
+    let flood: Vec<_> = (0..8).map(|_| tokio::spawn(at(early.clone()))).collect();
+    let mut statuses = Vec::new();
+    for f in flood {
+        let r = f.await.unwrap();
+        statuses.push((r.status().as_u16(), r.headers().get("retry-after").is_some()));
+    }
+    assert!(statuses.iter().all(|(s, retry)| *s == 200 || (*s == 429 && *retry)), "{statuses:?}");
+    assert!(statuses.iter().any(|(s, _)| *s == 200), "{statuses:?}");
+}
