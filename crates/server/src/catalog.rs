@@ -389,7 +389,10 @@ async fn feed_response(
 }
 
 /// `GET /feed/{seq}`: one activity of the feed.
-pub async fn feed_activity(State(state): State<AppState>, headers: HeaderMap, Path(seq): Path<u64>) -> Response {
+pub async fn feed_activity(State(state): State<AppState>, headers: HeaderMap, Path(seq): Path<String>) -> Response {
+    let Ok(seq) = seq.parse::<u64>() else {
+        return bad_parameter("seq", format!("{seq:?} is not a log sequence (a whole number)")).into_response();
+    };
     let (format, media) = match rdf_only(&headers) {
         Ok(chosen) => chosen,
         Err(not_acceptable) => return not_acceptable,
