@@ -103,7 +103,7 @@ async fn replays_of_the_past_are_bounded_per_node_and_per_caller() {
     let dir = tempfile::tempdir().unwrap();
     let c = Cireg::start(
         &dir.path().join("data"),
-        &["--history-max-events", "4", "--sparql-slots", "2", "--sparql-caller-share", "1"],
+        &["--history-max-events", "4", "--sparql-slots", "2", "--sparql-caller-share", "1", "--history-rate", "20"],
     );
     c.wait_ready().await;
     for name in ["provider.registered", "dataset.published"] {
@@ -147,4 +147,17 @@ async fn replays_of_the_past_are_bounded_per_node_and_per_caller() {
     }
     assert!(statuses.iter().all(|(s, retry)| *s == 200 || (*s == 429 && *retry)), "{statuses:?}");
     assert!(statuses.iter().any(|(s, _)| *s == 200), "{statuses:?}");
+    // and a caller that keeps asking runs out of its replays per minute (20, burst 20; 10 used)
+    let mut limited = None;
+    for i in 0..30 {
+        let r = at(early.clone()).await;
+        if r.status() == 429 {
+            let p: Value = r.json().await.unwrap();
+            limited = Some((i, p["title"].as_str().unwrap_or_default().to_owned()));
+            break;
+        }
+    }
+    let (after, title) = limited.expect("30 more replays within a minute were all served");
+    assert!(after <= 12, "{after}");
+    assert!(title.contains("replays"), "{title}");
 }

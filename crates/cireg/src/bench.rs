@@ -471,6 +471,10 @@ impl BenchServer {
             sparql_timeout: std::time::Duration::from_secs(30),
             admission: cireg_server::Admission::for_this_machine(),
             history_max_events: 100_000,
+            history_rate: {
+                let thirty = std::num::NonZeroU32::new(30).unwrap_or(std::num::NonZeroU32::MIN);
+                Arc::new(cireg_ingest::RateLimit::per_minute(thirty, thirty))
+            },
             limits: cireg_server::RequestLimits::default(),
             sparql_max_results: 100_000,
         };

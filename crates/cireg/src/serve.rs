@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// refused (422).
     #[arg(long, default_value_t = 100_000, env = "CIREG_HISTORY_MAX_EVENTS")]
     history_max_events: u64,
+    /// `/catalog?at=` requests each caller may send per minute (and at once); more get 429.
+    #[arg(long, default_value = "30", env = "CIREG_HISTORY_RATE")]
+    history_rate: std::num::NonZeroU32,
     /// Most solutions (or triples) one SPARQL query may return; a larger answer is refused
     /// (400) rather than cut.
     #[arg(long, default_value_t = 100_000, env = "CIREG_SPARQL_MAX_RESULTS")]
@@ -285,6 +288,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sparql_timeout: Duration::from_secs_f64(args.sparql_timeout),
         sparql_max_results: args.sparql_max_results,
         history_max_events: args.history_max_events,
+        history_rate: Arc::new(RateLimit::per_minute(args.history_rate, args.history_rate)),
         admission: {
             let default = cireg_server::Admission::for_this_machine();
             let slots = args.sparql_slots.map_or(default.slots(), |n| n.get());

@@ -25,6 +25,14 @@ impl RateLimit {
         }
     }
 
+    /// `per_minute` requests per caller on average, `burst` at once: for costly requests.
+    pub fn per_minute(per_minute: NonZeroU32, burst: NonZeroU32) -> Self {
+        RateLimit {
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst)),
+            clock: DefaultClock::default(),
+        }
+    }
+
     /// Takes one event from `caller`'s bucket; `Err` says how long until it may send again.
     pub fn check(&self, caller: &str) -> Result<(), Duration> {
         if self.limiter.len() > TRACKED_CALLERS {

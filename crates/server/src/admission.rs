@@ -110,6 +110,11 @@ impl CallerKey {
         CallerKey(format!("sub:{subject}"))
     }
 
+    /// The key as text (for keyed rate limits).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn address(addr: Option<IpAddr>) -> Self {
         match addr {
             Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {

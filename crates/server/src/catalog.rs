@@ -273,6 +273,17 @@ async fn store_at(
 ) -> Result<(Store, Arc<CatalogIndex>), Response> {
     let unavailable =
         |detail: String| problem(503, "log-unavailable", "The event log could not be read", detail).into_response();
+    if let Err(wait) = state.history_rate.check(caller.as_str()) {
+        let mut response = problem(
+            429,
+            "too-many-requests",
+            "Too many replays of the past",
+            format!("?at= rebuilds the catalogue from the log: try again in {} s", wait.as_secs().max(1)),
+        )
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
+        return Err(response);
+    }
     let _slot = state.admission.admit(caller, state.limits.request_timeout).await.map_err(not_admitted)?;
     let limit = at.unix_timestamp_nanos();
     let log = state.ingest.log().clone();

@@ -45,6 +45,8 @@ pub struct AppState {
     /// Most log events a `?at=` request may replay; an instant further into a longer log is
     /// refused (422).
     pub history_max_events: u64,
+    /// `?at=` replays each caller may ask for per minute.
+    pub history_rate: Arc<cireg_ingest::RateLimit>,
     /// Most solutions (or triples) one SPARQL query may return.
     pub sparql_max_results: usize,
     /// How long a request's body and answer may take.

@@ -27,8 +27,7 @@ pub use search::{
     Sort, FACETS, SIZE_CLASSES,
 };
 pub use sparql::{
-    evaluate, evaluate_with_token, write_results, GraphScope, ParsedQuery, QueryError, QueryStores, ResultsFormat,
-    SparqlRequest,
+    evaluate, write_results, GraphScope, ParsedQuery, QueryError, QueryStores, ResultsFormat, SparqlRequest,
 };
 pub use studies::{
     Cursor, DateParam, IndexedStudy, Page, SearchParamError, StudyCache, StudyIndex, StudyLookup, StudyPage,

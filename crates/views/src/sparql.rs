@@ -161,9 +161,8 @@ pub fn evaluate<T>(
     result
 }
 
-/// [`evaluate`] with a cancellation token the caller cancels (a time limit, a memory guard, a
-/// client that went away).
-pub fn evaluate_with_token<T>(
+/// [`evaluate`] with the cancellation token its timer cancels.
+fn evaluate_with_token<T>(
     stores: &QueryStores,
     base: &PublicBase,
     scope: GraphScope,
