@@ -128,6 +128,7 @@ async fn project_all(log: Arc<dyn EventLog>, projector: &Projector) -> anyhow::R
 
 /// A projector as `cireg serve` runs it: a store and its public mirror, under `dir`.
 fn projector_in(dir: &std::path::Path) -> anyhow::Result<Projector> {
+    std::fs::create_dir_all(dir)?;
     let projector = Projector::new(Store::open(dir.join("store"))?, PublicBase::new("http://bench.invalid")?)?;
     Ok(projector.with_public_mirror(Store::open(dir.join("public"))?)?)
 }

@@ -125,9 +125,9 @@ pub async fn bench_sparql(datasets: usize, studies: usize, runs: usize) -> anyho
     );
     let one_dataset = {
         let q = format!("SELECT ?d WHERE {{ ?d a <{DCAT}Dataset> }} LIMIT 1");
-        let QueryResults::Solutions(mut s) = SparqlEvaluator::new().parse_query(&q)?.on_store(&raw).execute()? else {
-            anyhow::bail!("not solutions")
-        };
+        let mut prepared = SparqlEvaluator::new().parse_query(&q)?;
+        prepared.dataset_mut().set_default_graph_as_union();
+        let QueryResults::Solutions(mut s) = prepared.on_store(&raw).execute()? else { anyhow::bail!("not solutions") };
         match s.next().transpose()?.and_then(|s| s.get("d").cloned()) {
             Some(oxigraph::model::Term::NamedNode(n)) => n.into_string(),
             _ => anyhow::bail!("no dataset in the store"),
