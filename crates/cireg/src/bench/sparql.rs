@@ -78,7 +78,7 @@ fn accept_for(query: &str) -> &'static str {
 
 /// Folds `datasets` generated datasets (and `studies` studies of one more dataset) into a store
 /// with its public mirror, and compares the endpoint with the engine on the mirror's quads.
-pub async fn bench_sparql(datasets: usize, studies: usize, runs: usize) -> anyhow::Result<()> {
+pub async fn bench_sparql(datasets: usize, studies: usize, runs: usize, pathological: bool) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let projector = projector_in(&tmp.path().join("store"))?;
     let mut seq = 0u64;
@@ -216,6 +216,92 @@ pub async fn bench_sparql(datasets: usize, studies: usize, runs: usize) -> anyho
     let theirs: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
     let theirs = theirs as f64 / start.elapsed().as_secs_f64();
     println!("{:<40} {ours:>10.0}/s {theirs:>10.0}/s {:>8.2}", "facet query, 8 clients", theirs / ours.max(1e-9));
+    server.stop().await;
+    if pathological {
+        bench_pathological(query_stores(&projector)?, seq).await?;
+    }
+    Ok(())
+}
+
+/// Three VALUES blocks of 2,000 numbers each, joined, under a FILTER that never holds: all the
+/// work in memory, none of it reading the store.
+fn pathological_query() -> String {
+    let values = |v: &str| {
+        let numbers: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+        format!("VALUES ?{v} {{ {} }}", numbers.join(" "))
+    };
+    format!(
+        "SELECT (COUNT(*) AS ?n) WHERE {{ {} {} {} FILTER(?a + ?b + ?c < 0) }}",
+        values("a"),
+        values("b"),
+        values("c")
+    )
+}
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    // clock ticks are 100 a second on Linux (USER_HZ)
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Pathological queries against a node with a 2 s SPARQL limit: 8 at once from one caller, then
+/// 100 in a row, while another caller asks an ordinary query; when each was answered, and the
+/// CPU the process used in the second after the last answer.
+pub async fn bench_pathological(stores: cireg_views::QueryStores, seq: u64) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("empty.redb"))?);
+    let limit = std::time::Duration::from_secs(2);
+    let server =
+        BenchServer::start_with_sparql_timeout(stores, log, PublicBase::new("http://bench.invalid")?, seq, limit)
+            .await?;
+    let addr = server.addr;
+    let attacker = reqwest::Client::new();
+    let ordinary = reqwest::Client::builder().local_address(IpAddr::from([127, 0, 0, 2])).build()?;
+    let count = format!("SELECT (COUNT(?d) AS ?n) WHERE {{ ?d a <{DCAT}Dataset> }}");
+    let ask = |client: reqwest::Client, query: String| async move {
+        let start = Instant::now();
+        let status = client.get(format!("http://{addr}/sparql")).query(&[("query", query)]).send().await?.status();
+        anyhow::Ok((status.as_u16(), start.elapsed().as_secs_f64()))
+    };
+    println!("\npathological SPARQL (a 2 s limit; 8·10⁹ in-memory combinations each)");
+    // 8 at once, and the ordinary caller meanwhile
+    let burst: Vec<_> = (0..8).map(|_| tokio::spawn(ask(attacker.clone(), pathological_query()))).collect();
+    let mut ordinary_times = Vec::new();
+    for _ in 0..10 {
+        let (status, t) = ask(ordinary.clone(), count.clone()).await?;
+        anyhow::ensure!(status == 200, "an ordinary query got {status} during the burst");
+        ordinary_times.push(t);
+    }
+    let mut answers = Vec::new();
+    for b in burst {
+        answers.push(b.await??);
+    }
+    let slowest = answers.iter().map(|(_, t)| *t).fold(0.0, f64::max);
+    let timed_out = answers.iter().filter(|(s, _)| *s == 503).count();
+    let refused = answers.iter().filter(|(s, _)| *s == 429).count();
+    let before = own_cpu_seconds();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let after_burst = own_cpu_seconds() - before;
+    println!(
+        "8 at once: {timed_out} × 503 at the limit, {refused} × 429 (over the caller's share); slowest answer {slowest:.2} s; \
+         ordinary queries meanwhile: 10 × 200, p50 {:.1} ms, max {:.1} ms; CPU in the second after: {after_burst:.2} s",
+        percentile(&ordinary_times, 0.5),
+        percentile(&ordinary_times, 1.0)
+    );
+    let mut slowest = 0.0f64;
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..100 {
+        let (status, t) = ask(attacker.clone(), pathological_query()).await?;
+        *statuses.entry(status).or_insert(0) += 1;
+        slowest = slowest.max(t);
+    }
+    let before = own_cpu_seconds();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let after_row = own_cpu_seconds() - before;
+    println!("100 in a row: {statuses:?}; slowest answer {slowest:.2} s; CPU in the second after: {after_row:.2} s");
     server.stop().await;
     Ok(())
 }
