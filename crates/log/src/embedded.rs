@@ -1,6 +1,10 @@
 //! The embedded log: a redb file. Single process: the in-process watch channel wakes followers.
+//!
+//! Appends are group-committed: one writer thread takes every append that is waiting, applies
+//! them in order in one write transaction and commits once (one fsync for the lot), then answers
+//! each. An append is acknowledged only after the commit that made it durable.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, thread::JoinHandle, time::Duration};
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -20,7 +24,17 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub struct EmbeddedLog {
     db: Arc<Database>,
     last: watch::Sender<u64>,
+    /// The writer's queue; `None` once the log is dropped (which ends the writer).
+    appends: Option<std::sync::mpsc::Sender<PendingAppend>>,
+    writer: Option<JoinHandle<()>>,
 }
+
+/// An append waiting for the writer, and where its outcome goes.
+type PendingAppend = (AppendRequest, tokio::sync::oneshot::Sender<Result<Appended, LogError>>);
+
+/// Most appends one write transaction takes, and most payload bytes.
+const GROUP_MAX_EVENTS: usize = 1024;
+const GROUP_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 fn storage<E: std::fmt::Display>(e: E) -> LogError {
     LogError::Storage(e.to_string())
@@ -40,7 +54,14 @@ impl EmbeddedLog {
             last
         };
         txn.commit().map_err(storage)?;
-        Ok(EmbeddedLog { db: Arc::new(db), last: watch::channel(last).0 })
+        let db = Arc::new(db);
+        let (appends, queue) = std::sync::mpsc::channel::<PendingAppend>();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("cireg-log-writer".into())
+            .spawn(move || write_groups(&writer_db, &queue))
+            .map_err(storage)?;
+        Ok(EmbeddedLog { db, last: watch::channel(last).0, appends: Some(appends), writer: Some(writer) })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -50,6 +71,85 @@ impl EmbeddedLog {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db)).await.map_err(storage)?
     }
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        // closing the queue ends the writer once it has answered what it holds; waiting for it
+        // lets the file be opened again as soon as the log is gone
+        self.appends.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer: takes the appends waiting, writes them in one transaction, answers each.
+fn write_groups(db: &Database, queue: &std::sync::mpsc::Receiver<PendingAppend>) {
+    while let Ok(first) = queue.recv() {
+        let mut bytes = first.0.payload.len();
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX_EVENTS && bytes < GROUP_MAX_BYTES {
+            match queue.try_recv() {
+                Ok(next) => {
+                    bytes += next.0.payload.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        match append_group(db, &requests) {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            // nothing of the group was written: each caller hears why
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(storage(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// Appends `requests` in order in one write transaction: each is checked against the log as the
+/// ones before it in the group left it (re-sends, expected subject sequences). `Err`: the
+/// transaction failed and nothing was written.
+fn append_group(db: &Database, requests: &[AppendRequest]) -> Result<Vec<Result<Appended, LogError>>, LogError> {
+    let txn = db.begin_write().map_err(storage)?;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    {
+        let mut ids = txn.open_table(IDS).map_err(storage)?;
+        let mut by_subject = txn.open_table(BY_SUBJECT).map_err(storage)?;
+        let mut meta = txn.open_table(META).map_err(storage)?;
+        let mut events = txn.open_table(EVENTS).map_err(storage)?;
+        let mut seq = meta.get("last_seq").map_err(storage)?.map(|v| v.value()).unwrap_or(0);
+        for request in requests {
+            if let Some(existing) = ids.get(request.event_id.as_str()).map_err(storage)? {
+                outcomes.push(Ok(Appended::Duplicate(existing.value())));
+                continue;
+            }
+            let subject = request.subject.as_str();
+            if last_on_subject(&by_subject, subject)? != request.expected_last_subject_seq {
+                outcomes.push(Err(LogError::Conflict {
+                    subject: request.subject.clone(),
+                    expected: request.expected_last_subject_seq,
+                }));
+                continue;
+            }
+            seq += 1;
+            events.insert(seq, (subject, now_nanos(), request.payload.as_ref())).map_err(storage)?;
+            by_subject.insert((subject, seq), ()).map_err(storage)?;
+            ids.insert(request.event_id.as_str(), seq).map_err(storage)?;
+            outcomes.push(Ok(Appended::New(seq)));
+        }
+        meta.insert("last_seq", seq).map_err(storage)?;
+    }
+    txn.commit().map_err(storage)?;
+    Ok(outcomes)
 }
 
 fn now_nanos() -> i128 {
@@ -82,36 +182,10 @@ fn read_range(db: &Database, from: u64, max: usize) -> Result<Vec<StoredEvent>, 
 #[async_trait::async_trait]
 impl EventLog for EmbeddedLog {
     async fn append(&self, request: AppendRequest) -> Result<Appended, LogError> {
-        let appended = self
-            .blocking(move |db| {
-                let txn = db.begin_write().map_err(storage)?;
-                let appended = {
-                    let mut ids = txn.open_table(IDS).map_err(storage)?;
-                    if let Some(seq) = ids.get(request.event_id.as_str()).map_err(storage)? {
-                        return Ok(Appended::Duplicate(seq.value()));
-                    }
-                    let mut by_subject = txn.open_table(BY_SUBJECT).map_err(storage)?;
-                    let subject = request.subject.as_str();
-                    let current = last_on_subject(&by_subject, subject)?;
-                    if current != request.expected_last_subject_seq {
-                        return Err(LogError::Conflict {
-                            subject: request.subject.clone(),
-                            expected: request.expected_last_subject_seq,
-                        });
-                    }
-                    let mut meta = txn.open_table(META).map_err(storage)?;
-                    let seq = meta.get("last_seq").map_err(storage)?.map(|v| v.value()).unwrap_or(0) + 1;
-                    meta.insert("last_seq", seq).map_err(storage)?;
-                    let mut events = txn.open_table(EVENTS).map_err(storage)?;
-                    events.insert(seq, (subject, now_nanos(), request.payload.as_ref())).map_err(storage)?;
-                    by_subject.insert((subject, seq), ()).map_err(storage)?;
-                    ids.insert(request.event_id.as_str(), seq).map_err(storage)?;
-                    Appended::New(seq)
-                };
-                txn.commit().map_err(storage)?;
-                Ok(appended)
-            })
-            .await?;
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let queue = self.appends.as_ref().ok_or_else(|| LogError::Unavailable("the log is closing".into()))?;
+        queue.send((request, reply)).map_err(|_| LogError::Unavailable("the log's writer stopped".into()))?;
+        let appended = outcome.await.map_err(|_| LogError::Unavailable("the log's writer stopped".into()))??;
         if let Appended::New(seq) = appended {
             self.last.send_if_modified(|last| {
                 let newer = seq > *last;

@@ -104,6 +104,56 @@ async fn conformance(log: Arc<dyn EventLog>) {
     }
     assert_eq!(log.read_subject(s10).await.unwrap().len(), 1);
     assert_eq!(log.read_subject(B).await.unwrap().len(), 2);
+
+    concurrent_appends(log).await;
+}
+
+/// Many appends at once (the embedded log commits them in groups): every one is answered, new
+/// events get distinct sequences, the log holds exactly those, and of several writers racing on
+/// one subject with the same expectation exactly one wins.
+async fn concurrent_appends(log: Arc<dyn EventLog>) {
+    let before = log.last_seq().await.unwrap();
+    let distinct: Vec<_> = (0..200)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(
+                async move { log.append(req(&format!("cireg.events.p2.dataset.c{i}"), &format!("c{i}"), 0)).await },
+            )
+        })
+        .collect();
+    let race: Vec<_> = (0..8)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(req("cireg.events.p2.dataset.race", &format!("r{i}"), 0)).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in distinct {
+        match task.await.unwrap().unwrap() {
+            Appended::New(seq) => seqs.push(seq),
+            other => panic!("a new event answered {other:?}"),
+        }
+    }
+    let (mut won, mut lost) = (0, 0);
+    for task in race {
+        match task.await.unwrap() {
+            Ok(Appended::New(seq)) => {
+                won += 1;
+                seqs.push(seq);
+            }
+            Err(LogError::Conflict { .. }) => lost += 1,
+            other => panic!("a racing append answered {other:?}"),
+        }
+    }
+    assert_eq!((won, lost), (1, 7));
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 201, "sequences given twice");
+    let stored = log.read_range(before + 1, 1000).await.unwrap();
+    let mut stored_seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
+    stored_seqs.sort_unstable();
+    assert_eq!(stored_seqs, seqs, "the log holds exactly the acknowledged events");
+    assert_eq!(log.read_subject("cireg.events.p2.dataset.race").await.unwrap().len(), 1);
 }
 
 #[tokio::test]
