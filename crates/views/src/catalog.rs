@@ -184,26 +184,36 @@ impl CatalogIndex {
 }
 
 /// A read model built from the store, kept until the projection moves past the checkpoint it was
-/// built at.
+/// built at. One build at a time: requests that find it stale while it is being built wait for
+/// that build instead of each building their own.
 pub struct CheckpointCache<T> {
     built: Mutex<Option<(u64, Arc<T>)>>,
+    building: Mutex<()>,
 }
 
 impl<T> Default for CheckpointCache<T> {
     fn default() -> Self {
-        CheckpointCache { built: Mutex::new(None) }
+        CheckpointCache { built: Mutex::new(None), building: Mutex::new(()) }
     }
 }
 
 impl<T> CheckpointCache<T> {
-    /// The model as of `checkpoint`: the kept one, or a new one from `build`.
+    /// The kept model, if it is as of `checkpoint` or later.
+    fn kept(&self, checkpoint: u64) -> Option<Arc<T>> {
+        let guard = self.built.lock().ok()?;
+        guard.as_ref().filter(|(at, _)| *at >= checkpoint).map(|(_, model)| model.clone())
+    }
+
+    /// The model as of `checkpoint` (or later): the kept one, or a new one from `build`.
+    /// Blocking: it may wait for another caller's build.
     pub fn get(&self, checkpoint: u64, build: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<Arc<T>> {
-        if let Ok(guard) = self.built.lock() {
-            if let Some((at, model)) = guard.as_ref() {
-                if *at == checkpoint {
-                    return Ok(model.clone());
-                }
-            }
+        if let Some(model) = self.kept(checkpoint) {
+            return Ok(model);
+        }
+        let _one_build = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        // another caller may have built it while this one waited
+        if let Some(model) = self.kept(checkpoint) {
+            return Ok(model);
         }
         let model = Arc::new(build()?);
         if let Ok(mut guard) = self.built.lock() {
@@ -350,4 +360,37 @@ pub fn graph_about(store: &Store, subject: &NamedNode) -> std::io::Result<Option
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn requests_that_find_the_model_stale_at_once_share_one_build() {
+        let cache = Arc::new(CheckpointCache::<u64>::default());
+        let builds = Arc::new(AtomicUsize::new(0));
+        let requests: Vec<_> = (0..4)
+            .map(|_| {
+                let (cache, builds) = (cache.clone(), builds.clone());
+                std::thread::spawn(move || {
+                    cache
+                        .get(7, || {
+                            builds.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(200));
+                            Ok(7)
+                        })
+                        .map(|m| *m)
+                })
+            })
+            .collect();
+        for r in requests {
+            assert_eq!(r.join().map_err(|_| "panicked").and_then(|r| r.map_err(|_| "failed")), Ok(7));
+        }
+        assert_eq!(builds.load(Ordering::SeqCst), 1, "each request built its own model");
+        // a request as of an older checkpoint takes the newer model; a newer one builds again
+        assert_eq!(cache.get(5, || Ok(5)).map(|m| *m).ok(), Some(7));
+        assert_eq!(cache.get(8, || Ok(8)).map(|m| *m).ok(), Some(8));
+    }
 }
