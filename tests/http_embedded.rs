@@ -22,7 +22,8 @@ async fn publish_over_http_then_query_and_catalogue() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["sequence"], json!(2));
     assert_eq!(body["duplicate"], json!(false));
-    c.wait_ready().await;
+    // ready means the read models were built since the start, in the background
+    assert_eq!(c.wait_ready().await["readModels"], json!("built"));
     let titles = c.select(TITLES, "t").await;
     assert!(titles.contains(&"Breast MRI screening cohort (synthetic)".to_owned()), "{titles:?}");
 

@@ -488,6 +488,7 @@ impl BenchServer {
                 Arc::new(cireg_ingest::RateLimit::per_minute(thirty, thirty))
             },
             limits: cireg_server::RequestLimits::default(),
+            read_models_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             sparql_max_results: 100_000,
         };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();

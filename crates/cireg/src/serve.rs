@@ -295,11 +295,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let share = args.sparql_caller_share.map_or((slots / 2).max(1), |n| n.get());
             cireg_server::Admission::new(slots, share)
         },
+        read_models_ready: Arc::default(),
         limits: cireg_server::RequestLimits {
             body_timeout: Duration::from_secs_f64(args.body_timeout),
             request_timeout: Duration::from_secs_f64(args.request_timeout),
         },
     };
+    {
+        // the read models once at start-up, in the background: /readyz waits for them (detached:
+        // shutdown does not wait for a build)
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = state.build_read_models().await {
+                error!(error = %e, "building the read models failed");
+            }
+        });
+    }
     let has_auth = state.auth.is_some();
     println!("cireg is serving on {}/ (listening on http://{local}, log: {})", base.as_str(), log.backend());
     if has_auth {

@@ -314,12 +314,20 @@ pub async fn healthz() -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
-/// Ready once the projector has applied everything the log held when asked.
+/// Ready once the projector has applied everything the log held when asked, and the read models
+/// were built since the start.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let applied = *state.applied.borrow();
+    let models = state.read_models_ready.load(Ordering::Acquire);
     match state.ingest.log().last_seq().await {
+        Ok(last) if applied >= last && !models => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "applied": applied, "log": last, "readModels": "building"})),
+        )
+            .into_response(),
         Ok(last) if applied >= last => {
-            Json(serde_json::json!({"ready": true, "applied": applied, "log": last})).into_response()
+            Json(serde_json::json!({"ready": true, "applied": applied, "log": last, "readModels": "built"}))
+                .into_response()
         }
         Ok(last) => (
             StatusCode::SERVICE_UNAVAILABLE,

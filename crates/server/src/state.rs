@@ -51,9 +51,26 @@ pub struct AppState {
     pub sparql_max_results: usize,
     /// How long a request's body and answer may take.
     pub limits: crate::RequestLimits,
+    /// Whether the read models (catalogue paging, search, study index) were built once since
+    /// the start; `/readyz` says not ready before.
+    pub read_models_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
+    /// Builds every read model once, as of the projector's checkpoint once it has caught up with
+    /// what the log held at the call, and then marks them ready (for `/readyz`). Run it in the
+    /// background at start-up, so that no request is the one to build them first.
+    pub async fn build_read_models(&self) -> std::io::Result<()> {
+        let target = self.ingest.log().last_seq().await.map_err(std::io::Error::other)?;
+        let mut applied = self.applied.clone();
+        applied.wait_for(|a| *a >= target).await.map_err(std::io::Error::other)?;
+        self.catalog_index().await?;
+        self.search_index().await?;
+        self.study_index().await?;
+        self.read_models_ready.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
     /// Catalogue counts (zero when the store cannot be read: they feed gauges only).
     pub async fn summary(&self) -> cireg_views::Summary {
         let Ok(index) = self.catalog_index().await else { return cireg_views::Summary::default() };
