@@ -11,20 +11,7 @@ use std::{net::IpAddr, time::Duration};
 use serde_json::Value;
 use support::Cireg;
 
-/// Three VALUES blocks of 2,000 numbers each, joined, under a FILTER that never holds: all the
-/// work is in memory (8·10⁹ combinations), none of it reads the store.
-fn in_memory_query() -> String {
-    let values = |v: &str| {
-        let numbers: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
-        format!("VALUES ?{v} {{ {} }}", numbers.join(" "))
-    };
-    format!(
-        "SELECT (COUNT(*) AS ?n) WHERE {{ {} {} {} FILTER(?a + ?b + ?c < 0) }}",
-        values("a"),
-        values("b"),
-        values("c")
-    )
-}
+use cireg_testkit::sparql::in_memory_cross_product as in_memory_query;
 
 const COUNT_DATASETS: &str = "SELECT (COUNT(?d) AS ?n) WHERE { ?d a <http://www.w3.org/ns/dcat#Dataset> }";
 

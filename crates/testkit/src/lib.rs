@@ -6,6 +6,8 @@
 //! it; tests never skip silently.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod sparql;
+
 use std::{
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},

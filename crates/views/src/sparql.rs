@@ -419,16 +419,7 @@ mod tests {
     fn an_in_memory_query_stops_at_its_time_limit() {
         let base = PublicBase::new("https://registry.example.eu").unwrap();
         let stores = stores(&base);
-        let values = |v: &str| {
-            let numbers: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
-            format!("VALUES ?{v} {{ {} }}", numbers.join(" "))
-        };
-        let query = format!(
-            "SELECT (COUNT(*) AS ?n) WHERE {{ {} {} {} FILTER(?a + ?b + ?c < 0) }}",
-            values("a"),
-            values("b"),
-            values("c")
-        );
+        let query = cireg_testkit::sparql::in_memory_cross_product();
         let request = SparqlRequest {
             query: ParsedQuery::parse(&query).unwrap(),
             default_graph_uris: Vec::new(),

@@ -223,20 +223,7 @@ pub async fn bench_sparql(datasets: usize, studies: usize, runs: usize, patholog
     Ok(())
 }
 
-/// Three VALUES blocks of 2,000 numbers each, joined, under a FILTER that never holds: all the
-/// work in memory, none of it reading the store.
-fn pathological_query() -> String {
-    let values = |v: &str| {
-        let numbers: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
-        format!("VALUES ?{v} {{ {} }}", numbers.join(" "))
-    };
-    format!(
-        "SELECT (COUNT(*) AS ?n) WHERE {{ {} {} {} FILTER(?a + ?b + ?c < 0) }}",
-        values("a"),
-        values("b"),
-        values("c")
-    )
-}
+use cireg_testkit::sparql::in_memory_cross_product as pathological_query;
 
 /// CPU seconds this process has used (user + system), from /proc.
 fn own_cpu_seconds() -> f64 {
