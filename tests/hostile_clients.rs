@@ -161,3 +161,54 @@ async fn replays_of_the_past_are_bounded_per_node_and_per_caller() {
     assert!(after <= 12, "{after}");
     assert!(title.contains("replays"), "{title}");
 }
+
+/// Behind a trusted proxy, each client the proxy names in `X-Forwarded-For` has its own share of
+/// the evaluation slots; a client cannot borrow another's by writing the header itself.
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_have_their_own_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(
+        &dir.path().join("data"),
+        &[
+            "--demo",
+            "--sparql-timeout",
+            "0.5",
+            "--sparql-slots",
+            "2",
+            "--sparql-caller-share",
+            "1",
+            "--trusted-proxy",
+            "127.0.0.1",
+        ],
+    );
+    c.wait_ready().await;
+    let query = cireg_testkit::sparql::in_memory_cross_product();
+    let two_at_once = |first: &'static str, second: &'static str| {
+        let (url, query) = (c.url("/sparql"), query.clone());
+        async move {
+            let send = |xff: &'static str| {
+                let (url, query) = (url.clone(), query.clone());
+                tokio::spawn(async move {
+                    let r = reqwest::Client::new()
+                        .get(url)
+                        .query(&[("query", query)])
+                        .header("x-forwarded-for", xff)
+                        .send()
+                        .await
+                        .unwrap();
+                    r.status().as_u16()
+                })
+            };
+            let (a, b) = (send(first), send(second));
+            let mut statuses = vec![a.await.unwrap(), b.await.unwrap()];
+            statuses.sort_unstable();
+            statuses
+        }
+    };
+    // two clients the proxy names: each runs (and times out)
+    assert_eq!(two_at_once("198.51.100.1", "198.51.100.2").await, [503, 503]);
+    // the same client twice: its share is one
+    assert_eq!(two_at_once("198.51.100.1", "198.51.100.1").await, [429, 503]);
+    // what a client wrote before the proxy's entry is not believed
+    assert_eq!(two_at_once("203.0.113.1, 198.51.100.1", "203.0.113.2, 198.51.100.1").await, [429, 503]);
+}

@@ -483,6 +483,7 @@ impl BenchServer {
             sparql_timeout,
             admission: cireg_server::Admission::for_this_machine(),
             history_max_events: 100_000,
+            trusted_proxies: Arc::default(),
             history_rate: {
                 let thirty = std::num::NonZeroU32::new(30).unwrap_or(std::num::NonZeroU32::MIN);
                 Arc::new(cireg_ingest::RateLimit::per_minute(thirty, thirty))

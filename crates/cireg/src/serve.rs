@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// refused (422).
     #[arg(long, default_value_t = 100_000, env = "CIREG_HISTORY_MAX_EVENTS")]
     history_max_events: u64,
+    /// A reverse proxy in front of the node (repeat, or comma-separated): for requests it passes
+    /// on, the client is the last address it adds to `X-Forwarded-For`, so per-caller limits
+    /// count clients rather than the proxy.
+    #[arg(long, env = "CIREG_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<std::net::IpAddr>,
     /// `/catalog?at=` requests each caller may send per minute (and at once); more get 429.
     #[arg(long, default_value = "30", env = "CIREG_HISTORY_RATE")]
     history_rate: std::num::NonZeroU32,
@@ -288,6 +293,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sparql_timeout: Duration::from_secs_f64(args.sparql_timeout),
         sparql_max_results: args.sparql_max_results,
         history_max_events: args.history_max_events,
+        trusted_proxies: Arc::new(args.trusted_proxy.clone()),
         history_rate: Arc::new(RateLimit::per_minute(args.history_rate, args.history_rate)),
         admission: {
             let default = cireg_server::Admission::for_this_machine();

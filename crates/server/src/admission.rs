@@ -137,8 +137,31 @@ pub(crate) async fn caller_key(
 ) -> CallerKey {
     match crate::auth::caller(state, headers).await {
         Ok(Some(caller)) if !caller.subject.is_empty() => CallerKey::subject(&caller.subject),
-        _ => CallerKey::address(client.0.map(|a| a.ip())),
+        _ => CallerKey::address(client_ip(&state.trusted_proxies, headers, client)),
     }
+}
+
+/// The client's address: the connection's peer, or, when the peer is a trusted proxy, the
+/// right-most address of `X-Forwarded-For` that is not a trusted proxy (the left part of that
+/// header is whatever the client wrote, so it is never believed).
+pub(crate) fn client_ip(trusted: &[IpAddr], headers: &axum::http::HeaderMap, client: &ClientAddr) -> Option<IpAddr> {
+    let peer = client.0.map(|a| a.ip())?;
+    let canonical = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        ip => ip,
+    };
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|t| canonical(*t) == canonical(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    Some(forwarded.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer))
 }
 
 /// The client's address, when the server was started with connection info (always, but a router
@@ -178,6 +201,23 @@ mod tests {
         assert!(again.is_ok());
         drop((second, again));
         assert!(admission.running.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_last_untrusted_forwarded_address() {
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let from_proxy = ClientAddr(Some("10.0.0.5:40000".parse().unwrap()));
+        let direct = ClientAddr(Some("192.0.2.7:40000".parse().unwrap()));
+        let mut headers = axum::http::HeaderMap::new();
+        // the client wrote the first entry itself; the proxy appended the real address
+        headers.insert("x-forwarded-for", "203.0.113.66, 198.51.100.9".parse().unwrap());
+        assert_eq!(client_ip(&[proxy], &headers, &from_proxy), "198.51.100.9".parse().ok());
+        // a peer that is not a trusted proxy is believed, its header is not
+        assert_eq!(client_ip(&[proxy], &headers, &direct), "192.0.2.7".parse().ok());
+        // no proxies trusted: the peer, always
+        assert_eq!(client_ip(&[], &headers, &from_proxy), Some(proxy));
+        // a trusted proxy without the header: the proxy itself
+        assert_eq!(client_ip(&[proxy], &axum::http::HeaderMap::new(), &from_proxy), Some(proxy));
     }
 
     #[test]

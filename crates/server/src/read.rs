@@ -69,7 +69,7 @@ async fn sparql_scope(
     headers: &HeaderMap,
     client: ClientAddr,
 ) -> Result<(GraphScope, CallerKey), Response> {
-    let address = || CallerKey::address(client.0.map(|a| a.ip()));
+    let address = || CallerKey::address(crate::admission::client_ip(&state.trusted_proxies, headers, &client));
     match crate::auth::caller(state, headers).await {
         Ok(Some(caller)) => {
             let key = if caller.subject.is_empty() { address() } else { CallerKey::subject(&caller.subject) };

@@ -45,6 +45,8 @@ pub struct AppState {
     /// Most log events a `?at=` request may replay; an instant further into a longer log is
     /// refused (422).
     pub history_max_events: u64,
+    /// Proxies whose `X-Forwarded-For` names the client (for per-caller limits).
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// `?at=` replays each caller may ask for per minute.
     pub history_rate: Arc<cireg_ingest::RateLimit>,
     /// Most solutions (or triples) one SPARQL query may return.
