@@ -491,6 +491,7 @@ impl BenchServer {
             limits: cireg_server::RequestLimits::default(),
             read_models_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             sparql_max_results: 100_000,
+            sparql_memory_limit: None,
         };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(cireg_server::serve(listener, state, Default::default(), async move {

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Open connections at most; more clients wait to be accepted.
     #[arg(long, default_value_t = 1024, env = "CIREG_MAX_CONNECTIONS")]
     max_connections: usize,
+    /// Resident memory of the process, in MiB, past which running SPARQL queries are cancelled
+    /// (503); 0 turns the guard off (default: three quarters of the machine's memory).
+    #[arg(long, env = "CIREG_SPARQL_MEMORY_LIMIT")]
+    sparql_memory_limit: Option<u64>,
     /// Most log events a `/catalog?at=` request may replay; later instants of a longer log are
     /// refused (422).
     #[arg(long, default_value_t = 100_000, env = "CIREG_HISTORY_MAX_EVENTS")]
@@ -195,6 +199,14 @@ fn open_projector(data: &Path, store: &str, public: &str, base: PublicBase) -> a
     Ok(projector.with_public_mirror(open_store(&data.join(public))?)?)
 }
 
+/// The machine's memory in bytes (`MemTotal` of /proc/meminfo).
+fn machine_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// A duration in seconds, greater than zero.
 fn positive_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -292,6 +304,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         applied: applied_rx,
         sparql_timeout: Duration::from_secs_f64(args.sparql_timeout),
         sparql_max_results: args.sparql_max_results,
+        sparql_memory_limit: match args.sparql_memory_limit {
+            Some(0) => None,
+            Some(mib) => Some(mib * 1024 * 1024),
+            None => machine_memory().map(|bytes| bytes / 4 * 3),
+        },
         history_max_events: args.history_max_events,
         trusted_proxies: Arc::new(args.trusted_proxy.clone()),
         history_rate: Arc::new(RateLimit::per_minute(args.history_rate, args.history_rate)),

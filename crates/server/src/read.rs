@@ -187,6 +187,7 @@ async fn run_sparql(
     let stores = QueryStores { public: state.public_store.clone(), full: state.store.clone() };
     let base = state.base.clone();
     let (timeout, max_results) = (state.sparql_timeout, state.sparql_max_results);
+    let memory_limit = state.sparql_memory_limit;
     // A slot per running evaluation, at most a share of them per caller; the slot is held until
     // the evaluation has really stopped (the evaluator checks its cancellation in every
     // operator, so that is at most moments after the time limit).
@@ -196,7 +197,8 @@ async fn run_sparql(
     };
     let evaluation = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        cireg_views::evaluate(&stores, &base, scope, &request, timeout, |results| {
+        let limits = cireg_views::QueryLimits { time: timeout, memory: memory_limit };
+        cireg_views::evaluate(&stores, &base, scope, &request, limits, |results| {
             cireg_views::write_results(results, format, Vec::new(), max_results)
         })
     });
@@ -271,6 +273,17 @@ fn query_error(e: QueryError) -> Response {
             format!("the query ran longer than {} s and was cancelled; narrow it down or add a LIMIT", t.as_secs_f32()),
         )
         .into_response(),
+        QueryError::Memory(_) => {
+            let mut response = problem(
+                503,
+                "query-memory",
+                "The node ran short of memory during the query",
+                "the node's memory passed its limit while the query ran, and it was cancelled; narrow it down or add a LIMIT",
+            )
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+            response
+        }
         QueryError::TooLarge(limit) => problem(
             400,
             "result-too-large",

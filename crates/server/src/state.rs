@@ -51,6 +51,8 @@ pub struct AppState {
     pub history_rate: Arc<cireg_ingest::RateLimit>,
     /// Most solutions (or triples) one SPARQL query may return.
     pub sparql_max_results: usize,
+    /// The process's resident memory (bytes) past which running SPARQL evaluations are cancelled.
+    pub sparql_memory_limit: Option<u64>,
     /// How long a request's body and answer may take.
     pub limits: crate::RequestLimits,
     /// Whether the read models (catalogue paging, search, study index) were built once since

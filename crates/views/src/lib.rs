@@ -27,7 +27,8 @@ pub use search::{
     Sort, FACETS, SIZE_CLASSES,
 };
 pub use sparql::{
-    evaluate, write_results, GraphScope, ParsedQuery, QueryError, QueryStores, ResultsFormat, SparqlRequest,
+    evaluate, resident_bytes, write_results, GraphScope, ParsedQuery, QueryError, QueryLimits, QueryStores,
+    ResultsFormat, SparqlRequest,
 };
 pub use studies::{
     Cursor, DateParam, IndexedStudy, Page, SearchParamError, StudyCache, StudyIndex, StudyLookup, StudyPage,

@@ -60,6 +60,9 @@ pub enum QueryError {
     Parameter(&'static str, String),
     #[error("the query ran longer than {0:?} and was cancelled")]
     Timeout(Duration),
+    /// The process's resident memory passed the limit (bytes) while the query ran.
+    #[error("the node's memory passed {0} bytes while the query ran, and it was cancelled")]
+    Memory(u64),
     #[error("query evaluation failed: {0}")]
     Evaluation(String),
     /// The results are larger than the endpoint serves (the limit).
@@ -133,32 +136,75 @@ fn graph_list(
     Ok(out)
 }
 
+/// What one evaluation may use.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// Time for the evaluation and the serialisation of its results.
+    pub time: Duration,
+    /// The process's resident memory (bytes) past which running evaluations are cancelled: a
+    /// query that materialises huge intermediate results stops before it takes the node down.
+    pub memory: Option<u64>,
+}
+
+impl From<Duration> for QueryLimits {
+    fn from(time: Duration) -> Self {
+        QueryLimits { time, memory: None }
+    }
+}
+
+/// The process's resident memory in bytes, from /proc (`None` where there is none).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// How often a running evaluation's watchdog looks at the clock and the memory.
+const WATCH_EVERY: Duration = Duration::from_millis(20);
+
 /// Evaluates `request` and hands the results to `write` while the evaluation is still bound to
-/// the store. Blocking: call it from a blocking thread. `timeout` cancels evaluation and
-/// serialisation (the evaluator checks its token in every operator: see vendor/README.md).
+/// the store. Blocking: call it from a blocking thread. A watchdog cancels evaluation and
+/// serialisation past the time limit, or when the process's memory passes the memory limit (the
+/// evaluator checks its token in every operator: see vendor/README.md).
 pub fn evaluate<T>(
     stores: &QueryStores,
     base: &PublicBase,
     scope: GraphScope,
     request: &SparqlRequest,
-    timeout: Duration,
+    limits: impl Into<QueryLimits>,
     write: impl FnOnce(QueryResults<'_>) -> Result<T, QueryError>,
 ) -> Result<T, QueryError> {
+    let limits = limits.into();
     let token = CancellationToken::new();
-    let timer_token = token.clone();
+    let watch_token = token.clone();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let timer = std::thread::spawn(move || {
-        if done_rx.recv_timeout(timeout).is_err() {
-            timer_token.cancel();
+    let watchdog = std::thread::spawn(move || -> Option<QueryError> {
+        let deadline = std::time::Instant::now() + limits.time;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                watch_token.cancel();
+                return Some(QueryError::Timeout(limits.time));
+            }
+            if let Some(limit) = limits.memory {
+                if resident_bytes().is_some_and(|rss| rss > limit) {
+                    watch_token.cancel();
+                    return Some(QueryError::Memory(limit));
+                }
+            }
+            match done_rx.recv_timeout(WATCH_EVERY.min(deadline - now)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return None,
+            }
         }
     });
     let result = evaluate_with_token(stores, base, scope, request, token.clone(), write);
     let _ = done_tx.send(());
-    let _ = timer.join();
-    if token.is_cancelled() && result.is_err() {
-        return Err(QueryError::Timeout(timeout));
+    let why = watchdog.join().ok().flatten();
+    match (why, &result) {
+        (Some(why), Err(_)) if token.is_cancelled() => Err(why),
+        _ => result,
     }
-    result
 }
 
 /// [`evaluate`] with the cancellation token its timer cancels.
@@ -411,6 +457,32 @@ mod tests {
             write_results(results, ResultsFormat::Solutions(QueryResultsFormat::Json), Vec::new(), 10)
         });
         assert!(matches!(refused, Err(QueryError::Parameter("query", ref m)) if m.contains("SERVICE is disabled")));
+    }
+
+    /// A query that materialises huge intermediate results (an ORDER BY over a cross product) is
+    /// cancelled when the process's memory passes the limit, long before its time limit.
+    #[test]
+    fn a_query_that_fills_memory_stops_at_the_memory_limit() {
+        let base = PublicBase::new("https://registry.example.eu").unwrap();
+        let stores = stores(&base);
+        let numbers: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+        let query = format!(
+            "SELECT ?a ?b WHERE {{ VALUES ?a {{ {0} }} VALUES ?b {{ {0} }} }} ORDER BY DESC(?a) ?b LIMIT 1",
+            numbers.join(" ")
+        );
+        let request = SparqlRequest {
+            query: ParsedQuery::parse(&query).unwrap(),
+            default_graph_uris: Vec::new(),
+            named_graph_uris: Vec::new(),
+        };
+        let limit = resident_bytes().unwrap() + 64 * 1024 * 1024;
+        let limits = QueryLimits { time: Duration::from_secs(120), memory: Some(limit) };
+        let started = std::time::Instant::now();
+        let outcome = evaluate(&stores, &base, GraphScope::Public, &request, limits, |results| {
+            write_results(results, ResultsFormat::Solutions(QueryResultsFormat::Json), Vec::new(), 10)
+        });
+        assert!(matches!(outcome, Err(QueryError::Memory(l)) if l == limit), "{:?}", outcome.map(|_| ()));
+        assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
     }
 
     /// Work that never reads the store (a cross product of VALUES under a FILTER that never
