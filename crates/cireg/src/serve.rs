@@ -312,12 +312,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         history_max_events: args.history_max_events,
         trusted_proxies: Arc::new(args.trusted_proxy.clone()),
         history_rate: Arc::new(RateLimit::per_minute(args.history_rate, args.history_rate)),
-        admission: {
-            let default = cireg_server::Admission::for_this_machine();
-            let slots = args.sparql_slots.map_or(default.slots(), |n| n.get());
-            let share = args.sparql_caller_share.map_or((slots / 2).max(1), |n| n.get());
-            cireg_server::Admission::new(slots, share)
-        },
+        admission: cireg_server::Admission::configured(
+            args.sparql_slots.map(|n| n.get()),
+            args.sparql_caller_share.map(|n| n.get()),
+        ),
         read_models_ready: Arc::default(),
         limits: cireg_server::RequestLimits {
             body_timeout: Duration::from_secs_f64(args.body_timeout),

@@ -16,7 +16,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// The evaluation slots and each caller's share of them.
 pub struct Admission {
     slots: Arc<Semaphore>,
-    total: usize,
     per_caller: usize,
     /// Slots held or waited for, per caller key.
     running: Mutex<HashMap<String, usize>>,
@@ -61,25 +60,21 @@ impl Admission {
         let slots = slots.max(1);
         Arc::new(Admission {
             slots: Arc::new(Semaphore::new(slots)),
-            total: slots,
             per_caller: per_caller.clamp(1, slots),
             running: Mutex::default(),
         })
     }
 
-    /// Slots as many as the cores (at least 2), and each caller at most half of them.
+    /// `slots` evaluations at once (default: as many as the cores, at least 2), at most
+    /// `per_caller` of them for one caller (default: half the slots).
+    pub fn configured(slots: Option<usize>, per_caller: Option<usize>) -> Arc<Self> {
+        let slots = slots.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2));
+        Admission::new(slots, per_caller.unwrap_or(slots / 2))
+    }
+
+    /// The defaults of [`Admission::configured`].
     pub fn for_this_machine() -> Arc<Self> {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
-        Admission::new(cores, cores / 2)
-    }
-
-    pub fn per_caller(&self) -> usize {
-        self.per_caller
-    }
-
-    /// How many evaluations may run at once.
-    pub fn slots(&self) -> usize {
-        self.total
+        Admission::configured(None, None)
     }
 
     /// A slot for `caller`, waiting at most `wait` for one to be free.
@@ -115,6 +110,14 @@ impl CallerKey {
         &self.0
     }
 
+    /// The key of a request: the verified token's subject when it has one, else `address`.
+    pub fn of(caller: Option<&cireg_auth::Caller>, address: impl FnOnce() -> Option<IpAddr>) -> Self {
+        match caller {
+            Some(caller) if !caller.subject.is_empty() => CallerKey::subject(&caller.subject),
+            _ => CallerKey::address(address()),
+        }
+    }
+
     pub fn address(addr: Option<IpAddr>) -> Self {
         match addr {
             Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
@@ -135,10 +138,8 @@ pub(crate) async fn caller_key(
     headers: &axum::http::HeaderMap,
     client: &ClientAddr,
 ) -> CallerKey {
-    match crate::auth::caller(state, headers).await {
-        Ok(Some(caller)) if !caller.subject.is_empty() => CallerKey::subject(&caller.subject),
-        _ => CallerKey::address(client_ip(&state.trusted_proxies, headers, client)),
-    }
+    let caller = crate::auth::caller(state, headers).await.ok().flatten();
+    CallerKey::of(caller.as_ref(), || client_ip(&state.trusted_proxies, headers, client))
 }
 
 /// The client's address: the connection's peer, or, when the peer is a trusted proxy, the

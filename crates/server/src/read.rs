@@ -69,15 +69,11 @@ async fn sparql_scope(
     headers: &HeaderMap,
     client: ClientAddr,
 ) -> Result<(GraphScope, CallerKey), Response> {
-    let address = || CallerKey::address(crate::admission::client_ip(&state.trusted_proxies, headers, &client));
-    match crate::auth::caller(state, headers).await {
-        Ok(Some(caller)) => {
-            let key = if caller.subject.is_empty() { address() } else { CallerKey::subject(&caller.subject) };
-            Ok((if caller.researcher { GraphScope::WithStudies } else { GraphScope::Public }, key))
-        }
-        Ok(None) => Ok((GraphScope::Public, address())),
-        Err(refusal) => Err(refusal.problem(true)),
-    }
+    let caller = crate::auth::caller(state, headers).await.map_err(|refusal| refusal.problem(true))?;
+    let scope =
+        if caller.as_ref().is_some_and(|c| c.researcher) { GraphScope::WithStudies } else { GraphScope::Public };
+    let key = CallerKey::of(caller.as_ref(), || crate::admission::client_ip(&state.trusted_proxies, headers, &client));
+    Ok((scope, key))
 }
 
 pub async fn sparql_get(
