@@ -274,15 +274,13 @@ async fn store_at(
     let unavailable =
         |detail: String| problem(503, "log-unavailable", "The event log could not be read", detail).into_response();
     if let Err(wait) = state.history_rate.check(caller.as_str()) {
-        let mut response = problem(
+        return Err(problem(
             429,
             "too-many-requests",
             "Too many replays of the past",
             format!("?at= rebuilds the catalogue from the log: try again in {} s", wait.as_secs().max(1)),
         )
-        .into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
-        return Err(response);
+        .retry_after(wait.as_secs()));
     }
     let _slot = state.admission.admit(caller, state.limits.request_timeout).await.map_err(not_admitted)?;
     let limit = at.unix_timestamp_nanos();

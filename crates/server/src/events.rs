@@ -67,17 +67,12 @@ async fn single(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Re
 }
 
 fn error_response(e: &IngestError) -> Response {
-    let mut response = ProblemResponse(e.problem()).into_response();
+    let problem = ProblemResponse(e.problem());
     match e {
-        IngestError::Unavailable(_) => {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-        }
-        IngestError::RateLimited(wait) => {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
-        }
-        IngestError::Rejected { .. } => {}
+        IngestError::Unavailable(_) => problem.retry_after(5),
+        IngestError::RateLimited(wait) => problem.retry_after(wait.as_secs()),
+        IngestError::Rejected { .. } => problem.into_response(),
     }
-    response
 }
 
 /// A batch is taken in order; each event stands or falls on its own. 200 when all were accepted,

@@ -19,6 +19,15 @@ pub fn problem(status: u16, kind: &str, title: &str, detail: impl Into<String>) 
     ProblemResponse(Problem::new(status, kind, title, Some(detail.into())))
 }
 
+impl ProblemResponse {
+    /// The response, telling the client to try again in `seconds` (`Retry-After`; at least 1).
+    pub fn retry_after(self, seconds: u64) -> Response {
+        let mut response = self.into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds.max(1)));
+        response
+    }
+}
+
 /// A 400 naming the parameter that is wrong.
 pub fn bad_parameter(name: &str, detail: impl Into<String>) -> ProblemResponse {
     let detail = detail.into();

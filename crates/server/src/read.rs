@@ -223,23 +223,16 @@ async fn run_sparql(
 /// The answer to a request that may not start an evaluation now.
 pub(crate) fn not_admitted(refused: NotAdmitted) -> Response {
     match refused {
-        NotAdmitted::OverShare { share } => {
-            let mut response = problem(
-                429,
-                "too-many-requests",
-                "Too many of your requests are running",
-                format!("you already have {share} expensive request(s) running here; wait for them to finish"),
-            )
-            .into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
-            response
-        }
+        NotAdmitted::OverShare { share } => problem(
+            429,
+            "too-many-requests",
+            "Too many of your requests are running",
+            format!("you already have {share} expensive request(s) running here; wait for them to finish"),
+        )
+        .retry_after(1),
         NotAdmitted::Busy => {
-            let mut response =
-                problem(503, "busy", "Too many queries are running", "every query slot is taken; try again shortly")
-                    .into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
-            response
+            problem(503, "busy", "Too many queries are running", "every query slot is taken; try again shortly")
+                .retry_after(1)
         }
     }
 }
@@ -269,17 +262,13 @@ fn query_error(e: QueryError) -> Response {
             format!("the query ran longer than {} s and was cancelled; narrow it down or add a LIMIT", t.as_secs_f32()),
         )
         .into_response(),
-        QueryError::Memory(_) => {
-            let mut response = problem(
-                503,
-                "query-memory",
-                "The node ran short of memory during the query",
-                "the node's memory passed its limit while the query ran, and it was cancelled; narrow it down or add a LIMIT",
-            )
-            .into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
-            response
-        }
+        QueryError::Memory(_) => problem(
+            503,
+            "query-memory",
+            "The node ran short of memory during the query",
+            "the node's memory passed its limit while the query ran, and it was cancelled; narrow it down or add a LIMIT",
+        )
+        .retry_after(5),
         QueryError::TooLarge(limit) => problem(
             400,
             "result-too-large",
