@@ -65,6 +65,18 @@ impl PublicBase {
         format!("{}/providers/{provider}", self.0)
     }
 
+    /// Whether `iri` was minted here for a dataset (or something of it) or a provider: the
+    /// public catalogue's graphs are named so.
+    pub fn is_catalogue_iri(&self, iri: &str) -> bool {
+        let rest = iri.strip_prefix(self.0.as_str()).unwrap_or_default();
+        rest.starts_with("/datasets/") || rest.starts_with("/providers/")
+    }
+
+    /// Whether `iri` was minted here for a study (pseudonymised subject data).
+    pub fn is_study_iri(&self, iri: &str) -> bool {
+        iri.strip_prefix(self.0.as_str()).unwrap_or_default().starts_with("/studies/")
+    }
+
     pub fn manufacturer(&self, name: &str) -> String {
         format!("{}/manufacturers/{}", self.0, slug(name))
     }

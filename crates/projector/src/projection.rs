@@ -255,8 +255,7 @@ impl Projector {
     /// Whether a named graph of the store is public: a dataset's or a provider's. The public
     /// mirror holds exactly these.
     pub fn is_public_graph(&self, graph: &NamedNode) -> bool {
-        let rest = graph.as_str().strip_prefix(self.base.as_str()).unwrap_or_default();
-        rest.starts_with("/datasets/") || rest.starts_with("/providers/")
+        self.base.is_catalogue_iri(graph.as_str())
     }
 
     pub fn base(&self) -> &PublicBase {

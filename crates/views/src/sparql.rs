@@ -112,10 +112,7 @@ impl QueryStores {
 /// kinds of graph. The stores hold nothing else, so this only keeps an explicitly named graph
 /// from ever reaching anything a later projection might add.
 fn may_name(base: &PublicBase, scope: GraphScope, graph: &NamedNode) -> bool {
-    let rest = graph.as_str().strip_prefix(base.as_str()).unwrap_or_default();
-    rest.starts_with("/datasets/")
-        || rest.starts_with("/providers/")
-        || (scope == GraphScope::WithStudies && rest.starts_with("/studies/"))
+    base.is_catalogue_iri(graph.as_str()) || (scope == GraphScope::WithStudies && base.is_study_iri(graph.as_str()))
 }
 
 fn graph_list(
@@ -243,11 +240,7 @@ fn evaluate_with_token<T>(
         // every named graph is available (the scope's store holds only what the scope may see)
         dataset.set_default_graph_as_union();
     }
-    prepared
-        .on_store(stores.for_scope(scope))
-        .execute()
-        .map_err(|e| evaluation_error(e, Duration::ZERO))
-        .and_then(write)
+    prepared.on_store(stores.for_scope(scope)).execute().map_err(evaluation_error).and_then(write)
 }
 
 /// The handler of every `SERVICE` call: a refusal.
@@ -270,9 +263,11 @@ impl DefaultServiceHandler for ServiceDisabled {
     }
 }
 
-fn evaluation_error(e: QueryEvaluationError, timeout: Duration) -> QueryError {
+/// The error of an evaluation; a cancellation is reported as a timeout here, and [`evaluate`]
+/// says which limit cancelled it.
+fn evaluation_error(e: QueryEvaluationError) -> QueryError {
     match e {
-        QueryEvaluationError::Cancelled => QueryError::Timeout(timeout),
+        QueryEvaluationError::Cancelled => QueryError::Timeout(Duration::ZERO),
         QueryEvaluationError::UnsupportedService(_)
         | QueryEvaluationError::UnboundService
         | QueryEvaluationError::InvalidServiceName(_)
@@ -313,7 +308,7 @@ pub fn write_results<W: Write>(
                 .map_err(io)?;
             for solution in solutions {
                 one_more()?;
-                let solution = solution.map_err(|e| evaluation_error(e, Duration::ZERO))?;
+                let solution = solution.map_err(evaluation_error)?;
                 out.serialize(&solution).map_err(io)?;
             }
             out.finish().map_err(io)
@@ -322,7 +317,7 @@ pub fn write_results<W: Write>(
             let mut out = RdfSerializer::from_format(f).for_writer(writer);
             for triple in triples {
                 one_more()?;
-                let triple = triple.map_err(|e| evaluation_error(e, Duration::ZERO))?;
+                let triple = triple.map_err(evaluation_error)?;
                 out.serialize_triple(&triple).map_err(io)?;
             }
             out.finish().map_err(io)
