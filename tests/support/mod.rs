@@ -186,11 +186,7 @@ impl Cireg {
 
     /// CPU seconds (user + system) the running registry has used so far, from /proc.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        // the fields after the command name, which is in parentheses and may hold spaces
-        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / clock_ticks_per_second()
+        cireg_testkit::process::cpu_seconds(self.pid())
     }
 
     /// Kills the process at once (SIGKILL): no cleanup, no flush.
@@ -313,12 +309,3 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
 /// The English titles of every dataset SPARQL can see.
 pub const TITLES: &str =
     "SELECT ?t WHERE { ?d a <http://www.w3.org/ns/dcat#Dataset> ; <http://purl.org/dc/terms/title> ?t FILTER(langMatches(lang(?t), 'en')) } ORDER BY ?t";
-
-/// The kernel's clock ticks per second (the unit of /proc/<pid>/stat's CPU times).
-pub fn clock_ticks_per_second() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        let out = Command::new("getconf").arg("CLK_TCK").output().expect("getconf runs");
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("CLK_TCK is a number")
-    })
-}

@@ -6,6 +6,7 @@
 //! it; tests never skip silently.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
 pub mod sparql;
 
 use std::{

@@ -225,13 +225,9 @@ pub async fn bench_sparql(datasets: usize, studies: usize, runs: usize, patholog
 
 use cireg_testkit::sparql::in_memory_cross_product as pathological_query;
 
-/// CPU seconds this process has used (user + system), from /proc.
+/// CPU seconds this process has used (user + system).
 fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    // clock ticks are 100 a second on Linux (USER_HZ)
-    (ticks(11) + ticks(12)) / 100.0
+    cireg_testkit::process::cpu_seconds(std::process::id())
 }
 
 /// Pathological queries against a node with a 2 s SPARQL limit: 8 at once from one caller, then
