@@ -451,10 +451,27 @@ impl BenchServer {
         checkpoint: u64,
         sparql_timeout: std::time::Duration,
     ) -> anyhow::Result<Self> {
+        // the store does not move: a fixed checkpoint, and read models built once, before the
+        // first request
+        let (_applied_tx, applied) = tokio::sync::watch::channel(checkpoint);
+        let read_models = Arc::new(cireg_views::ReadModels::new(stores.full.clone(), base.clone(), Arc::default()));
+        let models = read_models.clone();
+        tokio::task::spawn_blocking(move || models.rebuild(checkpoint)).await??;
+        Self::start_with_models(stores, log, base, read_models, applied, sparql_timeout).await
+    }
+
+    /// A server over `read_models`, which the caller keeps up to date, as of the checkpoints
+    /// `applied` announces.
+    async fn start_with_models(
+        stores: cireg_views::QueryStores,
+        log: Arc<dyn EventLog>,
+        base: PublicBase,
+        read_models: Arc<cireg_views::ReadModels>,
+        applied: tokio::sync::watch::Receiver<u64>,
+        sparql_timeout: std::time::Duration,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        // the store does not move during a benchmark: a fixed checkpoint
-        let (_applied_tx, applied) = tokio::sync::watch::channel(checkpoint);
         let keys = tempfile::tempdir()?;
         let (key, _) = cireg_auth::DevKey::load_or_create(&keys.path().join("key.pem")).map_err(anyhow::Error::msg)?;
         key.write_jwks(&keys.path().join("jwks.json")).map_err(anyhow::Error::msg)?;
@@ -474,9 +491,7 @@ impl BenchServer {
             public_store: stores.public,
             base,
             catalog: Arc::new(cireg_views::CatalogInfo::default()),
-            catalog_index: Arc::default(),
-            search_index: Arc::default(),
-            study_index: Arc::default(),
+            read_models,
             auth: Some(verifier.clone()),
             auth_failures: Arc::default(),
             applied,
@@ -489,7 +504,6 @@ impl BenchServer {
                 Arc::new(cireg_ingest::RateLimit::per_minute(thirty, thirty))
             },
             limits: cireg_server::RequestLimits::default(),
-            read_models_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             sparql_max_results: 100_000,
             sparql_memory_limit: None,
         };
@@ -641,7 +655,39 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     );
     drop(index);
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("empty.redb"))?);
-    let server = BenchServer::start(query_stores(&projector)?, log, base, seq).await?;
+    // the read models as `cireg serve` keeps them: built once, then following the projector's
+    // change journal on their own thread
+    let journal = Arc::new(cireg_projector::ChangeJournal::default());
+    let projector = projector.with_journal(journal.clone());
+    let models = Arc::new(cireg_views::ReadModels::new(store.clone(), base.clone(), journal));
+    let start = Instant::now();
+    {
+        let models = models.clone();
+        tokio::task::spawn_blocking(move || models.rebuild(seq)).await??;
+    }
+    let models_built = start.elapsed().as_secs_f64();
+    let following = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let follower = {
+        let (models, following) = (models.clone(), following.clone());
+        std::thread::spawn(move || {
+            while following.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = models.follow_once(std::time::Duration::from_millis(100)) {
+                    eprintln!("bench: the read models could not follow: {e}");
+                }
+            }
+        })
+    };
+    let (applied_tx, applied) = tokio::sync::watch::channel(seq);
+    let server = BenchServer::start_with_models(
+        query_stores(&projector)?,
+        log,
+        base,
+        models.clone(),
+        applied,
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
+    println!("{:<44} {:>12.1} s", "read models built at start (all of them)", models_built);
     let (addr, token) = (server.addr, server.token.clone());
     let client = reqwest::Client::new();
     let get = |path: String| {
@@ -657,7 +703,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
                 .await
         }
     };
-    get("/fhir/ImagingStudy?_count=1".to_owned()).await?; // builds the index once
+    get("/fhir/ImagingStudy?_count=1".to_owned()).await?; // warms the connection and the token
     let subjects = (search_at * 2 / 5).max(1);
     // each iteration asks something new, so no result list is reused from the one before
     type PathOf = Box<dyn Fn(usize) -> String>;
@@ -703,6 +749,37 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     }
     let label = format!("pages 1 to {} of one search (cursor)", times.len());
     println!("{label:<44} {:>12.2} {:>10.2}", percentile(&times, 0.5), percentile(&times, 0.99));
+    // a new study, from the projector's commit to its first appearance in a FHIR search, while
+    // the index holds every study above: what the change journal and the in-place update cost
+    let mut visible = Vec::new();
+    for i in 0..100 {
+        let bytes = generated_studies(search_at + i..search_at + i + 1)?.remove(0);
+        let event = cireg_model::validate_event(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let stored = cireg_log::StoredEvent {
+            seq: seq + 1 + i as u64,
+            subject: event.subject(),
+            payload: Bytes::from(bytes),
+            appended_at_nanos: time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
+        };
+        let uid = format!("2.25.{}", 1_000_000_000 + search_at + i);
+        let start = Instant::now();
+        let p = projector.clone();
+        let checkpoint = tokio::task::spawn_blocking(move || p.apply_batch(&[stored])).await??;
+        applied_tx.send_replace(checkpoint);
+        loop {
+            let body = get(format!("/fhir/ImagingStudy?identifier={uid}&_summary=count")).await?;
+            let bundle: Value = serde_json::from_slice(&body)?;
+            if bundle["total"] == 1 {
+                break;
+            }
+            anyhow::ensure!(start.elapsed().as_secs() < 60, "study {uid} never became visible");
+        }
+        visible.push(start.elapsed().as_secs_f64());
+    }
+    let label = "new study: commit to visible in FHIR search";
+    println!("{label:<44} {:>12.2} {:>10.2}", percentile(&visible, 0.5), percentile(&visible, 0.99));
+    following.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = follower.join();
     // what those requests paid for their token: a signature check the first time a token is
     // seen, a lookup after that
     let mut fresh = Vec::new();

@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// Events each caller may send at once before the rate applies.
     #[arg(long, default_value = "5000", env = "CIREG_INGEST_BURST")]
     ingest_burst: std::num::NonZeroU32,
+    /// Aggregates (datasets, studies…) ingest keeps in memory, most recently used first; one not
+    /// kept is read back from the log on its next change.
+    #[arg(long, default_value_t = cireg_ingest::DEFAULT_AGGREGATE_CACHE, env = "CIREG_AGGREGATE_CACHE")]
+    aggregate_cache: usize,
     #[command(flatten)]
     auth: AuthArgs,
     #[command(flatten)]
@@ -242,15 +246,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let base = PublicBase::new(args.public_base.as_deref().unwrap_or(&format!("http://{local}")))?;
     let (log, nats) = open_log(&args.log).await?;
-    let projector = open_projector(&args.log.data, "store", "public", base.clone())?;
+    let journal = Arc::new(cireg_projector::ChangeJournal::default());
+    let projector = open_projector(&args.log.data, "store", "public", base.clone())?.with_journal(journal.clone());
     let store = projector.store().clone();
+    let read_models = Arc::new(cireg_views::ReadModels::new(store.clone(), base.clone(), journal));
     let public_store = projector.public_store().cloned().context("the public mirror")?;
     let gate_base = base.clone();
     let gate = tokio::task::spawn_blocking(move || ProfileGate::load(gate_base))
         .await?
         .context("compiling the SHACL shapes of the application profile")?;
-    let ingest =
-        Ingest::new(log.clone()).with_gate(gate).with_rate_limit(RateLimit::new(args.ingest_rate, args.ingest_burst));
+    let ingest = Ingest::new(log.clone())
+        .with_gate(gate)
+        .with_rate_limit(RateLimit::new(args.ingest_rate, args.ingest_burst))
+        .with_cache_capacity(args.aggregate_cache);
     let auth = args.auth.verifier().await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -296,9 +304,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_store,
         base: base.clone(),
         catalog: Arc::new(args.catalog.info()),
-        catalog_index: Arc::default(),
-        search_index: Arc::default(),
-        study_index: Arc::default(),
+        read_models: read_models.clone(),
         auth,
         auth_failures: Arc::default(),
         applied: applied_rx,
@@ -316,19 +322,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.sparql_slots.map(|n| n.get()),
             args.sparql_caller_share.map(|n| n.get()),
         ),
-        read_models_ready: Arc::default(),
         limits: cireg_server::RequestLimits {
             body_timeout: Duration::from_secs_f64(args.body_timeout),
             request_timeout: Duration::from_secs_f64(args.request_timeout),
         },
     };
     {
-        // the read models once at start-up, in the background: /readyz waits for them (detached:
-        // shutdown does not wait for a build)
-        let state = state.clone();
+        // the read models: built once at start-up in the background (/readyz waits for them),
+        // then following the projector (detached: shutdown does not wait for a build)
+        let (state, shutdown) = (state.clone(), shutdown_rx.clone());
         tokio::spawn(async move {
-            if let Err(e) = state.build_read_models().await {
-                error!(error = %e, "building the read models failed");
+            if let Err(e) = state.run_read_models(shutdown).await {
+                error!(error = %e, "the read models stopped following the projection");
             }
         });
     }

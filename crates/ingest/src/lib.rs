@@ -11,4 +11,4 @@ mod submit;
 
 pub use gate::{GateError, ProfileGate};
 pub use limit::RateLimit;
-pub use submit::{Accepted, Ingest, IngestError, IngestStats, Sender};
+pub use submit::{Accepted, Ingest, IngestError, IngestStats, Sender, DEFAULT_AGGREGATE_CACHE};

@@ -95,13 +95,61 @@ pub struct Ingest {
     log: Arc<dyn EventLog>,
     /// Aggregates folded from the log, keyed by subject, valid while their `last_seq` is the
     /// subject's last sequence in the log.
-    cache: Arc<Mutex<HashMap<String, Aggregate>>>,
+    cache: Arc<Mutex<AggregateCache>>,
     stats: Arc<IngestStats>,
     gate: Option<ProfileGate>,
     rate_limit: Option<Arc<RateLimit>>,
 }
 
-const CACHE_LIMIT: usize = 50_000;
+/// Aggregates kept by default (see [`Ingest::with_cache_capacity`]).
+pub const DEFAULT_AGGREGATE_CACHE: usize = 100_000;
+
+/// A bounded cache of recently used aggregates: two generations, each at most half the capacity.
+/// New and re-used entries go to the young one; when it is full it becomes the old one and the
+/// old one is dropped, so what was not used during a whole generation goes (least recently used,
+/// approximately) and memory stays bounded by the capacity, with O(1) work per access.
+struct AggregateCache {
+    young: HashMap<String, Aggregate>,
+    old: HashMap<String, Aggregate>,
+    half: usize,
+}
+
+impl AggregateCache {
+    fn with_capacity(capacity: usize) -> Self {
+        AggregateCache { young: HashMap::new(), old: HashMap::new(), half: (capacity / 2).max(1) }
+    }
+
+    fn get(&mut self, subject: &str) -> Option<Aggregate> {
+        if let Some(a) = self.young.get(subject) {
+            return Some(a.clone());
+        }
+        let a = self.old.remove(subject)?;
+        self.insert(subject.to_owned(), a.clone());
+        Some(a)
+    }
+
+    fn insert(&mut self, subject: String, aggregate: Aggregate) {
+        if self.young.len() >= self.half && !self.young.contains_key(&subject) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.old.remove(&subject);
+        self.young.insert(subject, aggregate);
+    }
+
+    fn remove(&mut self, subject: &str) {
+        self.young.remove(subject);
+        self.old.remove(subject);
+    }
+
+    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.young.retain(|s, _| keep(s));
+        self.old.retain(|s, _| keep(s));
+    }
+
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
 
 fn event_id_of(bytes: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
@@ -113,7 +161,20 @@ fn event_id_of(bytes: &[u8]) -> Option<String> {
 
 impl Ingest {
     pub fn new(log: Arc<dyn EventLog>) -> Self {
-        Ingest { log, cache: Arc::default(), stats: Arc::default(), gate: None, rate_limit: None }
+        let cache = Arc::new(Mutex::new(AggregateCache::with_capacity(DEFAULT_AGGREGATE_CACHE)));
+        Ingest { log, cache, stats: Arc::default(), gate: None, rate_limit: None }
+    }
+
+    /// Keeps at most `capacity` recently used aggregates in memory (each saves reading its
+    /// subject's events from the log on its next change).
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache = Arc::new(Mutex::new(AggregateCache::with_capacity(capacity)));
+        self
+    }
+
+    /// Aggregates in the cache now.
+    pub fn cached_aggregates(&self) -> usize {
+        self.cache.lock().map(|c| c.len()).unwrap_or(0)
     }
 
     /// Checks every dataset change against the application profile before appending it.
@@ -239,7 +300,7 @@ impl Ingest {
         let purged = self.log.purge_subject(&filter).await.map_err(|e| IngestError::Unavailable(e.to_string()))?;
         let prefix = filter.trim_end_matches('>');
         if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|subject, _| !subject.starts_with(prefix));
+            cache.retain(|subject| !subject.starts_with(prefix));
         }
         if purged > 0 {
             tracing::info!(%provider, purged, "erased the studies of a subject that withdrew consent");
@@ -319,7 +380,7 @@ impl Ingest {
         if last == 0 {
             return Ok(Aggregate::default());
         }
-        if let Some(cached) = self.cache.lock().ok().and_then(|c| c.get(subject).cloned()) {
+        if let Some(cached) = self.cache.lock().ok().and_then(|mut c| c.get(subject)) {
             if cached.last_seq == last {
                 return Ok(cached);
             }
@@ -343,9 +404,6 @@ impl Ingest {
 
     fn remember(&self, subject: String, aggregate: Aggregate) {
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
             cache.insert(subject, aggregate);
         }
     }
@@ -354,5 +412,29 @@ impl Ingest {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(subject);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aggregate_cache_stays_bounded_and_keeps_what_is_used() {
+        let mut cache = AggregateCache::with_capacity(4);
+        for i in 0..1000 {
+            cache.insert(format!("s{i}"), Aggregate::default());
+            // s0 is used all the time: it is never the one dropped
+            assert!(cache.get("s0").is_some(), "after {i} inserts");
+            assert!(cache.len() <= 4, "{} entries after {i} inserts", cache.len());
+        }
+        assert!(cache.get("s999").is_some(), "the newest entry is kept");
+        assert!(cache.get("s500").is_none(), "an entry unused for generations is gone");
+        cache.remove("s0");
+        assert!(cache.get("s0").is_none());
+        cache.insert("a.x".into(), Aggregate::default());
+        cache.insert("b.x".into(), Aggregate::default());
+        cache.retain(|s| !s.starts_with("a."));
+        assert!(cache.get("a.x").is_none() && cache.get("b.x").is_some());
     }
 }

@@ -5,15 +5,19 @@
 //! Where a dataset (or provider) becomes triples is `cireg_dcat`, shared with the SHACL gate.
 //! - `projection.rs`: the bookkeeping graph (checkpoint, aggregate states) and the batch fold.
 //! - `runner.rs`: following the log live, and rebuilding from sequence 1.
+//! - `journal.rs`: which aggregates each committed batch changed, for the read models.
 
+mod journal;
 pub mod ns;
 mod projection;
 mod runner;
 mod study;
 
 pub use cireg_dcat::{slug, BaseError, PublicBase};
+pub use journal::{ChangeJournal, Changes, DEFAULT_JOURNAL_BOUND};
 pub use projection::{
-    projected_datasets, projected_studies, ProjectedDataset, ProjectedStudy, ProjectionError, Projector, StudyCounts,
+    is_dataset_subject, is_study_subject, projected_dataset, projected_datasets, projected_studies, projected_study,
+    subject_parts, ProjectedDataset, ProjectedStudy, ProjectionError, Projector, StudyCounts,
 };
 pub use runner::{rebuild, run, RunOptions};
 pub use study::{study_graph, IMAGING};

@@ -1,4 +1,7 @@
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use cireg_log::StoredEvent;
 use cireg_model::{Aggregate, AggregateState, Dataset, DatasetStatus, Event, Payload, Study, StudyStatus};
@@ -11,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use cireg_dcat::{aggregate_graph, iri, PublicBase};
 
 use crate::{
+    journal::ChangeJournal,
     ns::{CHECKPOINT, LEGACY_PROJECTION_GRAPH, PROJECTION_NODE},
     study::study_graph,
 };
@@ -117,6 +121,8 @@ pub struct Projector {
     /// a per-graph filter; nothing else is ever written there.
     public: Option<Store>,
     base: PublicBase,
+    /// Where each committed batch's changed aggregates are recorded for the read models.
+    journal: Option<Arc<ChangeJournal>>,
 }
 
 /// Where the bookkeeping lives: the default graph, which no SPARQL query reaches.
@@ -213,7 +219,7 @@ impl Projector {
                 ))?;
             }
         }
-        Ok(Projector { store, public: None, base })
+        Ok(Projector { store, public: None, base, journal: None })
     }
 
     /// Keeps `public` a mirror of the store's public graphs (datasets', providers') from now on.
@@ -241,6 +247,12 @@ impl Projector {
         }
         self.public = Some(public);
         Ok(self)
+    }
+
+    /// Records every committed batch's changed aggregates in `journal` from now on.
+    pub fn with_journal(mut self, journal: Arc<ChangeJournal>) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -532,6 +544,9 @@ impl Projector {
                 loader.load_quads(quads)?;
                 loader.commit()?;
             }
+            if let Some(journal) = &self.journal {
+                journal.record(last, &order);
+            }
             return Ok(last);
         }
         // Writes only, no reads inside the transaction: the old values were read above, which
@@ -554,6 +569,10 @@ impl Projector {
             tx.insert(quad);
         }
         tx.commit()?;
+        // the read models follow the store, which is the truth even if the mirror fails below
+        if let Some(journal) = &self.journal {
+            journal.record(last, &order);
+        }
         self.sync_public(&public_graphs, last)?;
         Ok(last)
     }
@@ -707,28 +726,47 @@ pub struct ProjectedDataset {
 /// Every dataset in the store that is not withdrawn.
 pub fn projected_datasets(store: &Store) -> Result<Vec<ProjectedDataset>, ProjectionError> {
     let mut out = Vec::new();
-    for_each_stored_state(
-        store,
-        |subject| split_subject(subject).1 == "dataset",
-        |subject, stored| {
-            let AggregateState::Dataset { status, document, .. } = stored.state else { return Ok(()) };
-            if status == DatasetStatus::Withdrawn {
-                return Ok(());
-            }
-            let dataset: Dataset = serde_json::from_value(StudyCounts::apply_to(stored.studies, &document))
-                .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
-            let (provider, _, id) = split_subject(subject);
-            out.push(ProjectedDataset {
-                provider: provider.to_owned(),
-                id: id.to_owned(),
-                status,
-                dataset,
-                recorded: stored.recorded,
-            });
-            Ok(())
-        },
-    )?;
+    for_each_stored_state(store, is_dataset_subject, |subject, stored| {
+        out.extend(dataset_of(subject, stored)?);
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// The dataset of log subject `subject` (`cireg.events.<provider>.dataset.<id>`), if the store
+/// holds it and it is not withdrawn.
+pub fn projected_dataset(store: &Store, subject: &str) -> Result<Option<ProjectedDataset>, ProjectionError> {
+    match stored_state(store, subject)? {
+        Some(stored) => dataset_of(subject, stored),
+        None => Ok(None),
+    }
+}
+
+fn dataset_of(subject: &str, stored: StoredState) -> Result<Option<ProjectedDataset>, ProjectionError> {
+    let AggregateState::Dataset { status, document, .. } = stored.state else { return Ok(None) };
+    if status == DatasetStatus::Withdrawn {
+        return Ok(None);
+    }
+    let dataset: Dataset = serde_json::from_value(StudyCounts::apply_to(stored.studies, &document))
+        .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
+    let (provider, _, id) = split_subject(subject);
+    Ok(Some(ProjectedDataset {
+        provider: provider.to_owned(),
+        id: id.to_owned(),
+        status,
+        dataset,
+        recorded: stored.recorded,
+    }))
+}
+
+/// The stored state of the aggregate of log subject `subject`, if the store holds one.
+fn stored_state(store: &Store, subject: &str) -> Result<Option<StoredState>, ProjectionError> {
+    match one_object(store, &aggregate_node(subject), STATE)? {
+        Some(Term::Literal(json)) => serde_json::from_str(json.value())
+            .map(Some)
+            .map_err(|e| ProjectionError::Other(format!("stored state of {subject}: {e}"))),
+        _ => Ok(None),
+    }
 }
 
 /// Calls `each` with every aggregate state in the store whose log subject `wanted` accepts.
@@ -772,25 +810,41 @@ pub struct ProjectedStudy {
 /// consent are not in the store at all.
 pub fn projected_studies(store: &Store) -> Result<Vec<ProjectedStudy>, ProjectionError> {
     let mut out = Vec::new();
-    for_each_stored_state(
-        store,
-        |subject| subject.contains(".study."),
-        |subject, stored| {
-            let AggregateState::Study { status, subject: pseudonym, study, .. } = stored.state else { return Ok(()) };
-            let provider = split_subject(subject).0.to_owned();
-            out.push(ProjectedStudy {
-                id: Study::resource_id(&provider, &pseudonym, &study.study_instance_uid),
-                provider,
-                subject: pseudonym,
-                status,
-                study: *study,
-                version: stored.version,
-                recorded: stored.recorded,
-            });
-            Ok(())
-        },
-    )?;
+    for_each_stored_state(store, is_study_subject, |subject, stored| {
+        out.extend(study_of(subject, stored));
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// The study of log subject `subject` (`cireg.events.<provider>.subject.<pseudonym>.study.<uid>`),
+/// retracted or not, if the store holds it (an erased study it does not).
+pub fn projected_study(store: &Store, subject: &str) -> Result<Option<ProjectedStudy>, ProjectionError> {
+    Ok(stored_state(store, subject)?.and_then(|stored| study_of(subject, stored)))
+}
+
+/// Whether a log subject is a study's.
+pub fn is_study_subject(subject: &str) -> bool {
+    subject.contains(".study.")
+}
+
+/// Whether a log subject is a dataset's.
+pub fn is_dataset_subject(subject: &str) -> bool {
+    split_subject(subject).1 == "dataset"
+}
+
+fn study_of(subject: &str, stored: StoredState) -> Option<ProjectedStudy> {
+    let AggregateState::Study { status, subject: pseudonym, study, .. } = stored.state else { return None };
+    let provider = split_subject(subject).0.to_owned();
+    Some(ProjectedStudy {
+        id: Study::resource_id(&provider, &pseudonym, &study.study_instance_uid),
+        provider,
+        subject: pseudonym,
+        status,
+        study: *study,
+        version: stored.version,
+        recorded: stored.recorded,
+    })
 }
 
 /// A log append time as RFC 3339 (UTC).
@@ -808,6 +862,10 @@ fn bookkeeping(node: &NamedNode, predicate: &str, value: Term) -> Quad {
 
 /// `cireg.events.<provider>.dataset.<id>` → (provider, "dataset", id);
 /// `cireg.events.<provider>.provider` → (provider, "provider", provider).
+pub fn subject_parts(subject: &str) -> (&str, &str, &str) {
+    split_subject(subject)
+}
+
 fn split_subject(subject: &str) -> (&str, &str, &str) {
     let rest = subject.strip_prefix(cireg_model::SUBJECT_PREFIX).and_then(|r| r.strip_prefix('.')).unwrap_or(subject);
     let mut parts = rest.splitn(3, '.');

@@ -3,6 +3,8 @@
 //! OperationOutcomes. Study data is pseudonymised personal data: every handler but
 //! `/fhir/metadata` needs a researcher's bearer token (401 without one, 403 without the role).
 
+use std::sync::Arc;
+
 use axum::{
     extract::{Path, RawQuery, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
@@ -10,7 +12,7 @@ use axum::{
 };
 use cireg_fhir::{BundleKind, Entry, FhirVersion, Issue, Link, SearchParamInfo, StudyView, Subset};
 use cireg_model::{study_subject, Aggregate, AggregateState, Event, ProviderId, StudyStatus};
-use cireg_views::{IndexedStudy, Page, StudyIndex, StudyLookup, StudyQuery, SEARCH_PARAMETERS};
+use cireg_views::{IndexedStudy, Page, ReadModels, StudyIndex, StudyLookup, StudyQuery, SEARCH_PARAMETERS};
 use serde_json::Value;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
@@ -149,7 +151,7 @@ async fn begin(
 /// The study `id` names, or the OperationOutcome to answer: 410 when it was retracted (or its
 /// dataset withdrawn), 404 when it never was or was erased.
 #[allow(clippy::result_large_err)]
-fn find<'a>(index: &'a StudyIndex, id: &str, version: FhirVersion) -> Result<&'a IndexedStudy, Response> {
+fn find(index: &StudyIndex, id: &str, version: FhirVersion) -> Result<Arc<IndexedStudy>, Response> {
     match index.get(id) {
         StudyLookup::Found(s) => Ok(s),
         StudyLookup::Gone => Err(outcome(
@@ -216,11 +218,8 @@ fn study_url(state: &AppState, id: &str) -> String {
 }
 
 /// The index, or the OperationOutcome to answer when it cannot be read.
-async fn index(state: &AppState, version: FhirVersion) -> Result<std::sync::Arc<StudyIndex>, Response> {
-    state
-        .study_index()
-        .await
-        .map_err(|e| outcome(version, 503, "transient", format!("the store could not be read: {e}"), ""))
+async fn index(state: &AppState, version: FhirVersion) -> Result<Arc<ReadModels>, Response> {
+    state.study_index().await.map_err(|e| outcome(version, 503, "transient", format!("the study index: {e}"), ""))
 }
 
 fn http_date(rfc3339: &str) -> Option<HeaderValue> {
@@ -250,7 +249,7 @@ pub async fn read(
         Ok(i) => i,
         Err(r) => return r,
     };
-    let s = match find(&index, &id, version) {
+    let s = match find(index.studies(), &id, version) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -262,7 +261,7 @@ pub async fn read(
     {
         return StatusCode::NOT_MODIFIED.into_response();
     }
-    let body = match resource(version, s, &subset) {
+    let body = match resource(version, &s, &subset) {
         Ok(b) => b,
         Err(e) => return internal(version, e),
     };
@@ -359,7 +358,7 @@ async fn search_pairs(
         let index = index.clone();
         // a first search over a million studies takes a moment: not on the async threads
         match tokio::task::spawn_blocking(move || {
-            let page = index.search(&q);
+            let page = index.studies().search(&q);
             (
                 page.total,
                 page.studies.iter().map(|s| s.projected.id.clone()).collect::<Vec<_>>(),
@@ -402,8 +401,9 @@ async fn search_pairs(
     }
     let mut entries = Vec::with_capacity(ids.len());
     for id in &ids {
-        let StudyLookup::Found(s) = index.get(id) else { continue };
-        match resource(version, s, &subset) {
+        // a study changed since the search is shown as it is now; one gone since is left out
+        let StudyLookup::Found(s) = index.studies().get(id) else { continue };
+        match resource(version, &s, &subset) {
             Ok(resource) => entries.push(Entry { full_url: study_url(&state, id), resource, request: None }),
             Err(e) => return internal(version, e),
         }
@@ -481,11 +481,11 @@ async fn history_inner(
         Ok(i) => i,
         Err(r) => return r,
     };
-    let s = match find(&index, &id, version) {
+    let s = match find(index.studies(), &id, version) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let all = match versions(&state, s).await {
+    let all = match versions(&state, &s).await {
         Ok(v) => v,
         Err(e) => return outcome(version, 503, "transient", format!("the event log could not be read: {e}"), ""),
     };
@@ -497,7 +497,7 @@ async fn history_inner(
         let Some(study) = v.study.as_ref().filter(|_| !v.retracted) else {
             return outcome(version, 410, "deleted", format!("version {vid} of ImagingStudy/{id} is a retraction"), "");
         };
-        return match resource_at(version, s, study, v.version, &v.last_updated, &full) {
+        return match resource_at(version, &s, study, v.version, &v.last_updated, &full) {
             Ok(body) => {
                 let mut response = fhir_json(version, StatusCode::OK, &body);
                 if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
@@ -511,7 +511,7 @@ async fn history_inner(
     let mut entries = Vec::new();
     for v in all.iter().rev() {
         let Some(study) = v.study.as_ref().filter(|_| !v.retracted) else { continue };
-        let resource = match resource_at(version, s, study, v.version, &v.last_updated, &full) {
+        let resource = match resource_at(version, &s, study, v.version, &v.last_updated, &full) {
             Ok(r) => r,
             Err(e) => return internal(version, e),
         };

@@ -316,7 +316,7 @@ pub async fn healthz() -> Response {
 /// were built since the start.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let applied = *state.applied.borrow();
-    let models = state.read_models_ready.load(Ordering::Acquire);
+    let models = state.read_models.is_ready();
     match state.ingest.log().last_seq().await {
         Ok(last) if applied >= last && !models => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -401,6 +401,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.auth_failures.load(Ordering::Relaxed),
     );
     counter("cireg_projector_applied_sequence", "Last log sequence applied to the store.", "gauge", applied);
+    counter(
+        "cireg_ingest_cached_aggregates",
+        "Aggregates ingest keeps in memory (bounded by --aggregate-cache).",
+        "gauge",
+        state.ingest.cached_aggregates() as u64,
+    );
+    counter(
+        "cireg_read_models_sequence",
+        "Last log sequence whose changes the read models (catalogue paging, search, studies) include.",
+        "gauge",
+        state.read_models.checkpoint(),
+    );
     if let Some(last) = last {
         counter("cireg_log_last_sequence", "Last sequence in the event log.", "gauge", last);
         counter(

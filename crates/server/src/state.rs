@@ -7,9 +7,7 @@ use axum::{
 };
 use cireg_ingest::Ingest;
 use cireg_projector::PublicBase;
-use cireg_views::{
-    CatalogCache, CatalogIndex, CatalogInfo, CheckpointCache, SearchCache, SearchIndex, StudyCache, StudyIndex,
-};
+use cireg_views::{CatalogIndex, CatalogInfo, ReadModels, SearchIndex};
 use oxigraph::store::Store;
 use tokio::sync::watch;
 
@@ -24,12 +22,9 @@ pub struct AppState {
     pub public_store: Store,
     pub base: PublicBase,
     pub catalog: Arc<CatalogInfo>,
-    /// The paging index of the live catalogue, rebuilt when the checkpoint moves.
-    pub catalog_index: Arc<CatalogCache>,
-    /// The search index of the live datasets, rebuilt when the checkpoint moves.
-    pub search_index: Arc<SearchCache>,
-    /// The index of the studies behind the FHIR API, rebuilt when the checkpoint moves.
-    pub study_index: Arc<StudyCache>,
+    /// The read models (catalogue paging, search, the study index behind the FHIR API), kept up
+    /// to date from the projector's change journal.
+    pub read_models: Arc<ReadModels>,
     /// Checks bearer tokens; `None`: no keys configured, so nobody can publish over HTTP or read
     /// study-level data.
     pub auth: Option<cireg_auth::Verifier>,
@@ -55,30 +50,70 @@ pub struct AppState {
     pub sparql_memory_limit: Option<u64>,
     /// How long a request's body and answer may take.
     pub limits: crate::RequestLimits,
-    /// Whether the read models (catalogue paging, search, study index) were built once since
-    /// the start; `/readyz` says not ready before.
-    pub read_models_ready: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long a request waits for the read models to include what the projector had applied when
+/// it came (read-your-writes); past it, it is answered from the models as they are.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(2);
 
 impl AppState {
     /// Builds every read model once, as of the projector's checkpoint once it has caught up with
-    /// what the log held at the call, and then marks them ready (for `/readyz`). Run it in the
-    /// background at start-up, so that no request is the one to build them first.
-    pub async fn build_read_models(&self) -> std::io::Result<()> {
+    /// what the log held at the call (`/readyz` says not ready until then), then keeps them up to
+    /// date from the projector's change journal until `shutdown`. Run it in the background at
+    /// start-up, so that no request is the one to build them.
+    pub async fn run_read_models(&self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let target = self.ingest.log().last_seq().await.map_err(std::io::Error::other)?;
         let mut applied = self.applied.clone();
-        applied.wait_for(|a| *a >= target).await.map_err(std::io::Error::other)?;
-        self.catalog_index().await?;
-        self.search_index().await?;
-        self.study_index().await?;
-        self.read_models_ready.store(true, std::sync::atomic::Ordering::Release);
-        Ok(())
+        tokio::select! {
+            a = applied.wait_for(|a| *a >= target) => { a.map_err(std::io::Error::other)?; }
+            _ = shutdown.changed() => return Ok(()),
+        }
+        let committed = *self.applied.borrow();
+        let models = self.read_models.clone();
+        tokio::task::spawn_blocking(move || models.rebuild(committed)).await.map_err(std::io::Error::other)??;
+        tracing::info!(checkpoint = self.read_models.checkpoint(), "read models built");
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let models = self.read_models.clone();
+            let applied = tokio::task::spawn_blocking(move || models.follow_once(Duration::from_millis(250)))
+                .await
+                .map_err(std::io::Error::other)?;
+            if let Err(e) = applied {
+                // the store could not be read: the changes are lost to the models, so build them
+                // again once it can
+                tracing::warn!(error = %e, "updating the read models failed; rebuilding them");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let (models, committed) = (self.read_models.clone(), *self.applied.borrow());
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || models.rebuild(committed)).await {
+                    tracing::warn!(error = %e, "rebuilding the read models failed");
+                }
+            }
+        }
     }
 
-    /// Catalogue counts (zero when the store cannot be read: they feed gauges only).
+    /// The read models once they include what the projector had applied when called (waiting
+    /// up to [`FRESHNESS_WAIT`]); models still not built after that wait are an error.
+    async fn fresh_models(&self) -> std::io::Result<&ReadModels> {
+        let models = &self.read_models;
+        let target = *self.applied.borrow();
+        let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+        while !(models.is_ready() && models.checkpoint() >= target) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if !models.is_ready() {
+            return Err(std::io::Error::other("the read models are still being built (see /readyz)"));
+        }
+        Ok(models)
+    }
+
+    /// Catalogue counts (zero when the models are not built: they feed gauges only).
     pub async fn summary(&self) -> cireg_views::Summary {
         let Ok(index) = self.catalog_index().await else { return cireg_views::Summary::default() };
-        let (store, base) = (self.store.clone(), self.base.clone());
+        // the public mirror holds the same dataset and provider graphs without the studies', which
+        // listing every named graph would walk through
+        let (store, base) = (self.public_store.clone(), self.base.clone());
         tokio::task::spawn_blocking(move || cireg_views::summary(&store, &base, &index))
             .await
             .ok()
@@ -86,33 +121,20 @@ impl AppState {
             .unwrap_or_default()
     }
 
-    /// The catalogue's paging index as of the projector's checkpoint (built once per checkpoint).
+    /// The catalogue's paging index.
     pub async fn catalog_index(&self) -> std::io::Result<Arc<CatalogIndex>> {
-        self.as_of_checkpoint(self.catalog_index.clone(), CatalogIndex::build).await
+        Ok(self.fresh_models().await?.catalog())
     }
 
-    /// The search index as of the projector's checkpoint (built once per checkpoint).
+    /// The search index.
     pub async fn search_index(&self) -> std::io::Result<Arc<SearchIndex>> {
-        self.as_of_checkpoint(self.search_index.clone(), SearchIndex::build).await
+        Ok(self.fresh_models().await?.search())
     }
 
-    /// The study index as of the projector's checkpoint (built once per checkpoint).
-    pub async fn study_index(&self) -> std::io::Result<Arc<StudyIndex>> {
-        self.as_of_checkpoint(self.study_index.clone(), StudyIndex::build).await
-    }
-
-    /// A read model as of the projector's checkpoint: the one `cache` keeps, or a new one from
-    /// `build` on a blocking thread (it reads the store).
-    async fn as_of_checkpoint<T: Send + Sync + 'static>(
-        &self,
-        cache: Arc<CheckpointCache<T>>,
-        build: fn(&Store, &PublicBase) -> std::io::Result<T>,
-    ) -> std::io::Result<Arc<T>> {
-        let checkpoint = *self.applied.borrow();
-        let (store, base) = (self.store.clone(), self.base.clone());
-        tokio::task::spawn_blocking(move || cache.get(checkpoint, || build(&store, &base)))
-            .await
-            .map_err(std::io::Error::other)?
+    /// The read models, for the study index.
+    pub async fn study_index(&self) -> std::io::Result<Arc<ReadModels>> {
+        self.fresh_models().await?;
+        Ok(self.read_models.clone())
     }
 }
 

@@ -4,11 +4,7 @@
 //! Paging uses an index of the live datasets (IRI, issued, modified) kept in memory and rebuilt
 //! when the projection moves on: page N is a slice of it, so deep pages cost what the first does.
 
-use std::{
-    collections::HashMap,
-    io::Write,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, io::Write};
 
 use cireg_dcat::{catalog_graph, CatalogExtent, CatalogInfo, PublicBase};
 use cireg_projector::ns;
@@ -174,6 +170,58 @@ impl CatalogIndex {
         Ok(CatalogIndex { entries, countries: countries.into_iter().collect() })
     }
 
+    /// The entry of the dataset of IRI `dataset` and the countries it covers, as `store` holds
+    /// them now (`None`: no live dataset there). What [`CatalogIndex::build`] reads of one
+    /// dataset, for keeping an index up to date one dataset at a time.
+    pub fn entry_of(
+        store: &Store,
+        base: &PublicBase,
+        dataset: &NamedNode,
+    ) -> std::io::Result<Option<(IndexEntry, Vec<String>)>> {
+        let graph = oxigraph::model::GraphNameRef::NamedNode(dataset.as_ref());
+        let record = NamedNode::new_unchecked(record_of(base, dataset));
+        let date = |local: &str| -> std::io::Result<Option<String>> {
+            let p = n(ns::DCT, local);
+            match store.quads_for_pattern(Some(record.as_ref().into()), Some(p.as_ref()), None, Some(graph)).next() {
+                Some(Ok(q)) => Ok(match q.object {
+                    Term::Literal(l) => Some(l.value().to_owned()),
+                    _ => None,
+                }),
+                Some(Err(e)) => Err(std::io::Error::other(e)),
+                None => Ok(None),
+            }
+        };
+        let (issued, modified) = (date("issued")?, date("modified")?);
+        if issued.is_none() && modified.is_none() {
+            return Ok(None);
+        }
+        let issued = issued.unwrap_or_default();
+        let modified = modified.unwrap_or_else(|| issued.clone());
+        let entry =
+            IndexEntry { modified_at: parse_instant(&modified), dataset: dataset.clone(), record, issued, modified };
+        let spatial = n(ns::DCT, "spatial");
+        let country_prefix = cireg_model::vocab::country_iri("");
+        let mut countries = Vec::new();
+        for quad in store.quads_for_pattern(Some(dataset.as_ref().into()), Some(spatial.as_ref()), None, Some(graph)) {
+            if let Term::NamedNode(o) = quad.map_err(std::io::Error::other)?.object {
+                countries.extend(o.as_str().strip_prefix(&country_prefix).map(str::to_owned));
+            }
+        }
+        Ok(Some((entry, countries)))
+    }
+
+    /// The index of `entries` (dataset IRI → entry and countries).
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = &'a (IndexEntry, Vec<String>)>) -> Self {
+        let mut countries = std::collections::BTreeSet::new();
+        let mut list = Vec::new();
+        for (entry, c) in entries {
+            list.push(entry.clone());
+            countries.extend(c.iter().cloned());
+        }
+        list.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+        CatalogIndex { entries: list, countries: countries.into_iter().collect() }
+    }
+
     /// The entries modified at or after `since` (all when `None`).
     pub fn select(&self, since: Option<OffsetDateTime>) -> Vec<&IndexEntry> {
         match since {
@@ -182,49 +230,6 @@ impl CatalogIndex {
         }
     }
 }
-
-/// A read model built from the store, kept until the projection moves past the checkpoint it was
-/// built at. One build at a time: requests that find it stale while it is being built wait for
-/// that build instead of each building their own.
-pub struct CheckpointCache<T> {
-    built: Mutex<Option<(u64, Arc<T>)>>,
-    building: Mutex<()>,
-}
-
-impl<T> Default for CheckpointCache<T> {
-    fn default() -> Self {
-        CheckpointCache { built: Mutex::new(None), building: Mutex::new(()) }
-    }
-}
-
-impl<T> CheckpointCache<T> {
-    /// The kept model, if it is as of `checkpoint` or later.
-    fn kept(&self, checkpoint: u64) -> Option<Arc<T>> {
-        let guard = self.built.lock().ok()?;
-        guard.as_ref().filter(|(at, _)| *at >= checkpoint).map(|(_, model)| model.clone())
-    }
-
-    /// The model as of `checkpoint` (or later): the kept one, or a new one from `build`.
-    /// Blocking: it may wait for another caller's build.
-    pub fn get(&self, checkpoint: u64, build: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<Arc<T>> {
-        if let Some(model) = self.kept(checkpoint) {
-            return Ok(model);
-        }
-        let _one_build = self.building.lock().unwrap_or_else(|e| e.into_inner());
-        // another caller may have built it while this one waited
-        if let Some(model) = self.kept(checkpoint) {
-            return Ok(model);
-        }
-        let model = Arc::new(build()?);
-        if let Ok(mut guard) = self.built.lock() {
-            *guard = Some((checkpoint, model.clone()));
-        }
-        Ok(model)
-    }
-}
-
-/// The catalogue's paging index, kept per checkpoint.
-pub type CatalogCache = CheckpointCache<CatalogIndex>;
 
 /// Where one page sits in the whole: what the `hydra:PagedCollection` triples say.
 #[derive(Debug, Clone)]
@@ -360,37 +365,4 @@ pub fn graph_about(store: &Store, subject: &NamedNode) -> std::io::Result<Option
         }
     }
     Ok(None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[test]
-    fn requests_that_find_the_model_stale_at_once_share_one_build() {
-        let cache = Arc::new(CheckpointCache::<u64>::default());
-        let builds = Arc::new(AtomicUsize::new(0));
-        let requests: Vec<_> = (0..4)
-            .map(|_| {
-                let (cache, builds) = (cache.clone(), builds.clone());
-                std::thread::spawn(move || {
-                    cache
-                        .get(7, || {
-                            builds.fetch_add(1, Ordering::SeqCst);
-                            std::thread::sleep(std::time::Duration::from_millis(200));
-                            Ok(7)
-                        })
-                        .map(|m| *m)
-                })
-            })
-            .collect();
-        for r in requests {
-            assert_eq!(r.join().map_err(|_| "panicked").and_then(|r| r.map_err(|_| "failed")), Ok(7));
-        }
-        assert_eq!(builds.load(Ordering::SeqCst), 1, "each request built its own model");
-        // a request as of an older checkpoint takes the newer model; a newer one builds again
-        assert_eq!(cache.get(5, || Ok(5)).map(|m| *m).ok(), Some(7));
-        assert_eq!(cache.get(8, || Ok(8)).map(|m| *m).ok(), Some(8));
-    }
 }

@@ -5,33 +5,36 @@
 //! - `feed.rs`: the change feed (LDES / ActivityStreams) over the log's dataset events.
 //! - `sparql.rs`: SPARQL evaluation over the graphs a caller may see, with a time limit.
 //! - `studies.rs`: the study index and FHIR search semantics behind the ImagingStudy API.
+//! - `live.rs`: all read models kept up to date from the projector's change journal.
 //! - `summary.rs`: counts for the landing page and metrics.
 
 mod catalog;
 mod eucaim;
 mod feed;
+mod live;
 mod search;
 mod sparql;
 mod studies;
 mod summary;
 
 pub use catalog::{
-    graph_about, parse_instant, resource_triples, write_catalog, write_resource, CatalogCache, CatalogIndex,
-    CatalogPage, CheckpointCache, IndexEntry, PageLinks,
+    graph_about, parse_instant, resource_triples, write_catalog, write_resource, CatalogIndex, CatalogPage, IndexEntry,
+    PageLinks,
 };
 pub use cireg_dcat::{label as vocabulary_label, CatalogInfo};
 pub use eucaim::{eucaim_search, AstError, EucaimAnswer, EucaimQuery};
 pub use feed::{activity_iri, write_feed, FeedPage};
+pub use live::ReadModels;
 pub use search::{
-    access_label, country_name, FacetCount, Label, SearchCache, SearchDoc, SearchIndex, SearchQuery, SearchResults,
-    Sort, FACETS, SIZE_CLASSES,
+    access_label, country_name, FacetCount, Label, SearchDoc, SearchIndex, SearchQuery, SearchResults, Sort, FACETS,
+    SIZE_CLASSES,
 };
 pub use sparql::{
     evaluate, resident_bytes, write_results, GraphScope, ParsedQuery, QueryError, QueryLimits, QueryStores,
     ResultsFormat, SparqlRequest,
 };
 pub use studies::{
-    Cursor, DateParam, IndexedStudy, Page, SearchParamError, StudyCache, StudyIndex, StudyLookup, StudyPage,
-    StudyQuery, StudySort, DEFAULT_COUNT, MAX_COUNT, SEARCH_PARAMETERS,
+    Cursor, DateParam, IndexedStudy, Page, SearchParamError, StudyIndex, StudyLookup, StudyPage, StudyQuery, StudySort,
+    DEFAULT_COUNT, MAX_COUNT, SEARCH_PARAMETERS,
 };
 pub use summary::{summary, Summary};

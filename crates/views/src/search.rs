@@ -67,7 +67,7 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 impl SearchDoc {
-    fn new(base: &PublicBase, p: ProjectedDataset) -> Self {
+    pub fn new(base: &PublicBase, p: ProjectedDataset) -> Self {
         let d = &p.dataset;
         let keywords: Vec<String> = d.keywords.values().flatten().cloned().collect();
         let year = |date: &Option<String>| date.as_deref().and_then(|s| s.get(..4)).and_then(|y| y.parse().ok());
@@ -316,7 +316,11 @@ pub struct SearchIndex {
 impl SearchIndex {
     pub fn build(store: &Store, base: &PublicBase) -> std::io::Result<Self> {
         let datasets = projected_datasets(store).map_err(std::io::Error::other)?;
-        let mut docs: Vec<SearchDoc> = datasets.into_iter().map(|d| SearchDoc::new(base, d)).collect();
+        Ok(Self::from_docs(datasets.into_iter().map(|d| SearchDoc::new(base, d)).collect()))
+    }
+
+    /// The index of `docs` (datasets as [`SearchDoc::new`] makes them).
+    pub fn from_docs(mut docs: Vec<SearchDoc>) -> Self {
         docs.sort_by(|a, b| a.iri.cmp(&b.iri));
         let mut words: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
         let mut dictionaries: Vec<FacetDictionary> = FACETS.iter().map(|_| FacetDictionary::default()).collect();
@@ -332,7 +336,7 @@ impl SearchIndex {
                 .collect();
             doc_facets.push(ids);
         }
-        Ok(SearchIndex { docs, words, dictionaries, doc_facets })
+        SearchIndex { docs, words, dictionaries, doc_facets }
     }
 
     pub fn get(&self, provider: &str, id: &str) -> Option<&SearchDoc> {
@@ -457,6 +461,3 @@ impl SearchIndex {
         SearchResults { total: hits.len(), page, page_size, results, facets }
     }
 }
-
-/// The search index, kept per checkpoint.
-pub type SearchCache = crate::catalog::CheckpointCache<SearchIndex>;

@@ -1,20 +1,23 @@
 //! The study index behind the FHIR ImagingStudy search: every available study of a live dataset,
 //! in memory, with lookup tables for the selective parameters (`_id`, `identifier`, `patient`,
-//! `series`) and every result list kept sorted so that a page is found by binary search from its
-//! cursor, however deep it is.
+//! `series`, `started`), kept up to date one study at a time ([`StudyIndex::apply`]) as the
+//! projector reports what it changed, so that no request ever waits for it to be built.
 //!
 //! FHIR search semantics live here (values, prefixes, precision, AND of repeated parameters, OR
 //! of comma-separated values); the HTTP layer parses the query string with [`StudyQuery::parse`]
 //! and builds the Bundle.
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use cireg_dcat::PublicBase;
 use cireg_model::StudyStatus;
-use cireg_projector::{projected_datasets, projected_studies, ProjectedStudy};
+use cireg_projector::{
+    is_dataset_subject, is_study_subject, projected_dataset, projected_datasets, projected_studies, projected_study,
+    subject_parts, ProjectedStudy, ProjectionError,
+};
 use oxigraph::store::Store;
 use time::{format_description::well_known::Rfc3339, Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
@@ -72,114 +75,296 @@ fn instant_nanos(text: &str) -> Option<i128> {
 
 /// What a read of one study finds.
 #[derive(Debug, Clone)]
-pub enum StudyLookup<'a> {
-    Found(&'a IndexedStudy),
+pub enum StudyLookup {
+    Found(Arc<IndexedStudy>),
     /// Retracted by its provider, or its dataset was withdrawn (410).
     Gone,
     NotFound,
 }
 
-/// Every study, searchable.
-pub struct StudyIndex {
-    studies: Vec<IndexedStudy>,
-    /// Studies that are no longer shown (retracted, dataset withdrawn), by id.
-    gone: HashSet<String>,
-    by_id: HashMap<String, u32>,
+/// The index: shown studies in slots, the lookup tables over them, and what is not shown.
+#[derive(Default)]
+struct Studies {
+    /// Shown studies; a freed slot is reused.
+    slots: Vec<Option<Arc<IndexedStudy>>>,
+    free: Vec<u32>,
+    /// Shown studies by id, in id order (the default sort).
+    by_id: BTreeMap<String, u32>,
     by_uid: HashMap<String, Vec<u32>>,
     by_subject: HashMap<String, Vec<u32>>,
     by_series: HashMap<String, Vec<u32>>,
-    /// Positions in the order of `started`, for date ranges.
-    by_started: Vec<u32>,
-    /// Recent result lists (query key → sorted positions), so that paging through one search does
-    /// not search again.
+    /// In the order of `started`, for date ranges.
+    by_started: BTreeSet<(i128, u32)>,
+    /// Shown studies per dataset IRI, to hide them when it is withdrawn.
+    by_dataset: HashMap<String, BTreeSet<u32>>,
+    /// The live datasets (published or deprecated, not withdrawn) by IRI.
+    live: HashSet<String>,
+    /// Available studies of datasets that are not live (withdrawn, or not projected yet), by
+    /// dataset IRI and id: shown again when their dataset is.
+    parked: HashMap<String, HashMap<String, Arc<IndexedStudy>>>,
+    /// The dataset of each parked study, by id.
+    parked_ids: HashMap<String, String>,
+    /// Retracted studies, by id.
+    retracted: HashSet<String>,
+}
+
+fn drop_position(table: &mut HashMap<String, Vec<u32>>, key: &str, slot: u32) {
+    if let Some(slots) = table.get_mut(key) {
+        slots.retain(|s| *s != slot);
+        if slots.is_empty() {
+            table.remove(key);
+        }
+    }
+}
+
+impl Studies {
+    fn shown(&self, slot: u32) -> &Arc<IndexedStudy> {
+        // a slot in a table is always filled: tables and slots change together
+        self.slots[slot as usize].as_ref().expect("a slot of the index is filled")
+    }
+
+    fn show(&mut self, s: Arc<IndexedStudy>) {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_id.insert(s.projected.id.clone(), slot);
+        self.by_uid.entry(s.projected.study.study_instance_uid.clone()).or_default().push(slot);
+        self.by_subject.entry(s.projected.subject.clone()).or_default().push(slot);
+        for series in &s.projected.study.series {
+            self.by_series.entry(series.uid.clone()).or_default().push(slot);
+        }
+        self.by_started.insert((s.started, slot));
+        self.by_dataset.entry(s.dataset_iri.clone()).or_default().insert(slot);
+        self.slots[slot as usize] = Some(s);
+    }
+
+    fn hide(&mut self, id: &str) -> Option<Arc<IndexedStudy>> {
+        let slot = self.by_id.remove(id)?;
+        let s = self.slots[slot as usize].take()?;
+        drop_position(&mut self.by_uid, &s.projected.study.study_instance_uid, slot);
+        drop_position(&mut self.by_subject, &s.projected.subject, slot);
+        for series in &s.projected.study.series {
+            drop_position(&mut self.by_series, &series.uid, slot);
+        }
+        self.by_started.remove(&(s.started, slot));
+        if let Some(slots) = self.by_dataset.get_mut(&s.dataset_iri) {
+            slots.remove(&slot);
+            if slots.is_empty() {
+                self.by_dataset.remove(&s.dataset_iri);
+            }
+        }
+        self.free.push(slot);
+        Some(s)
+    }
+
+    fn park(&mut self, s: Arc<IndexedStudy>) {
+        self.parked_ids.insert(s.projected.id.clone(), s.dataset_iri.clone());
+        self.parked.entry(s.dataset_iri.clone()).or_default().insert(s.projected.id.clone(), s);
+    }
+
+    fn unpark(&mut self, id: &str) {
+        if let Some(dataset) = self.parked_ids.remove(id) {
+            if let Some(studies) = self.parked.get_mut(&dataset) {
+                studies.remove(id);
+                if studies.is_empty() {
+                    self.parked.remove(&dataset);
+                }
+            }
+        }
+    }
+
+    /// Sets study `id` to what the store holds of it (`None`: nothing, it was erased).
+    fn set_study(&mut self, id: &str, study: Option<IndexedStudy>) {
+        self.hide(id);
+        self.unpark(id);
+        self.retracted.remove(id);
+        let Some(s) = study else { return };
+        if s.projected.status != StudyStatus::Available {
+            self.retracted.insert(id.to_owned());
+        } else if self.live.contains(&s.dataset_iri) {
+            self.show(Arc::new(s));
+        } else {
+            self.park(Arc::new(s));
+        }
+    }
+
+    /// Sets whether the dataset of IRI `iri` is live, showing or hiding its studies.
+    fn set_dataset(&mut self, iri: &str, live: bool) {
+        if live && self.live.insert(iri.to_owned()) {
+            for (id, s) in self.parked.remove(iri).unwrap_or_default() {
+                self.parked_ids.remove(&id);
+                self.show(s);
+            }
+        } else if !live && self.live.remove(iri) {
+            let slots: Vec<u32> = self.by_dataset.get(iri).map(|s| s.iter().copied().collect()).unwrap_or_default();
+            for slot in slots {
+                let id = self.shown(slot).projected.id.clone();
+                if let Some(s) = self.hide(&id) {
+                    self.park(s);
+                }
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> StudyLookup {
+        match self.by_id.get(id) {
+            Some(slot) => StudyLookup::Found(self.shown(*slot).clone()),
+            None if self.retracted.contains(id) || self.parked_ids.contains_key(id) => StudyLookup::Gone,
+            None => StudyLookup::NotFound,
+        }
+    }
+}
+
+/// What changes one aggregate brings to the index, read from the store.
+enum Change {
+    Dataset { iri: String, live: bool },
+    Study { id: String, study: Option<Box<IndexedStudy>> },
+}
+
+/// Every shown study, searchable, and what is no longer shown; updated in place.
+pub struct StudyIndex {
+    studies: RwLock<Studies>,
+    /// Recent result lists (query key → sorted slots) as of `generation`, so that paging through
+    /// one search does not search again. Any change empties it.
     results: Mutex<Vec<(String, Arc<Vec<u32>>)>>,
 }
 
 const RESULT_CACHE: usize = 32;
 
+fn store_error(e: ProjectionError) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl Default for StudyIndex {
+    fn default() -> Self {
+        StudyIndex { studies: RwLock::new(Studies::default()), results: Mutex::new(Vec::new()) }
+    }
+}
+
 impl StudyIndex {
     /// The index of every study in `store`.
     pub fn build(store: &Store, base: &PublicBase) -> std::io::Result<Self> {
-        let other = |e: cireg_projector::ProjectionError| std::io::Error::other(e.to_string());
-        let live: HashSet<(String, String)> =
-            projected_datasets(store).map_err(other)?.into_iter().map(|d| (d.provider, d.id)).collect();
-        let mut studies = Vec::new();
-        let mut gone = HashSet::new();
-        for p in projected_studies(store).map_err(other)? {
-            let shown =
-                p.status == StudyStatus::Available && live.contains(&(p.provider.clone(), p.study.dataset.clone()));
-            if shown {
-                studies.push(IndexedStudy::new(p, base));
-            } else {
-                gone.insert(p.id);
-            }
+        let mut studies = Studies::default();
+        for d in projected_datasets(store).map_err(store_error)? {
+            studies.set_dataset(&base.dataset(&d.provider, &d.id), true);
         }
-        Ok(Self::from_studies(studies, gone))
+        for p in projected_studies(store).map_err(store_error)? {
+            let id = p.id.clone();
+            studies.set_study(&id, Some(IndexedStudy::new(p, base)));
+        }
+        Ok(StudyIndex { studies: RwLock::new(studies), results: Mutex::new(Vec::new()) })
     }
 
-    fn from_studies(mut studies: Vec<IndexedStudy>, gone: HashSet<String>) -> Self {
-        studies.sort_by(|a, b| a.projected.id.cmp(&b.projected.id));
-        let mut index = StudyIndex {
-            by_id: HashMap::with_capacity(studies.len()),
-            by_uid: HashMap::new(),
-            by_subject: HashMap::new(),
-            by_series: HashMap::new(),
-            by_started: Vec::new(),
-            results: Mutex::new(Vec::new()),
-            gone,
-            studies: Vec::new(),
-        };
-        for (i, s) in studies.iter().enumerate() {
-            let i = i as u32;
-            index.by_id.insert(s.projected.id.clone(), i);
-            index.by_uid.entry(s.projected.study.study_instance_uid.clone()).or_default().push(i);
-            index.by_subject.entry(s.projected.subject.clone()).or_default().push(i);
-            for series in &s.projected.study.series {
-                index.by_series.entry(series.uid.clone()).or_default().push(i);
-            }
-        }
-        let mut by_started: Vec<u32> = (0..studies.len() as u32).collect();
-        by_started.sort_by_key(|i| studies[*i as usize].started);
-        index.by_started = by_started;
-        index.studies = studies;
-        index
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Studies> {
+        // the tables are changed together under the write lock, by code that does not panic
+        // between them: a poisoned lock still holds a consistent index
+        self.studies.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The studies a `started` value can match, by binary search in start order (`None` for
-    /// `ne` and `ap`, which are not one range).
-    fn started_between(&self, d: &DateParam) -> Option<&[u32]> {
-        let (from, to) = match d.prefix {
-            Prefix::Eq => (Some(d.low), Some(d.high)),
-            Prefix::Ge => (Some(d.low), None),
-            Prefix::Gt | Prefix::Sa => (Some(d.high), None),
-            Prefix::Le => (None, Some(d.high)),
-            Prefix::Lt | Prefix::Eb => (None, Some(d.low)),
-            Prefix::Ne | Prefix::Ap => return None,
-        };
-        let position = |t: i128| self.by_started.partition_point(|i| self.studies[*i as usize].started < t);
-        let start = from.map_or(0, position);
-        let end = to.map_or(self.by_started.len(), position).max(start);
-        Some(&self.by_started[start..end])
+    /// Brings the studies and datasets of the log subjects `changed` up to what `store` holds
+    /// now. The store is read before the index is locked, so searches wait only for the
+    /// in-memory update. Subjects of other aggregates are ignored.
+    pub fn apply<'a>(
+        &self,
+        store: &Store,
+        base: &PublicBase,
+        changed: impl IntoIterator<Item = &'a String>,
+    ) -> std::io::Result<()> {
+        let mut changes = Vec::new();
+        for subject in changed {
+            if is_study_subject(subject) {
+                let Some(id) = study_id_of_subject(subject) else { continue };
+                let study =
+                    projected_study(store, subject).map_err(store_error)?.map(|p| Box::new(IndexedStudy::new(p, base)));
+                changes.push(Change::Study { id, study });
+            } else if is_dataset_subject(subject) {
+                let (provider, _, id) = subject_parts(subject);
+                let live = projected_dataset(store, subject).map_err(store_error)?.is_some();
+                changes.push(Change::Dataset { iri: base.dataset(provider, id), live });
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut studies = self.studies.write().unwrap_or_else(|e| e.into_inner());
+            for change in changes {
+                match change {
+                    Change::Dataset { iri, live } => studies.set_dataset(&iri, live),
+                    Change::Study { id, study } => studies.set_study(&id, study.map(|s| *s)),
+                }
+            }
+        }
+        self.results.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Ok(())
+    }
+
+    /// Replaces the whole index with `other` (after a rebuild).
+    pub fn replace_with(&self, other: StudyIndex) {
+        let other = other.studies.into_inner().unwrap_or_else(|e| e.into_inner());
+        *self.studies.write().unwrap_or_else(|e| e.into_inner()) = other;
+        self.results.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     pub fn len(&self) -> usize {
-        self.studies.len()
+        self.read().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.studies.is_empty()
+        self.len() == 0
     }
 
-    pub fn get(&self, id: &str) -> StudyLookup<'_> {
-        match self.by_id.get(id) {
-            Some(i) => StudyLookup::Found(&self.studies[*i as usize]),
-            None if self.gone.contains(id) => StudyLookup::Gone,
-            None => StudyLookup::NotFound,
-        }
+    pub fn get(&self, id: &str) -> StudyLookup {
+        self.read().get(id)
     }
 
-    /// Every study matching `query`, in its sort order (positions into the index).
-    fn matches(&self, query: &StudyQuery) -> Arc<Vec<u32>> {
+    /// What the index shows and hides, in a canonical form (for comparing two indexes): the shown
+    /// studies (id, version, dataset IRI), then the ids of those that are gone, each sorted.
+    pub fn fingerprint(&self) -> (Vec<(String, u64, String)>, Vec<String>) {
+        let studies = self.read();
+        let shown = studies
+            .by_id
+            .values()
+            .map(|slot| {
+                let s = studies.shown(*slot);
+                (s.projected.id.clone(), s.projected.version, s.dataset_iri.clone())
+            })
+            .collect();
+        let mut gone: Vec<String> = studies.retracted.iter().chain(studies.parked_ids.keys()).cloned().collect();
+        gone.sort();
+        (shown, gone)
+    }
+
+    /// One page of the studies matching `query`: after (or before) its cursor, at most
+    /// `query.count`. Finding the page costs a binary search, not a scan of the pages before it.
+    pub fn search(&self, query: &StudyQuery) -> StudyPage {
+        let studies = self.read();
+        let hits = self.matches(&studies, query);
+        let total = hits.len() as u64;
+        let study = |slot: &u32| studies.shown(*slot);
+        let (start, end) = match &query.page {
+            Page::First => (0, query.count.min(hits.len())),
+            Page::After(cursor) => {
+                let start = hits.partition_point(|i| query.sort.compare_key(study(i), cursor).is_le());
+                (start, (start + query.count).min(hits.len()))
+            }
+            Page::Before(cursor) => {
+                let end = hits.partition_point(|i| query.sort.compare_key(study(i), cursor).is_lt());
+                (end.saturating_sub(query.count), end)
+            }
+        };
+        let page: Vec<Arc<IndexedStudy>> = hits[start..end].iter().map(|slot| study(slot).clone()).collect();
+        let next = (end < hits.len()).then(|| page.last().map(|s| query.sort.cursor(s))).flatten();
+        let previous = (start > 0).then(|| page.first().map(|s| query.sort.cursor(s))).flatten();
+        StudyPage { total, studies: page, next, previous }
+    }
+
+    /// Every study matching `query`, in its sort order (slots of the index).
+    fn matches(&self, studies: &Studies, query: &StudyQuery) -> Arc<Vec<u32>> {
         let key = query.key();
         if let Ok(cache) = self.results.lock() {
             if let Some((_, hits)) = cache.iter().find(|(k, _)| *k == key) {
@@ -188,17 +373,18 @@ impl StudyIndex {
         }
         let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
         // start from the smallest lookup table a criterion offers, else from everything
-        let candidates: Option<Vec<u32>> = query.criteria.iter().filter_map(|c| self.lookup(c)).min_by_key(Vec::len);
-        let test = |i: &u32| {
-            let s = &self.studies[*i as usize];
+        let candidates: Option<Vec<u32>> =
+            query.criteria.iter().filter_map(|c| lookup(studies, c)).min_by_key(Vec::len);
+        let test = |slot: &u32| {
+            let s = studies.shown(*slot);
             query.criteria.iter().all(|c| c.matches(s, now))
         };
         let mut hits: Vec<u32> = match candidates {
             Some(c) => c.into_iter().filter(test).collect(),
-            None => (0..self.studies.len() as u32).filter(test).collect(),
+            None => studies.by_id.values().copied().filter(test).collect(),
         };
         let sort = query.sort;
-        hits.sort_by(|a, b| sort.compare(&self.studies[*a as usize], &self.studies[*b as usize]));
+        hits.sort_by(|a, b| sort.compare(studies.shown(*a), studies.shown(*b)));
         hits.dedup();
         let hits = Arc::new(hits);
         if let Ok(mut cache) = self.results.lock() {
@@ -209,68 +395,49 @@ impl StudyIndex {
         }
         hits
     }
-
-    /// The positions a lookup table gives for a criterion, when one does (a superset of the
-    /// matches: the criterion is still tested on each).
-    fn lookup(&self, c: &Criterion) -> Option<Vec<u32>> {
-        if c.negated {
-            return None;
-        }
-        let mut out = Vec::new();
-        for value in &c.any_of {
-            let found: &[u32] = match value {
-                Matcher::Id(id) => match self.by_id.get(id) {
-                    Some(i) => std::slice::from_ref(i),
-                    None => &[],
-                },
-                Matcher::Identifier { uid, .. } => self.by_uid.get(uid).map(Vec::as_slice).unwrap_or(&[]),
-                Matcher::Subject { pseudonym, .. } => self.by_subject.get(pseudonym).map(Vec::as_slice).unwrap_or(&[]),
-                Matcher::Started(d) => self.started_between(d)?,
-                Matcher::Series(uid) => self.by_series.get(uid).map(Vec::as_slice).unwrap_or(&[]),
-                _ => return None,
-            };
-            out.extend_from_slice(found);
-        }
-        out.sort_unstable();
-        out.dedup();
-        Some(out)
-    }
-
-    /// One page of the studies matching `query`: after (or before) its cursor, at most
-    /// `query.count`. Finding the page costs a binary search, not a scan of the pages before it.
-    pub fn search(&self, query: &StudyQuery) -> StudyPage<'_> {
-        let hits = self.matches(query);
-        let total = hits.len() as u64;
-        let position = |cursor: &Cursor| {
-            hits.partition_point(|i| query.sort.compare_key(&self.studies[*i as usize], cursor).is_le())
-        };
-        let (start, end) = match &query.page {
-            Page::First => (0, query.count.min(hits.len())),
-            Page::After(cursor) => {
-                let start = position(cursor);
-                (start, (start + query.count).min(hits.len()))
-            }
-            Page::Before(cursor) => {
-                let end = hits.partition_point(|i| query.sort.compare_key(&self.studies[*i as usize], cursor).is_lt());
-                (end.saturating_sub(query.count), end)
-            }
-        };
-        let studies: Vec<&IndexedStudy> = hits[start..end].iter().map(|i| &self.studies[*i as usize]).collect();
-        let next =
-            (end < hits.len() && !studies.is_empty()).then(|| studies.last().map(|s| query.sort.cursor(s))).flatten();
-        let previous =
-            (start > 0 && !studies.is_empty()).then(|| studies.first().map(|s| query.sort.cursor(s))).flatten();
-        StudyPage { total, studies, next, previous }
-    }
 }
 
-/// Keeps one study index per checkpoint.
-pub type StudyCache = crate::catalog::CheckpointCache<StudyIndex>;
+/// The slots a lookup table gives for a criterion, when one does (a superset of the matches: the
+/// criterion is still tested on each).
+fn lookup(studies: &Studies, c: &Criterion) -> Option<Vec<u32>> {
+    if c.negated {
+        return None;
+    }
+    let mut out = Vec::new();
+    for value in &c.any_of {
+        match value {
+            Matcher::Id(id) => out.extend(studies.by_id.get(id)),
+            Matcher::Identifier { uid, .. } => out.extend(studies.by_uid.get(uid).into_iter().flatten()),
+            Matcher::Subject { pseudonym, .. } => out.extend(studies.by_subject.get(pseudonym).into_iter().flatten()),
+            Matcher::Series(uid) => out.extend(studies.by_series.get(uid).into_iter().flatten()),
+            Matcher::Started(d) => {
+                let (from, to) = d.started_range()?;
+                let from = (from.unwrap_or(i128::MIN), 0);
+                let to = to.map_or(std::ops::Bound::Unbounded, |t| std::ops::Bound::Excluded((t, 0)));
+                out.extend(studies.by_started.range((std::ops::Bound::Included(from), to)).map(|(_, slot)| *slot));
+            }
+            _ => return None,
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
+}
+
+/// The resource id of the study of a log subject
+/// (`cireg.events.<provider>.subject.<pseudonym>.study.<uid with _ for .>`), which the store no
+/// longer holds once the study is erased.
+fn study_id_of_subject(subject: &str) -> Option<String> {
+    let (consent, uid) = subject.split_once(".study.")?;
+    let (provider, _, pseudonym) = subject_parts(consent);
+    // a DICOM UID is digits and dots only (schemas/defs.v1.json): the `_` were its dots
+    Some(cireg_model::Study::resource_id(provider, pseudonym, &uid.replace('_', ".")))
+}
 
 /// A page of search results.
-pub struct StudyPage<'a> {
+pub struct StudyPage {
     pub total: u64,
-    pub studies: Vec<&'a IndexedStudy>,
+    pub studies: Vec<Arc<IndexedStudy>>,
     /// The cursor of the next page (`_after`), when there is one.
     pub next: Option<Cursor>,
     /// The cursor of the previous page (`_before`), when there is one.
@@ -412,6 +579,19 @@ impl DateParam {
             format!("{text:?} is not a FHIR date search value: [eq|ne|gt|lt|ge|le|sa|eb|ap]YYYY[-MM[-DD[Thh:mm[:ss][zone]]]]")
         })?;
         Ok(DateParam { prefix, low, high })
+    }
+
+    /// The range of instants `[from, to)` a `started` value can match, for a search in start
+    /// order (`None` for `ne` and `ap`, which are not one range).
+    fn started_range(&self) -> Option<(Option<i128>, Option<i128>)> {
+        Some(match self.prefix {
+            Prefix::Eq => (Some(self.low), Some(self.high)),
+            Prefix::Ge => (Some(self.low), None),
+            Prefix::Gt | Prefix::Sa => (Some(self.high), None),
+            Prefix::Le => (None, Some(self.high)),
+            Prefix::Lt | Prefix::Eb => (None, Some(self.low)),
+            Prefix::Ne | Prefix::Ap => return None,
+        })
     }
 
     /// Whether an instant `t` (the target is a point in time) matches.

@@ -1,0 +1,164 @@
+//! The read models as one live whole: built once from the store, then kept up to date from the
+//! projector's [`ChangeJournal`], one changed aggregate at a time, by one thread. Requests only
+//! read them; none builds or waits for a build.
+//!
+//! - the study index is changed in place ([`StudyIndex::apply`]);
+//! - the catalogue's paging index and the search index are small (one entry per dataset): their
+//!   per-dataset parts are kept here and re-read for the changed datasets only, and the indexes
+//!   are remade from those parts (no store scan) and swapped in whole.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
+};
+
+use cireg_dcat::PublicBase;
+use cireg_projector::{
+    is_dataset_subject, projected_dataset, projected_datasets, subject_parts, ChangeJournal, Changes,
+};
+use oxigraph::{model::NamedNode, store::Store};
+
+use crate::{CatalogIndex, IndexEntry, SearchDoc, SearchIndex, StudyIndex};
+
+/// The per-dataset parts of the dataset-level read models, by dataset IRI.
+#[derive(Default)]
+struct DatasetParts {
+    entries: BTreeMap<String, (IndexEntry, Vec<String>)>,
+    docs: BTreeMap<String, SearchDoc>,
+}
+
+/// Every read model, and how far it has followed the projection.
+pub struct ReadModels {
+    store: Store,
+    base: PublicBase,
+    journal: Arc<ChangeJournal>,
+    studies: StudyIndex,
+    catalog: RwLock<Arc<CatalogIndex>>,
+    search: RwLock<Arc<SearchIndex>>,
+    parts: Mutex<DatasetParts>,
+    /// The projector checkpoint whose changes the models include.
+    checkpoint: AtomicU64,
+    /// Built once since the start.
+    ready: AtomicBool,
+}
+
+fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
+    lock.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+impl ReadModels {
+    /// Empty, not ready models over `store`, to follow `journal` (which the store's projector
+    /// records into). [`ReadModels::rebuild`] fills them.
+    pub fn new(store: Store, base: PublicBase, journal: Arc<ChangeJournal>) -> Self {
+        ReadModels {
+            store,
+            base,
+            journal,
+            studies: StudyIndex::default(),
+            catalog: RwLock::default(),
+            search: RwLock::default(),
+            parts: Mutex::default(),
+            checkpoint: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Builds every model from the store (and forgets what the journal held: the store has it).
+    /// `committed` is a checkpoint the store had reached before the call. Changes the projector
+    /// commits meanwhile stay in the journal for [`ReadModels::follow_once`]. Blocking.
+    pub fn rebuild(&self, committed: u64) -> std::io::Result<()> {
+        let taken = self.journal.take();
+        let studies = StudyIndex::build(&self.store, &self.base)?;
+        let mut parts = DatasetParts::default();
+        for d in projected_datasets(&self.store).map_err(std::io::Error::other)? {
+            let iri = self.base.dataset(&d.provider, &d.id);
+            if let Some(entry) = CatalogIndex::entry_of(&self.store, &self.base, &NamedNode::new_unchecked(&iri))? {
+                parts.entries.insert(iri.clone(), entry);
+            }
+            parts.docs.insert(iri, SearchDoc::new(&self.base, d));
+        }
+        self.studies.replace_with(studies);
+        self.publish(&parts);
+        *self.parts.lock().unwrap_or_else(|e| e.into_inner()) = parts;
+        self.checkpoint.store(taken.checkpoint.max(committed), Ordering::Release);
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn publish(&self, parts: &DatasetParts) {
+        let catalog = CatalogIndex::from_entries(parts.entries.values());
+        let search = SearchIndex::from_docs(parts.docs.values().cloned().collect());
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
+        *self.search.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(search);
+    }
+
+    /// Applies what the journal holds (a rebuild if it overflowed). Returns how many changed
+    /// aggregates it applied. Blocking.
+    pub fn apply_pending(&self) -> std::io::Result<usize> {
+        self.apply(self.journal.take())
+    }
+
+    /// Waits up to `timeout` for changes, then applies them. Blocking.
+    pub fn follow_once(&self, timeout: Duration) -> std::io::Result<usize> {
+        self.apply(self.journal.wait_and_take(timeout))
+    }
+
+    fn apply(&self, changes: Changes) -> std::io::Result<usize> {
+        if changes.overflowed {
+            tracing::info!(checkpoint = changes.checkpoint, "many changes at once: rebuilding the read models");
+            self.rebuild(changes.checkpoint)?;
+            return Ok(0);
+        }
+        if changes.subjects.is_empty() {
+            self.checkpoint.fetch_max(changes.checkpoint, Ordering::AcqRel);
+            return Ok(0);
+        }
+        self.studies.apply(&self.store, &self.base, &changes.subjects)?;
+        let datasets: Vec<&String> = changes.subjects.iter().filter(|s| is_dataset_subject(s)).collect();
+        if !datasets.is_empty() {
+            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            for subject in datasets {
+                let (provider, _, id) = subject_parts(subject);
+                let iri = self.base.dataset(provider, id);
+                parts.entries.remove(&iri);
+                parts.docs.remove(&iri);
+                let Some(d) = projected_dataset(&self.store, subject).map_err(std::io::Error::other)? else {
+                    continue;
+                };
+                if let Some(entry) = CatalogIndex::entry_of(&self.store, &self.base, &NamedNode::new_unchecked(&iri))? {
+                    parts.entries.insert(iri.clone(), entry);
+                }
+                parts.docs.insert(iri, SearchDoc::new(&self.base, d));
+            }
+            self.publish(&parts);
+        }
+        self.checkpoint.fetch_max(changes.checkpoint, Ordering::AcqRel);
+        Ok(changes.subjects.len())
+    }
+
+    /// The projector checkpoint the models are at.
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint.load(Ordering::Acquire)
+    }
+
+    /// Whether the models were built once.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn studies(&self) -> &StudyIndex {
+        &self.studies
+    }
+
+    pub fn catalog(&self) -> Arc<CatalogIndex> {
+        read(&self.catalog)
+    }
+
+    pub fn search(&self) -> Arc<SearchIndex> {
+        read(&self.search)
+    }
+}
