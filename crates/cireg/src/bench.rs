@@ -42,6 +42,20 @@ pub struct BenchArgs {
     /// Run only the SPARQL comparison.
     #[arg(long)]
     sparql_only: bool,
+    /// Run only the study benchmarks (ingest, projection, FHIR search at `--search-studies`).
+    #[arg(long)]
+    studies_only: bool,
+}
+
+/// The process's peak resident memory so far (`VmHWM`), in bytes.
+fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "?".to_owned(), |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)))
 }
 
 fn generated_events(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
@@ -157,6 +171,9 @@ fn generated_updates(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.sparql_only {
         return bench_sparql(&args).await;
+    }
+    if args.studies_only {
+        return bench_studies(args.studies, args.search_studies, args.concurrency).await;
     }
     let n = args.events.max(1);
     let events = generated_events(n)?;
@@ -645,14 +662,25 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     }
     let projected = start.elapsed().as_secs_f64();
     let base = PublicBase::new("http://bench.invalid")?;
+    let before = cireg_views::resident_bytes();
     let start = Instant::now();
     let index = cireg_views::StudyIndex::build(&store, &base)?;
     let build = start.elapsed().as_secs_f64();
+    let after = cireg_views::resident_bytes();
     println!(
         "\nFHIR search at {} studies (projected in {projected:.0} s, {:.0}/s; index built in {build:.1} s)",
         index.len(),
         rate(search_at, projected)
     );
+    if let (Some(before), Some(after)) = (before, after) {
+        let grown = after.saturating_sub(before);
+        println!(
+            "{:<44} {:>12} {:>10}",
+            "study index in memory (resident growth)",
+            mib(Some(grown)),
+            format!("{:.0} B/study", grown as f64 / index.len().max(1) as f64)
+        );
+    }
     drop(index);
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("empty.redb"))?);
     // the read models as `cireg serve` keeps them: built once, then following the projector's
@@ -780,6 +808,12 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     println!("{label:<44} {:>12.2} {:>10.2}", percentile(&visible, 0.5), percentile(&visible, 0.99));
     following.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = follower.join();
+    println!(
+        "{:<44} {:>12} {:>10}",
+        "this process: resident now, peak",
+        mib(cireg_views::resident_bytes()),
+        mib(peak_resident_bytes())
+    );
     // what those requests paid for their token: a signature check the first time a token is
     // seen, a lookup after that
     let mut fresh = Vec::new();

@@ -42,6 +42,9 @@ const STUDIES_OF_SUBJECT: &str = "urn:cireg:vocab#studiesOfSubject";
 
 /// Batches of at least this many events that only create aggregates are bulk-loaded.
 const BULK_MIN_EVENTS: usize = 64;
+/// New study graphs of at least this many quads in a batch are bulk-loaded ahead of its
+/// transaction (fewer go into the transaction: a bulk load has a fixed cost).
+const BULK_MIN_FRESH_QUADS: usize = 2_000;
 /// Memory the bulk loader may use for one batch.
 const BULK_MEMORY_MB: usize = 256;
 
@@ -456,6 +459,9 @@ impl Projector {
         let mut drop_graphs: Vec<NamedNode> = Vec::new();
         let mut insert: Vec<Quad> = Vec::new();
         let mut remove: Vec<Quad> = Vec::new();
+        // the graphs of studies new to the store: bulk-loaded ahead of the transaction when the
+        // batch cannot be bulk-loaded whole (see below)
+        let mut fresh: Vec<Quad> = Vec::new();
         self.count_studies(&mut touched, &mut order, &mut insert, &mut remove)?;
         // the public graphs the batch may change, for the mirror
         let mut public_graphs: Vec<NamedNode> = Vec::new();
@@ -482,7 +488,20 @@ impl Projector {
             }
             let new_quads = self.graph_quads(subject, &aggregate.state, recorded, *counts)?;
             let old_graph = before.as_ref().and_then(|b| self.graph_iri(subject, &b.state));
+            // a new aggregate whose graph the store already holds: what a crash left between the
+            // bulk load of new study graphs and the transaction of their batch (below)
+            let leftover_graph = match (before, self.graph_iri(subject, &aggregate.state)) {
+                (None, Some(g)) if self.store.contains_named_graph(g.as_ref())? => Some(g),
+                _ => None,
+            };
             match (before, new_quads) {
+                // new aggregate over a leftover graph: replace it whole
+                (None, Some(quads)) if leftover_graph.is_some() => {
+                    clear.extend(leftover_graph);
+                    insert.extend(quads);
+                }
+                // new study
+                (None, Some(quads)) if subject.contains(".study.") => fresh.extend(quads),
                 // new aggregate
                 (None, Some(quads)) => insert.extend(quads),
                 (_, None) => drop_graphs.extend(old_graph),
@@ -526,7 +545,11 @@ impl Projector {
         // which commits atomically like a transaction and is many times faster; anything that
         // replaces or deletes goes through a transaction.
         let applied = batch.iter().filter(|e| e.seq > checkpoint).count();
-        if applied >= BULK_MIN_EVENTS && clear.is_empty() && remove.is_empty() && drop_graphs.is_empty() {
+        let whole_bulk = applied >= BULK_MIN_EVENTS && clear.is_empty() && remove.is_empty() && drop_graphs.is_empty();
+        if whole_bulk || fresh.len() < BULK_MIN_FRESH_QUADS {
+            insert.append(&mut fresh);
+        }
+        if whole_bulk {
             // the mirror's share first: the bulk loader takes the quads
             let public_share: Option<Vec<Quad>> = self.public.as_ref().map(|_| {
                 insert
@@ -548,6 +571,16 @@ impl Projector {
                 journal.record(last, &order);
             }
             return Ok(last);
+        }
+        // Many new studies (a batch of new studies changes its datasets' counts, so it cannot be
+        // bulk-loaded whole): their graphs go through the bulk loader first, the rest (states,
+        // counts, the checkpoint) through the transaction. Nothing reads a study graph back
+        // before its state exists, and a crash between the two leaves graphs without states,
+        // which the batch's replay finds and rewrites whole (`leftover_graph` above).
+        if !fresh.is_empty() {
+            let mut loader = self.store.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
+            loader.load_quads(fresh)?;
+            loader.commit()?;
         }
         // Writes only, no reads inside the transaction: the old values were read above, which
         // keeps big batches linear.
@@ -1047,6 +1080,86 @@ mod tests {
         let d = &datasets[0].dataset;
         assert_eq!((d.number_of_subjects, d.number_of_studies, d.number_of_series), (1, 1, Some(2)));
         assert_eq!(projected_studies(at_once.store()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn many_new_studies_are_bulk_loaded_ahead_of_their_batch_and_a_crash_between_leaves_nothing() {
+        let study = |i: usize, description: &str| {
+            let mut e = example("study.registered");
+            e["id"] = serde_json::json!(format!("s{i}-{description}"));
+            e["subject"] = serde_json::json!(format!("P{}", i % 7));
+            e["data"]["studyInstanceUid"] = serde_json::json!(format!("2.25.{}", 500 + i));
+            e["data"]["description"] = serde_json::json!(description);
+            if description != "first" {
+                e["type"] = serde_json::json!("eu.cancerimage.study.updated.v1");
+            }
+            e
+        };
+        let setup = [stored(1, &example("provider.registered")), stored(2, &example("dataset.published"))];
+        // 100 new studies (more quads than BULK_MIN_FRESH_QUADS) and an update of each
+        let mut events: Vec<StoredEvent> = setup.to_vec();
+        for i in 0..100 {
+            events.push(stored(events.len() as u64 + 1, &study(i, "first")));
+        }
+        for i in 0..100 {
+            events.push(stored(events.len() as u64 + 1, &study(i, "second")));
+        }
+        let quads = |p: &Projector| {
+            let mut q: Vec<String> = p.store().iter().map(|q| q.unwrap().to_string()).collect();
+            q.sort();
+            q
+        };
+        let one_by_one = projector();
+        for e in &events {
+            one_by_one.apply_batch(std::slice::from_ref(e)).unwrap();
+        }
+        // setup, then every registration in one batch (the fresh graphs are bulk-loaded: the
+        // batch also changes the dataset's counts), then the updates
+        let batched = projector();
+        batched.apply_batch(&events[..2]).unwrap();
+        let fresh_batch = &events[2..102];
+        let fresh_quads: usize = fresh_batch
+            .iter()
+            .map(|e| {
+                let event = Event::parse_stored(&e.payload).unwrap();
+                let Payload::StudyRegistered(study) = &event.payload else { panic!("not a registration") };
+                study_graph(batched.base(), event.provider.as_str(), &event.aggregate, study).1.len()
+            })
+            .sum();
+        assert!(fresh_quads >= BULK_MIN_FRESH_QUADS, "{fresh_quads} quads do not take the bulk path");
+        batched.apply_batch(fresh_batch).unwrap();
+        batched.apply_batch(&events[102..]).unwrap();
+        assert_eq!(quads(&batched), quads(&one_by_one));
+
+        // a crash after the bulk load of a batch's new graphs, before its transaction: the graphs
+        // (as of the end of that batch: registration and update) are in the store, without
+        // states; the replay, in other batches, must not keep any of them
+        let crashed = projector();
+        crashed.apply_batch(&events[..2]).unwrap();
+        let mut leftover = Vec::new();
+        for i in 0..100 {
+            let e = Event::parse_stored(&events[102 + i].payload).unwrap();
+            let Payload::StudyUpdated(study) = &e.payload else { panic!("not an update") };
+            leftover.extend(study_graph(crashed.base(), e.provider.as_str(), &e.aggregate, study).1);
+        }
+        let mut loader = crashed.store().bulk_loader();
+        loader.load_quads(leftover).unwrap();
+        loader.commit().unwrap();
+        for e in &events[2..] {
+            crashed.apply_batch(std::slice::from_ref(e)).unwrap();
+        }
+        assert_eq!(quads(&crashed), quads(&one_by_one));
+        // and a replay that registers and stops there shows the registration only
+        let half = projector();
+        half.apply_batch(&events[..2]).unwrap();
+        let e = Event::parse_stored(&events[102].payload).unwrap();
+        let Payload::StudyUpdated(updated) = &e.payload else { panic!("not an update") };
+        let (graph, leftover) = study_graph(half.base(), e.provider.as_str(), &e.aggregate, updated);
+        half.store().extend(leftover).unwrap();
+        half.apply_batch(&events[2..3]).unwrap();
+        let shown = named_quads(half.store(), |g| *g == graph);
+        assert!(shown.iter().any(|q| q.contains("\"first\"")), "{shown:?}");
+        assert!(!shown.iter().any(|q| q.contains("\"second\"")), "the leftover update stayed: {shown:?}");
     }
 
     /// The quads of `store`'s named graphs that `keep` accepts, sorted.

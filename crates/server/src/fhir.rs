@@ -153,15 +153,16 @@ async fn begin(
 #[allow(clippy::result_large_err)]
 fn find(index: &StudyIndex, id: &str, version: FhirVersion) -> Result<Arc<IndexedStudy>, Response> {
     match index.get(id) {
-        StudyLookup::Found(s) => Ok(s),
-        StudyLookup::Gone => Err(outcome(
+        Err(e) => Err(outcome(version, 503, "transient", format!("the store could not be read: {e}"), "")),
+        Ok(StudyLookup::Found(s)) => Ok(s),
+        Ok(StudyLookup::Gone) => Err(outcome(
             version,
             410,
             "deleted",
             format!("ImagingStudy/{id} was retracted or its dataset withdrawn"),
             "",
         )),
-        StudyLookup::NotFound => Err(outcome(version, 404, "not-found", format!("no ImagingStudy/{id}"), "")),
+        Ok(StudyLookup::NotFound) => Err(outcome(version, 404, "not-found", format!("no ImagingStudy/{id}"), "")),
     }
 }
 
@@ -357,22 +358,13 @@ async fn search_pairs(
         let q = query.clone();
         let index = index.clone();
         // a first search over a million studies takes a moment: not on the async threads
-        match tokio::task::spawn_blocking(move || {
-            let page = index.studies().search(&q);
-            (
-                page.total,
-                page.studies.iter().map(|s| s.projected.id.clone()).collect::<Vec<_>>(),
-                page.next,
-                page.previous,
-            )
-        })
-        .await
-        {
-            Ok(p) => p,
+        match tokio::task::spawn_blocking(move || index.studies().search(&q)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return outcome(version, 503, "transient", format!("the store could not be read: {e}"), ""),
             Err(e) => return internal(version, e),
         }
     };
-    let (total, ids, next, previous) = page;
+    let cireg_views::StudyPage { total, studies, next, previous } = page;
     let base_url = format!("{}/fhir/ImagingStudy", state.base.as_str());
     let link = |extra: Option<(&str, String)>| {
         let mut s = url::form_urlencoded::Serializer::new(String::new());
@@ -399,12 +391,12 @@ async fn search_pairs(
     if let Some(c) = previous {
         links.push(Link { relation: "previous", url: link(Some(("_before", c.to_string()))) });
     }
-    let mut entries = Vec::with_capacity(ids.len());
-    for id in &ids {
-        // a study changed since the search is shown as it is now; one gone since is left out
-        let StudyLookup::Found(s) = index.studies().get(id) else { continue };
-        match resource(version, &s, &subset) {
-            Ok(resource) => entries.push(Entry { full_url: study_url(&state, id), resource, request: None }),
+    let mut entries = Vec::with_capacity(studies.len());
+    for s in &studies {
+        match resource(version, s, &subset) {
+            Ok(resource) => {
+                entries.push(Entry { full_url: study_url(&state, &s.projected.id), resource, request: None })
+            }
             Err(e) => return internal(version, e),
         }
     }

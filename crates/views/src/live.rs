@@ -55,10 +55,10 @@ impl ReadModels {
     /// records into). [`ReadModels::rebuild`] fills them.
     pub fn new(store: Store, base: PublicBase, journal: Arc<ChangeJournal>) -> Self {
         ReadModels {
+            studies: StudyIndex::new(store.clone(), base.clone()),
             store,
             base,
             journal,
-            studies: StudyIndex::default(),
             catalog: RwLock::default(),
             search: RwLock::default(),
             parts: Mutex::default(),
@@ -117,7 +117,7 @@ impl ReadModels {
             self.checkpoint.fetch_max(changes.checkpoint, Ordering::AcqRel);
             return Ok(0);
         }
-        self.studies.apply(&self.store, &self.base, &changes.subjects)?;
+        self.studies.apply(&changes.subjects)?;
         let datasets: Vec<&String> = changes.subjects.iter().filter(|s| is_dataset_subject(s)).collect();
         if !datasets.is_empty() {
             let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());

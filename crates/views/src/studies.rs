@@ -1,7 +1,9 @@
 //! The study index behind the FHIR ImagingStudy search: every available study of a live dataset,
-//! in memory, with lookup tables for the selective parameters (`_id`, `identifier`, `patient`,
-//! `series`, `started`), kept up to date one study at a time ([`StudyIndex::apply`]) as the
-//! projector reports what it changed, so that no request ever waits for it to be built.
+//! in memory in a compact form (its search keys only: ids, dates, interned codes), with lookup
+//! tables for the selective parameters (`_id`, `identifier`, `patient`, `started`), kept up to
+//! date one study at a time ([`StudyIndex::apply`]) as the projector reports what it changed, so
+//! that no request ever waits for it to be built. What a page shows is read from the store, a
+//! point lookup per study; series UIDs are looked up in the store too (a study has many).
 //!
 //! FHIR search semantics live here (values, prefixes, precision, AND of repeated parameters, OR
 //! of comma-separated values); the HTTP layer parses the query string with [`StudyQuery::parse`]
@@ -9,6 +11,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    hash::{Hash, Hasher},
     sync::{Arc, Mutex, RwLock},
 };
 
@@ -18,51 +21,25 @@ use cireg_projector::{
     is_dataset_subject, is_study_subject, projected_dataset, projected_datasets, projected_studies, projected_study,
     subject_parts, ProjectedStudy, ProjectionError,
 };
-use oxigraph::store::Store;
+use oxigraph::{
+    model::{GraphName, Literal, NamedNode},
+    store::Store,
+};
 use time::{format_description::well_known::Rfc3339, Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use cireg_model::vocab::{
     provider_of_subject_system, DCM as DICOM_SYSTEM, DICOM_UID as DICOM_UID_SYSTEM, SNOMED as SNOMED_SYSTEM,
 };
 
-/// One study as search sees it.
+/// One study as a page shows it: read from the store when shown.
 #[derive(Debug, Clone)]
 pub struct IndexedStudy {
     pub projected: ProjectedStudy,
     /// The DCAT IRI of its dataset.
     pub dataset_iri: String,
-    /// `started` as Unix nanoseconds.
-    pub started: i128,
-    /// When the log accepted its latest event, Unix nanoseconds.
-    pub last_updated: i128,
-    /// Modalities of the study and of its series.
-    modalities: Vec<String>,
-    body_sites: Vec<String>,
 }
 
 impl IndexedStudy {
-    fn new(projected: ProjectedStudy, base: &PublicBase) -> Self {
-        let study = &projected.study;
-        let mut modalities: Vec<String> = study.modalities.clone();
-        modalities.extend(study.series.iter().map(|s| s.modality.clone()));
-        modalities.sort();
-        modalities.dedup();
-        let mut body_sites: Vec<String> =
-            study.series.iter().filter_map(|s| s.body_site.as_ref().map(|b| b.code.clone())).collect();
-        body_sites.sort();
-        body_sites.dedup();
-        let started = instant_nanos(&study.started).unwrap_or(0);
-        let last_updated = projected.recorded.as_ref().and_then(|(_, last)| instant_nanos(last)).unwrap_or(0);
-        IndexedStudy {
-            dataset_iri: base.dataset(&projected.provider, &study.dataset),
-            projected,
-            started,
-            last_updated,
-            modalities,
-            body_sites,
-        }
-    }
-
     /// `meta.lastUpdated`.
     pub fn last_updated_text(&self) -> &str {
         self.projected.recorded.as_ref().map(|(_, last)| last.as_str()).unwrap_or("1970-01-01T00:00:00Z")
@@ -82,33 +59,99 @@ pub enum StudyLookup {
     NotFound,
 }
 
+/// A resource id (32 lowercase hex digits, [`cireg_model::Study::resource_id`]) as a number;
+/// numbers sort as the ids do.
+fn parse_id(id: &str) -> Option<u128> {
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| u128::from_str_radix(id, 16).ok())
+        .flatten()
+}
+
+fn id_text(id: u128) -> String {
+    format!("{id:032x}")
+}
+
+fn uid_hash(uid: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut h);
+    h.finish()
+}
+
+/// Strings seen often (providers, pseudonyms, dataset IRIs, codes), each kept once and named by
+/// a number. Never shrinks: bounded by the distinct values ever indexed.
+#[derive(Default)]
+struct Interner {
+    values: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32>,
+}
+
+impl Interner {
+    fn intern(&mut self, value: &str) -> u32 {
+        if let Some(id) = self.ids.get(value) {
+            return *id;
+        }
+        let value: Arc<str> = Arc::from(value);
+        let id = self.values.len() as u32;
+        self.values.push(value.clone());
+        self.ids.insert(value, id);
+        id
+    }
+
+    fn get(&self, value: &str) -> Option<u32> {
+        self.ids.get(value).copied()
+    }
+
+    fn text(&self, id: u32) -> &str {
+        self.values.get(id as usize).map(|v| &**v).unwrap_or_default()
+    }
+}
+
+/// One study as search sees it: its keys, nothing to show.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: u128,
+    provider: u32,
+    subject: u32,
+    dataset: u32,
+    uid: Box<str>,
+    /// `started`, Unix nanoseconds.
+    started: i128,
+    /// When the log accepted its latest event, Unix nanoseconds.
+    last_updated: i128,
+    version: u64,
+    /// Interned modalities of the study and its series, and body sites of its series, sorted.
+    modalities: Box<[u32]>,
+    body_sites: Box<[u32]>,
+}
+
 /// The index: shown studies in slots, the lookup tables over them, and what is not shown.
 #[derive(Default)]
 struct Studies {
+    strings: Interner,
     /// Shown studies; a freed slot is reused.
-    slots: Vec<Option<Arc<IndexedStudy>>>,
+    slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     /// Shown studies by id, in id order (the default sort).
-    by_id: BTreeMap<String, u32>,
-    by_uid: HashMap<String, Vec<u32>>,
-    by_subject: HashMap<String, Vec<u32>>,
-    by_series: HashMap<String, Vec<u32>>,
+    by_id: BTreeMap<u128, u32>,
+    /// By a hash of the Study Instance UID (checked against the entry's UID).
+    by_uid: HashMap<u64, Vec<u32>>,
+    by_subject: HashMap<u32, Vec<u32>>,
     /// In the order of `started`, for date ranges.
     by_started: BTreeSet<(i128, u32)>,
-    /// Shown studies per dataset IRI, to hide them when it is withdrawn.
-    by_dataset: HashMap<String, BTreeSet<u32>>,
-    /// The live datasets (published or deprecated, not withdrawn) by IRI.
-    live: HashSet<String>,
+    /// Shown studies per dataset, to hide them when it is withdrawn.
+    by_dataset: HashMap<u32, BTreeSet<u32>>,
+    /// The live datasets (published or deprecated, not withdrawn).
+    live: HashSet<u32>,
     /// Available studies of datasets that are not live (withdrawn, or not projected yet), by
-    /// dataset IRI and id: shown again when their dataset is.
-    parked: HashMap<String, HashMap<String, Arc<IndexedStudy>>>,
+    /// dataset and id: shown again when their dataset is.
+    parked: HashMap<u32, HashMap<u128, Entry>>,
     /// The dataset of each parked study, by id.
-    parked_ids: HashMap<String, String>,
+    parked_ids: HashMap<u128, u32>,
     /// Retracted studies, by id.
-    retracted: HashSet<String>,
+    retracted: HashSet<u128>,
 }
 
-fn drop_position(table: &mut HashMap<String, Vec<u32>>, key: &str, slot: u32) {
+fn drop_position<K: Eq + Hash>(table: &mut HashMap<K, Vec<u32>>, key: &K, slot: u32) {
     if let Some(slots) = table.get_mut(key) {
         slots.retain(|s| *s != slot);
         if slots.is_empty() {
@@ -118,12 +161,42 @@ fn drop_position(table: &mut HashMap<String, Vec<u32>>, key: &str, slot: u32) {
 }
 
 impl Studies {
-    fn shown(&self, slot: u32) -> &Arc<IndexedStudy> {
+    fn shown(&self, slot: u32) -> &Entry {
         // a slot in a table is always filled: tables and slots change together
         self.slots[slot as usize].as_ref().expect("a slot of the index is filled")
     }
 
-    fn show(&mut self, s: Arc<IndexedStudy>) {
+    /// The entry of a study as the store holds it.
+    fn entry(&mut self, p: &ProjectedStudy, base: &PublicBase) -> Option<Entry> {
+        let study = &p.study;
+        let id = parse_id(&p.id)?;
+        let mut modalities: Vec<u32> = study
+            .modalities
+            .iter()
+            .chain(study.series.iter().map(|s| &s.modality))
+            .map(|m| self.strings.intern(m))
+            .collect();
+        modalities.sort_unstable();
+        modalities.dedup();
+        let mut body_sites: Vec<u32> =
+            study.series.iter().filter_map(|s| s.body_site.as_ref()).map(|b| self.strings.intern(&b.code)).collect();
+        body_sites.sort_unstable();
+        body_sites.dedup();
+        Some(Entry {
+            id,
+            provider: self.strings.intern(&p.provider),
+            subject: self.strings.intern(&p.subject),
+            dataset: self.strings.intern(&base.dataset(&p.provider, &study.dataset)),
+            uid: study.study_instance_uid.as_str().into(),
+            started: instant_nanos(&study.started).unwrap_or(0),
+            last_updated: p.recorded.as_ref().and_then(|(_, last)| instant_nanos(last)).unwrap_or(0),
+            version: p.version,
+            modalities: modalities.into(),
+            body_sites: body_sites.into(),
+        })
+    }
+
+    fn show(&mut self, e: Entry) {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -131,45 +204,39 @@ impl Studies {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.by_id.insert(s.projected.id.clone(), slot);
-        self.by_uid.entry(s.projected.study.study_instance_uid.clone()).or_default().push(slot);
-        self.by_subject.entry(s.projected.subject.clone()).or_default().push(slot);
-        for series in &s.projected.study.series {
-            self.by_series.entry(series.uid.clone()).or_default().push(slot);
-        }
-        self.by_started.insert((s.started, slot));
-        self.by_dataset.entry(s.dataset_iri.clone()).or_default().insert(slot);
-        self.slots[slot as usize] = Some(s);
+        self.by_id.insert(e.id, slot);
+        self.by_uid.entry(uid_hash(&e.uid)).or_default().push(slot);
+        self.by_subject.entry(e.subject).or_default().push(slot);
+        self.by_started.insert((e.started, slot));
+        self.by_dataset.entry(e.dataset).or_default().insert(slot);
+        self.slots[slot as usize] = Some(e);
     }
 
-    fn hide(&mut self, id: &str) -> Option<Arc<IndexedStudy>> {
-        let slot = self.by_id.remove(id)?;
-        let s = self.slots[slot as usize].take()?;
-        drop_position(&mut self.by_uid, &s.projected.study.study_instance_uid, slot);
-        drop_position(&mut self.by_subject, &s.projected.subject, slot);
-        for series in &s.projected.study.series {
-            drop_position(&mut self.by_series, &series.uid, slot);
-        }
-        self.by_started.remove(&(s.started, slot));
-        if let Some(slots) = self.by_dataset.get_mut(&s.dataset_iri) {
+    fn hide(&mut self, id: u128) -> Option<Entry> {
+        let slot = self.by_id.remove(&id)?;
+        let e = self.slots[slot as usize].take()?;
+        drop_position(&mut self.by_uid, &uid_hash(&e.uid), slot);
+        drop_position(&mut self.by_subject, &e.subject, slot);
+        self.by_started.remove(&(e.started, slot));
+        if let Some(slots) = self.by_dataset.get_mut(&e.dataset) {
             slots.remove(&slot);
             if slots.is_empty() {
-                self.by_dataset.remove(&s.dataset_iri);
+                self.by_dataset.remove(&e.dataset);
             }
         }
         self.free.push(slot);
-        Some(s)
+        Some(e)
     }
 
-    fn park(&mut self, s: Arc<IndexedStudy>) {
-        self.parked_ids.insert(s.projected.id.clone(), s.dataset_iri.clone());
-        self.parked.entry(s.dataset_iri.clone()).or_default().insert(s.projected.id.clone(), s);
+    fn park(&mut self, e: Entry) {
+        self.parked_ids.insert(e.id, e.dataset);
+        self.parked.entry(e.dataset).or_default().insert(e.id, e);
     }
 
-    fn unpark(&mut self, id: &str) {
-        if let Some(dataset) = self.parked_ids.remove(id) {
+    fn unpark(&mut self, id: u128) {
+        if let Some(dataset) = self.parked_ids.remove(&id) {
             if let Some(studies) = self.parked.get_mut(&dataset) {
-                studies.remove(id);
+                studies.remove(&id);
                 if studies.is_empty() {
                     self.parked.remove(&dataset);
                 }
@@ -178,58 +245,59 @@ impl Studies {
     }
 
     /// Sets study `id` to what the store holds of it (`None`: nothing, it was erased).
-    fn set_study(&mut self, id: &str, study: Option<IndexedStudy>) {
+    fn set_study(&mut self, id: u128, study: Option<(StudyStatus, Entry)>) {
         self.hide(id);
         self.unpark(id);
-        self.retracted.remove(id);
-        let Some(s) = study else { return };
-        if s.projected.status != StudyStatus::Available {
-            self.retracted.insert(id.to_owned());
-        } else if self.live.contains(&s.dataset_iri) {
-            self.show(Arc::new(s));
+        self.retracted.remove(&id);
+        let Some((status, e)) = study else { return };
+        if status != StudyStatus::Available {
+            self.retracted.insert(id);
+        } else if self.live.contains(&e.dataset) {
+            self.show(e);
         } else {
-            self.park(Arc::new(s));
+            self.park(e);
         }
     }
 
     /// Sets whether the dataset of IRI `iri` is live, showing or hiding its studies.
     fn set_dataset(&mut self, iri: &str, live: bool) {
-        if live && self.live.insert(iri.to_owned()) {
-            for (id, s) in self.parked.remove(iri).unwrap_or_default() {
+        let dataset = self.strings.intern(iri);
+        if live && self.live.insert(dataset) {
+            for (id, e) in self.parked.remove(&dataset).unwrap_or_default() {
                 self.parked_ids.remove(&id);
-                self.show(s);
+                self.show(e);
             }
-        } else if !live && self.live.remove(iri) {
-            let slots: Vec<u32> = self.by_dataset.get(iri).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        } else if !live && self.live.remove(&dataset) {
+            let slots: Vec<u32> =
+                self.by_dataset.get(&dataset).map(|s| s.iter().copied().collect()).unwrap_or_default();
             for slot in slots {
-                let id = self.shown(slot).projected.id.clone();
-                if let Some(s) = self.hide(&id) {
-                    self.park(s);
+                let id = self.shown(slot).id;
+                if let Some(e) = self.hide(id) {
+                    self.park(e);
                 }
             }
         }
     }
 
-    fn get(&self, id: &str) -> StudyLookup {
-        match self.by_id.get(id) {
-            Some(slot) => StudyLookup::Found(self.shown(*slot).clone()),
-            None if self.retracted.contains(id) || self.parked_ids.contains_key(id) => StudyLookup::Gone,
-            None => StudyLookup::NotFound,
-        }
+    /// Whether study `id` was shown once and is no longer (retracted, dataset withdrawn).
+    fn is_gone(&self, id: u128) -> bool {
+        self.retracted.contains(&id) || self.parked_ids.contains_key(&id)
     }
 }
 
 /// What changes one aggregate brings to the index, read from the store.
 enum Change {
     Dataset { iri: String, live: bool },
-    Study { id: String, study: Option<Box<IndexedStudy>> },
+    Study { id: u128, study: Option<Box<ProjectedStudy>> },
 }
 
 /// Every shown study, searchable, and what is no longer shown; updated in place.
 pub struct StudyIndex {
+    store: Store,
+    base: PublicBase,
     studies: RwLock<Studies>,
-    /// Recent result lists (query key → sorted slots) as of `generation`, so that paging through
-    /// one search does not search again. Any change empties it.
+    /// Recent result lists (query key → sorted slots), so that paging through one search does not
+    /// search again. Any change empties it.
     results: Mutex<Vec<(String, Arc<Vec<u32>>)>>,
 }
 
@@ -239,13 +307,12 @@ fn store_error(e: ProjectionError) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-impl Default for StudyIndex {
-    fn default() -> Self {
-        StudyIndex { studies: RwLock::new(Studies::default()), results: Mutex::new(Vec::new()) }
-    }
-}
-
 impl StudyIndex {
+    /// An empty index over `store` (what [`StudyIndex::apply`] fills).
+    pub fn new(store: Store, base: PublicBase) -> Self {
+        StudyIndex { store, base, studies: RwLock::new(Studies::default()), results: Mutex::new(Vec::new()) }
+    }
+
     /// The index of every study in `store`.
     pub fn build(store: &Store, base: &PublicBase) -> std::io::Result<Self> {
         let mut studies = Studies::default();
@@ -253,10 +320,15 @@ impl StudyIndex {
             studies.set_dataset(&base.dataset(&d.provider, &d.id), true);
         }
         for p in projected_studies(store).map_err(store_error)? {
-            let id = p.id.clone();
-            studies.set_study(&id, Some(IndexedStudy::new(p, base)));
+            let Some(entry) = studies.entry(&p, base) else { continue };
+            studies.set_study(entry.id, Some((p.status, entry)));
         }
-        Ok(StudyIndex { studies: RwLock::new(studies), results: Mutex::new(Vec::new()) })
+        Ok(StudyIndex {
+            store: store.clone(),
+            base: base.clone(),
+            studies: RwLock::new(studies),
+            results: Mutex::new(Vec::new()),
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Studies> {
@@ -265,26 +337,20 @@ impl StudyIndex {
         self.studies.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Brings the studies and datasets of the log subjects `changed` up to what `store` holds
+    /// Brings the studies and datasets of the log subjects `changed` up to what the store holds
     /// now. The store is read before the index is locked, so searches wait only for the
     /// in-memory update. Subjects of other aggregates are ignored.
-    pub fn apply<'a>(
-        &self,
-        store: &Store,
-        base: &PublicBase,
-        changed: impl IntoIterator<Item = &'a String>,
-    ) -> std::io::Result<()> {
+    pub fn apply<'a>(&self, changed: impl IntoIterator<Item = &'a String>) -> std::io::Result<()> {
         let mut changes = Vec::new();
         for subject in changed {
             if is_study_subject(subject) {
                 let Some(id) = study_id_of_subject(subject) else { continue };
-                let study =
-                    projected_study(store, subject).map_err(store_error)?.map(|p| Box::new(IndexedStudy::new(p, base)));
+                let study = projected_study(&self.store, subject).map_err(store_error)?.map(Box::new);
                 changes.push(Change::Study { id, study });
             } else if is_dataset_subject(subject) {
                 let (provider, _, id) = subject_parts(subject);
-                let live = projected_dataset(store, subject).map_err(store_error)?.is_some();
-                changes.push(Change::Dataset { iri: base.dataset(provider, id), live });
+                let live = projected_dataset(&self.store, subject).map_err(store_error)?.is_some();
+                changes.push(Change::Dataset { iri: self.base.dataset(provider, id), live });
             }
         }
         if changes.is_empty() {
@@ -295,7 +361,10 @@ impl StudyIndex {
             for change in changes {
                 match change {
                     Change::Dataset { iri, live } => studies.set_dataset(&iri, live),
-                    Change::Study { id, study } => studies.set_study(&id, study.map(|s| *s)),
+                    Change::Study { id, study } => {
+                        let entry = study.and_then(|p| Some((p.status, studies.entry(&p, &self.base)?)));
+                        studies.set_study(id, entry);
+                    }
                 }
             }
         }
@@ -318,8 +387,36 @@ impl StudyIndex {
         self.len() == 0
     }
 
-    pub fn get(&self, id: &str) -> StudyLookup {
-        self.read().get(id)
+    /// The study of resource id `id`, as the store holds it now.
+    pub fn get(&self, id: &str) -> std::io::Result<StudyLookup> {
+        let Some(id) = parse_id(id) else { return Ok(StudyLookup::NotFound) };
+        let (shown, gone) = {
+            let studies = self.read();
+            let shown = studies.by_id.get(&id).map(|slot| self.subject_of(&studies, studies.shown(*slot)));
+            (shown, studies.is_gone(id))
+        };
+        match shown {
+            Some(subject) => Ok(self.load(&subject)?.map_or(StudyLookup::NotFound, StudyLookup::Found)),
+            None if gone => Ok(StudyLookup::Gone),
+            None => Ok(StudyLookup::NotFound),
+        }
+    }
+
+    /// The log subject of an entry's study.
+    fn subject_of(&self, studies: &Studies, e: &Entry) -> String {
+        let provider = studies.strings.text(e.provider);
+        let pseudonym = studies.strings.text(e.subject);
+        match cireg_model::ProviderId::parse(provider) {
+            Some(p) => cireg_model::study_subject(&p, pseudonym, &e.uid),
+            None => String::new(),
+        }
+    }
+
+    /// A study as the store holds it now (`None`: erased since it was indexed).
+    fn load(&self, subject: &str) -> std::io::Result<Option<Arc<IndexedStudy>>> {
+        let Some(projected) = projected_study(&self.store, subject).map_err(store_error)? else { return Ok(None) };
+        let dataset_iri = self.base.dataset(&projected.provider, &projected.study.dataset);
+        Ok(Some(Arc::new(IndexedStudy { projected, dataset_iri })))
     }
 
     /// What the index shows and hides, in a canonical form (for comparing two indexes): the shown
@@ -330,41 +427,71 @@ impl StudyIndex {
             .by_id
             .values()
             .map(|slot| {
-                let s = studies.shown(*slot);
-                (s.projected.id.clone(), s.projected.version, s.dataset_iri.clone())
+                let e = studies.shown(*slot);
+                (id_text(e.id), e.version, studies.strings.text(e.dataset).to_owned())
             })
             .collect();
-        let mut gone: Vec<String> = studies.retracted.iter().chain(studies.parked_ids.keys()).cloned().collect();
-        gone.sort();
-        (shown, gone)
+        let mut gone: Vec<u128> = studies.retracted.iter().chain(studies.parked_ids.keys()).copied().collect();
+        gone.sort_unstable();
+        (shown, gone.into_iter().map(id_text).collect())
     }
 
     /// One page of the studies matching `query`: after (or before) its cursor, at most
-    /// `query.count`. Finding the page costs a binary search, not a scan of the pages before it.
-    pub fn search(&self, query: &StudyQuery) -> StudyPage {
-        let studies = self.read();
-        let hits = self.matches(&studies, query);
-        let total = hits.len() as u64;
-        let study = |slot: &u32| studies.shown(*slot);
-        let (start, end) = match &query.page {
-            Page::First => (0, query.count.min(hits.len())),
-            Page::After(cursor) => {
-                let start = hits.partition_point(|i| query.sort.compare_key(study(i), cursor).is_le());
-                (start, (start + query.count).min(hits.len()))
-            }
-            Page::Before(cursor) => {
-                let end = hits.partition_point(|i| query.sort.compare_key(study(i), cursor).is_lt());
-                (end.saturating_sub(query.count), end)
-            }
+    /// `query.count`, as the store holds them now. Finding the page costs a binary search, not a
+    /// scan of the pages before it.
+    pub fn search(&self, query: &StudyQuery) -> std::io::Result<StudyPage> {
+        let series = self.series_studies(query)?;
+        let (total, subjects, next, previous) = {
+            let studies = self.read();
+            let hits = self.matches(&studies, query, &series);
+            let entry = |slot: &u32| studies.shown(*slot);
+            let (start, end) = match &query.page {
+                Page::First => (0, query.count.min(hits.len())),
+                Page::After(cursor) => {
+                    let start = hits.partition_point(|i| query.sort.compare_key(entry(i), cursor).is_le());
+                    (start, (start + query.count).min(hits.len()))
+                }
+                Page::Before(cursor) => {
+                    let end = hits.partition_point(|i| query.sort.compare_key(entry(i), cursor).is_lt());
+                    (end.saturating_sub(query.count), end)
+                }
+            };
+            let page = &hits[start..end];
+            let next = (end < hits.len()).then(|| page.last().map(|s| query.sort.cursor(entry(s)))).flatten();
+            let previous = (start > 0).then(|| page.first().map(|s| query.sort.cursor(entry(s)))).flatten();
+            let subjects: Vec<String> = page.iter().map(|s| self.subject_of(&studies, entry(s))).collect();
+            (hits.len() as u64, subjects, next, previous)
         };
-        let page: Vec<Arc<IndexedStudy>> = hits[start..end].iter().map(|slot| study(slot).clone()).collect();
-        let next = (end < hits.len()).then(|| page.last().map(|s| query.sort.cursor(s))).flatten();
-        let previous = (start > 0).then(|| page.first().map(|s| query.sort.cursor(s))).flatten();
-        StudyPage { total, studies: page, next, previous }
+        // read outside the lock: a study erased meanwhile is left out of the page
+        let mut shown = Vec::with_capacity(subjects.len());
+        for subject in &subjects {
+            shown.extend(self.load(subject)?);
+        }
+        Ok(StudyPage { total, studies: shown, next, previous })
+    }
+
+    /// The studies holding each series UID the query names, from the store's study graphs.
+    fn series_studies(&self, query: &StudyQuery) -> std::io::Result<HashMap<String, Vec<u128>>> {
+        let predicate = NamedNode::new_unchecked(format!("{}seriesInstanceUID", cireg_projector::IMAGING));
+        let prefix = self.base.study("");
+        let mut out = HashMap::new();
+        for m in query.criteria.iter().flat_map(|c| &c.any_of) {
+            let Matcher::Series(uid) = m else { continue };
+            let value = Literal::new_simple_literal(uid);
+            let mut ids = Vec::new();
+            for quad in self.store.quads_for_pattern(None, Some(predicate.as_ref()), Some(value.as_ref().into()), None)
+            {
+                if let GraphName::NamedNode(g) = quad.map_err(std::io::Error::other)?.graph_name {
+                    ids.extend(g.as_str().strip_prefix(&prefix).and_then(parse_id));
+                }
+            }
+            out.insert(uid.clone(), ids);
+        }
+        Ok(out)
     }
 
     /// Every study matching `query`, in its sort order (slots of the index).
-    fn matches(&self, studies: &Studies, query: &StudyQuery) -> Arc<Vec<u32>> {
+    fn matches(&self, studies: &Studies, query: &StudyQuery, series: &HashMap<String, Vec<u128>>) -> Arc<Vec<u32>> {
         let key = query.key();
         if let Ok(cache) = self.results.lock() {
             if let Some((_, hits)) = cache.iter().find(|(k, _)| *k == key) {
@@ -372,19 +499,21 @@ impl StudyIndex {
             }
         }
         let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let criteria: Vec<Compiled> = query.criteria.iter().map(|c| compile(studies, c, series)).collect();
         // start from the smallest lookup table a criterion offers, else from everything
-        let candidates: Option<Vec<u32>> =
-            query.criteria.iter().filter_map(|c| lookup(studies, c)).min_by_key(Vec::len);
+        let candidates: Option<Vec<u32>> = criteria.iter().filter_map(|c| lookup(studies, c)).min_by_key(Vec::len);
         let test = |slot: &u32| {
-            let s = studies.shown(*slot);
-            query.criteria.iter().all(|c| c.matches(s, now))
+            let e = studies.shown(*slot);
+            criteria.iter().all(|c| c.matches(e, now))
         };
         let mut hits: Vec<u32> = match candidates {
             Some(c) => c.into_iter().filter(test).collect(),
             None => studies.by_id.values().copied().filter(test).collect(),
         };
         let sort = query.sort;
-        hits.sort_by(|a, b| sort.compare(studies.shown(*a), studies.shown(*b)));
+        if sort != StudySort::Id || !hits.is_sorted_by_key(|s| studies.shown(*s).id) {
+            hits.sort_by(|a, b| sort.compare(studies.shown(*a), studies.shown(*b)));
+        }
         hits.dedup();
         let hits = Arc::new(hits);
         if let Ok(mut cache) = self.results.lock() {
@@ -397,20 +526,104 @@ impl StudyIndex {
     }
 }
 
+/// A matcher with its values looked up in the index (interned ids, parsed ids).
+enum CompiledMatcher {
+    Id(u128),
+    Identifier(String),
+    Subject {
+        provider: Option<u32>,
+        subject: u32,
+    },
+    Available,
+    Started(DateParam),
+    LastUpdated(DateParam),
+    Modality(u32),
+    BodySite(u32),
+    /// Studies holding a series (from the store).
+    AnyOf(HashSet<u128>),
+    Dataset(u32),
+    Nothing,
+}
+
+struct Compiled {
+    any_of: Vec<CompiledMatcher>,
+    negated: bool,
+}
+
+impl Compiled {
+    fn matches(&self, e: &Entry, now: i128) -> bool {
+        self.any_of.iter().any(|m| m.matches(e, now)) != self.negated
+    }
+}
+
+impl CompiledMatcher {
+    fn matches(&self, e: &Entry, now: i128) -> bool {
+        match self {
+            CompiledMatcher::Id(id) => e.id == *id,
+            CompiledMatcher::Identifier(uid) => *e.uid == **uid,
+            CompiledMatcher::Subject { provider, subject } => {
+                e.subject == *subject && provider.is_none_or(|p| p == e.provider)
+            }
+            CompiledMatcher::Available => true,
+            CompiledMatcher::Started(d) => d.matches(e.started, now),
+            CompiledMatcher::LastUpdated(d) => d.matches(e.last_updated, now),
+            CompiledMatcher::Modality(code) => e.modalities.binary_search(code).is_ok(),
+            CompiledMatcher::BodySite(code) => e.body_sites.binary_search(code).is_ok(),
+            CompiledMatcher::AnyOf(ids) => ids.contains(&e.id),
+            CompiledMatcher::Dataset(d) => e.dataset == *d,
+            CompiledMatcher::Nothing => false,
+        }
+    }
+}
+
+fn compile(studies: &Studies, c: &Criterion, series: &HashMap<String, Vec<u128>>) -> Compiled {
+    let interned = |s: &str| studies.strings.get(s);
+    let any_of = c
+        .any_of
+        .iter()
+        .map(|m| match m {
+            Matcher::Id(id) => parse_id(id).map_or(CompiledMatcher::Nothing, CompiledMatcher::Id),
+            Matcher::Identifier { uid } => CompiledMatcher::Identifier(uid.clone()),
+            Matcher::Subject { provider, pseudonym } => {
+                match (interned(pseudonym), provider.as_deref().map(|p| interned(p).ok_or(()))) {
+                    (Some(subject), None) => CompiledMatcher::Subject { provider: None, subject },
+                    (Some(subject), Some(Ok(p))) => CompiledMatcher::Subject { provider: Some(p), subject },
+                    _ => CompiledMatcher::Nothing,
+                }
+            }
+            Matcher::Status(code) if code == "available" => CompiledMatcher::Available,
+            Matcher::Status(_) => CompiledMatcher::Nothing,
+            Matcher::Started(d) => CompiledMatcher::Started(*d),
+            Matcher::LastUpdated(d) => CompiledMatcher::LastUpdated(*d),
+            Matcher::Modality(code) => interned(code).map_or(CompiledMatcher::Nothing, CompiledMatcher::Modality),
+            Matcher::BodySite(code) => interned(code).map_or(CompiledMatcher::Nothing, CompiledMatcher::BodySite),
+            Matcher::Series(uid) => {
+                CompiledMatcher::AnyOf(series.get(uid).map(|ids| ids.iter().copied().collect()).unwrap_or_default())
+            }
+            Matcher::Dataset(iri) => interned(iri).map_or(CompiledMatcher::Nothing, CompiledMatcher::Dataset),
+            Matcher::Nothing => CompiledMatcher::Nothing,
+        })
+        .collect();
+    Compiled { any_of, negated: c.negated }
+}
+
 /// The slots a lookup table gives for a criterion, when one does (a superset of the matches: the
 /// criterion is still tested on each).
-fn lookup(studies: &Studies, c: &Criterion) -> Option<Vec<u32>> {
+fn lookup(studies: &Studies, c: &Compiled) -> Option<Vec<u32>> {
     if c.negated {
         return None;
     }
     let mut out = Vec::new();
     for value in &c.any_of {
         match value {
-            Matcher::Id(id) => out.extend(studies.by_id.get(id)),
-            Matcher::Identifier { uid, .. } => out.extend(studies.by_uid.get(uid).into_iter().flatten()),
-            Matcher::Subject { pseudonym, .. } => out.extend(studies.by_subject.get(pseudonym).into_iter().flatten()),
-            Matcher::Series(uid) => out.extend(studies.by_series.get(uid).into_iter().flatten()),
-            Matcher::Started(d) => {
+            CompiledMatcher::Id(id) => out.extend(studies.by_id.get(id)),
+            CompiledMatcher::AnyOf(ids) => out.extend(ids.iter().filter_map(|id| studies.by_id.get(id))),
+            CompiledMatcher::Identifier(uid) => out.extend(studies.by_uid.get(&uid_hash(uid)).into_iter().flatten()),
+            CompiledMatcher::Subject { subject, .. } => {
+                out.extend(studies.by_subject.get(subject).into_iter().flatten())
+            }
+            CompiledMatcher::Nothing => {}
+            CompiledMatcher::Started(d) => {
                 let (from, to) = d.started_range()?;
                 let from = (from.unwrap_or(i128::MIN), 0);
                 let to = to.map_or(std::ops::Bound::Unbounded, |t| std::ops::Bound::Excluded((t, 0)));
@@ -427,11 +640,11 @@ fn lookup(studies: &Studies, c: &Criterion) -> Option<Vec<u32>> {
 /// The resource id of the study of a log subject
 /// (`cireg.events.<provider>.subject.<pseudonym>.study.<uid with _ for .>`), which the store no
 /// longer holds once the study is erased.
-fn study_id_of_subject(subject: &str) -> Option<String> {
+fn study_id_of_subject(subject: &str) -> Option<u128> {
     let (consent, uid) = subject.split_once(".study.")?;
     let (provider, _, pseudonym) = subject_parts(consent);
     // a DICOM UID is digits and dots only (schemas/defs.v1.json): the `_` were its dots
-    Some(cireg_model::Study::resource_id(provider, pseudonym, &uid.replace('_', ".")))
+    parse_id(&cireg_model::Study::resource_id(provider, pseudonym, &uid.replace('_', ".")))
 }
 
 /// A page of search results.
@@ -495,7 +708,7 @@ impl StudySort {
         }
     }
 
-    fn key(self, s: &IndexedStudy) -> i128 {
+    fn key(self, s: &Entry) -> i128 {
         match self {
             StudySort::Id => 0,
             StudySort::Started { descending } => signed(s.started, descending),
@@ -503,16 +716,17 @@ impl StudySort {
         }
     }
 
-    fn cursor(self, s: &IndexedStudy) -> Cursor {
-        Cursor { key: self.key(s), id: s.projected.id.clone() }
+    fn cursor(self, s: &Entry) -> Cursor {
+        Cursor { key: self.key(s), id: id_text(s.id) }
     }
 
-    fn compare(self, a: &IndexedStudy, b: &IndexedStudy) -> std::cmp::Ordering {
-        (self.key(a), &a.projected.id).cmp(&(self.key(b), &b.projected.id))
+    fn compare(self, a: &Entry, b: &Entry) -> std::cmp::Ordering {
+        // ids sort as their numbers do
+        (self.key(a), a.id).cmp(&(self.key(b), b.id))
     }
 
-    fn compare_key(self, s: &IndexedStudy, cursor: &Cursor) -> std::cmp::Ordering {
-        (self.key(s), s.projected.id.as_str()).cmp(&(cursor.key, cursor.id.as_str()))
+    fn compare_key(self, s: &Entry, cursor: &Cursor) -> std::cmp::Ordering {
+        (self.key(s), id_text(s.id).as_str()).cmp(&(cursor.key, cursor.id.as_str()))
     }
 }
 
@@ -700,38 +914,11 @@ pub enum Matcher {
     Nothing,
 }
 
-impl Matcher {
-    fn matches(&self, s: &IndexedStudy, now: i128) -> bool {
-        let p = &s.projected;
-        match self {
-            Matcher::Id(id) => p.id == *id,
-            Matcher::Identifier { uid } => p.study.study_instance_uid == *uid,
-            Matcher::Subject { provider, pseudonym } => {
-                p.subject == *pseudonym && provider.as_ref().is_none_or(|want| *want == p.provider)
-            }
-            Matcher::Status(code) => code == "available",
-            Matcher::Started(d) => d.matches(s.started, now),
-            Matcher::LastUpdated(d) => d.matches(s.last_updated, now),
-            Matcher::Modality(code) => s.modalities.binary_search(code).is_ok(),
-            Matcher::BodySite(code) => s.body_sites.binary_search(code).is_ok(),
-            Matcher::Series(uid) => p.study.series.iter().any(|series| series.uid == *uid),
-            Matcher::Dataset(iri) => s.dataset_iri == *iri,
-            Matcher::Nothing => false,
-        }
-    }
-}
-
 /// One search parameter occurrence: its comma-separated values, OR-ed (`negated` for `:not`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Criterion {
     pub any_of: Vec<Matcher>,
     pub negated: bool,
-}
-
-impl Criterion {
-    fn matches(&self, s: &IndexedStudy, now: i128) -> bool {
-        self.any_of.iter().any(|m| m.matches(s, now)) != self.negated
-    }
 }
 
 /// A parsed search: criteria AND-ed, then sort and page.

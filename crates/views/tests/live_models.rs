@@ -132,6 +132,9 @@ fn searches(base: &PublicBase) -> Vec<StudyQuery> {
         pairs(&[("_sort", "-_lastUpdated"), ("_count", "1000")]),
         pairs(&[("started", "ge2024-01-01"), ("_sort", "started"), ("_count", "1000")]),
         pairs(&[("dataset", &format!("{PROVIDER}/dataset-1")), ("_count", "1000")]),
+        pairs(&[("series", "2.25.1003.0,2.25.1001.1"), ("_count", "1000")]),
+        pairs(&[("identifier", "urn:dicom:uid|urn:oid:2.25.1002"), ("_count", "1000")]),
+        pairs(&[("modality:not", "MR"), ("_sort", "started"), ("_count", "3")]),
     ];
     for s in 0..SUBJECTS {
         queries.push(pairs(&[("patient", &format!("SUBJ-{s}")), ("_count", "1000")]));
@@ -142,7 +145,9 @@ fn searches(base: &PublicBase) -> Vec<StudyQuery> {
 fn study_view(index: &StudyIndex, queries: &[StudyQuery]) -> Vec<Vec<(String, u64)>> {
     queries
         .iter()
-        .map(|q| index.search(q).studies.iter().map(|s| (s.projected.id.clone(), s.projected.version)).collect())
+        .map(|q| {
+            index.search(q).unwrap().studies.iter().map(|s| (s.projected.id.clone(), s.projected.version)).collect()
+        })
         .collect()
 }
 
