@@ -227,6 +227,71 @@ async fn batch_is_taken_in_order_with_an_outcome_each() {
     assert_eq!(results[2]["problem"]["errors"][0]["pointer"], json!("/2/data/accessRights"));
 }
 
+/// A batch's study events overlap (different subjects), but each subject's events keep their
+/// order, and a dataset event waits for what came before it and holds back what comes after.
+#[tokio::test]
+async fn a_batch_of_studies_overlaps_yet_keeps_each_subjects_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &[]);
+    let study = |i: usize, pseudonym: &str, kind: &str| {
+        let mut e = example("study.registered");
+        e["id"] = json!(format!("batch-{kind}-{i}"));
+        e["type"] = json!(format!("eu.cancerimage.study.{kind}.v1"));
+        e["subject"] = json!(pseudonym);
+        e["data"]["studyInstanceUid"] = json!(format!("2.25.{}", 7000 + i));
+        e["data"]["description"] = json!(format!("{kind} {i}"));
+        e
+    };
+    let mut batch = vec![example("provider.registered"), example("dataset.published")];
+    for i in 0..60 {
+        batch.push(study(i, &format!("SUBJ-{i}"), "registered"));
+    }
+    // the same studies changed in the same batch: each after its own registration
+    for i in 0..60 {
+        let mut update = study(i, &format!("SUBJ-{i}"), "updated");
+        update["expectedversion"] = json!(1);
+        batch.push(update);
+    }
+    let mut consent = example("subject.consent.withdrawn");
+    consent["subject"] = json!("SUBJ-0");
+    batch.push(consent);
+    // a study of the withdrawn subject after the withdrawal is refused
+    batch.push(study(99, "SUBJ-0", "registered"));
+    let mut withdrawn = example("dataset.withdrawn");
+    withdrawn["id"] = json!("batch-withdrawn");
+    batch.push(withdrawn);
+    // after the dataset's withdrawal (a barrier), a new study of it is refused
+    batch.push(study(100, "SUBJ-100", "registered"));
+    let r = reqwest::Client::new()
+        .post(c.url("/events"))
+        .bearer_auth(support::provider_token(&[PROVIDER]))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(serde_json::to_vec(&batch).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 207);
+    let body: Value = r.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), batch.len());
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["index"], json!(i), "results are in the batch's order");
+    }
+    let status = |i: usize| results[i]["status"].as_u64().unwrap();
+    // provider, dataset, 60 registrations, 60 updates, the withdrawal of consent
+    for (i, r) in results.iter().enumerate().take(123) {
+        assert_eq!(r["status"], json!(201), "event {i}: {r}");
+    }
+    assert_eq!(status(123), 409, "a study after its subject withdrew consent: {}", results[123]);
+    assert_eq!(status(124), 201, "the dataset's withdrawal: {}", results[124]);
+    assert_eq!(status(125), 409, "a study of a withdrawn dataset: {}", results[125]);
+    // each update was appended after its registration
+    for i in 0..60 {
+        let (registered, updated) = (results[2 + i]["sequence"].as_u64(), results[62 + i]["sequence"].as_u64());
+        assert!(registered < updated, "study {i}: registered at {registered:?}, updated at {updated:?}");
+    }
+}
+
 #[tokio::test]
 async fn sparql_protocol_formats_and_limits() {
     let dir = tempfile::tempdir().unwrap();

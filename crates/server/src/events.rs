@@ -75,8 +75,25 @@ fn error_response(e: &IngestError) -> Response {
     }
 }
 
-/// A batch is taken in order; each event stands or falls on its own. 200 when all were accepted,
-/// 207 with each event's outcome otherwise.
+/// Events of a batch in flight at once.
+const BATCH_WINDOW: usize = 32;
+
+/// How an event of a batch may overlap others: study and consent events of one pseudonymous
+/// subject (`source` and `subject`) keep their order among themselves and may overlap those of
+/// other subjects; any other event (providers, datasets, or one that cannot be read) waits for
+/// every event before it, and every event after it waits for it.
+fn overlap_key(event: &Value) -> Option<String> {
+    let kind = event.get("type").and_then(Value::as_str)?;
+    let keyed = kind.starts_with("eu.cancerimage.study.") || kind.starts_with("eu.cancerimage.subject.");
+    let source = event.get("source").and_then(Value::as_str)?;
+    let subject = event.get("subject").and_then(Value::as_str)?;
+    keyed.then(|| format!("{source}\n{subject}"))
+}
+
+/// A batch is taken in order, in a window of [`BATCH_WINDOW`] events whose appends overlap:
+/// events of different subjects' studies in any order, the rest as [`overlap_key`] says; each
+/// event stands or falls on its own. 200 when all were accepted, 207 with each event's outcome
+/// otherwise (in the batch's order).
 async fn batch(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Response {
     let events: Vec<Value> = match serde_json::from_slice(body) {
         Ok(Value::Array(events)) => events,
@@ -104,21 +121,67 @@ async fn batch(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Res
     if events.is_empty() {
         return problem(400, "invalid-event", "The batch is not valid", "the batch is empty").into_response();
     }
-    let mut results = Vec::with_capacity(events.len());
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut results: Vec<Value> = vec![Value::Null; events.len()];
     let mut all_ok = true;
-    for (i, event) in events.iter().enumerate() {
-        let bytes = serde_json::to_vec(event).unwrap_or_default();
-        match state.ingest.submit_limited(&bytes, sender, key).await {
-            Ok(a) => results.push(json!({"index": i, "status": if a.duplicate { 200 } else { 201 }, "id": a.id, "sequence": a.sequence, "duplicate": a.duplicate})),
+    let mut in_flight = FuturesUnordered::new();
+    // the keys of the events in flight, and how many in flight are barriers (no key)
+    let mut keys: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut barriers = 0usize;
+    let mut record = |(i, overlap, outcome): (usize, Option<String>, Result<cireg_ingest::Accepted, IngestError>),
+                      keys: &mut std::collections::HashMap<String, usize>,
+                      barriers: &mut usize| {
+        match overlap {
+            Some(k) => {
+                if let Some(n) = keys.get_mut(&k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        keys.remove(&k);
+                    }
+                }
+            }
+            None => *barriers -= 1,
+        }
+        results[i] = match outcome {
+            Ok(a) => {
+                json!({"index": i, "status": if a.duplicate { 200 } else { 201 }, "id": a.id, "sequence": a.sequence, "duplicate": a.duplicate})
+            }
             Err(e) => {
                 all_ok = false;
                 let mut p = e.problem();
                 for v in &mut p.errors {
                     v.pointer = format!("/{i}{}", v.pointer);
                 }
-                results.push(json!({"index": i, "status": p.status, "problem": p}));
+                json!({"index": i, "status": p.status, "problem": p})
+            }
+        };
+    };
+    for (i, event) in events.iter().enumerate() {
+        let overlap = overlap_key(event);
+        loop {
+            let blocked = in_flight.len() >= BATCH_WINDOW
+                || barriers > 0
+                || match &overlap {
+                    None => !in_flight.is_empty(),
+                    Some(k) => keys.contains_key(k),
+                };
+            if !blocked {
+                break;
+            }
+            match in_flight.next().await {
+                Some(done) => record(done, &mut keys, &mut barriers),
+                None => break,
             }
         }
+        match &overlap {
+            Some(k) => *keys.entry(k.clone()).or_default() += 1,
+            None => barriers += 1,
+        }
+        let bytes = serde_json::to_vec(event).unwrap_or_default();
+        in_flight.push(async move { (i, overlap, state.ingest.submit_limited(&bytes, sender, key).await) });
+    }
+    while let Some(done) = in_flight.next().await {
+        record(done, &mut keys, &mut barriers);
     }
     let status = if all_ok { StatusCode::OK } else { StatusCode::MULTI_STATUS };
     (status, Json(json!({ "results": results }))).into_response()
