@@ -630,6 +630,37 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
             rows.push((format!("projection from {label} log"), project, f64::NAN));
         }
     }
+    // as a provider's client sends them: over HTTP, batches of 500, one request after another,
+    // each event's token-holder checked, into a fresh embedded log
+    {
+        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&tmp.path().join("http.redb"))?);
+        let projector = projector_in(&tmp.path().join("store-http"))?;
+        let base = PublicBase::new("http://bench.invalid")?;
+        let server = BenchServer::start(query_stores(&projector)?, log, base, 0).await?;
+        let mut claims = bench_token("bench-provider");
+        (claims.providers, claims.researcher) = (vec!["synthetic-breast-consortium".to_owned()], false);
+        let token = server.key.mint(&claims).map_err(anyhow::Error::msg)?;
+        let client = reqwest::Client::new();
+        let post = |events: Vec<&Vec<u8>>| {
+            let body: Vec<Value> = events.iter().filter_map(|e| serde_json::from_slice(e).ok()).collect();
+            client
+                .post(format!("http://{}/events", server.addr))
+                .bearer_auth(&token)
+                .header("content-type", "application/cloudevents-batch+json")
+                .json(&body)
+                .send()
+        };
+        let r = post(setup.iter().collect()).await?;
+        anyhow::ensure!(r.status() == 200, "the setup batch: {}", r.text().await?);
+        let start = Instant::now();
+        for batch in studies.chunks(500) {
+            let r = post(batch.iter().collect()).await?;
+            anyhow::ensure!(r.status() == 200, "a batch of studies: {}", r.text().await?);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        rows.push(("ingest over HTTP, batches of 500 (embedded)".to_owned(), secs, rate(n, raw_publish)));
+        server.stop().await;
+    }
     println!("\n{:<44} {:>12} {:>10}", "studies", "events/s", "vs raw");
     println!("{:<44} {:>12.0} {:>10.2}", "raw JetStream publish (same payloads)", rate(n, raw_publish), 1.0);
     for (label, secs, raw) in &rows {
