@@ -111,6 +111,47 @@ async fn raw_publish(client: &async_nats::Client, payloads: &[Vec<u8>], concurre
     Ok(secs)
 }
 
+/// Seconds to look up the last message of `n` subjects (half of them absent), `concurrency` at
+/// once, through the JetStream API (what the log's `last_seq_of_subject` does: answered by the
+/// stream leader) and by direct get: what ingest pays per aggregate it reads.
+async fn raw_lookups(client: &async_nats::Client, n: usize, concurrency: usize) -> anyhow::Result<(f64, f64)> {
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "BENCH_LOOKUP".into(),
+            subjects: vec!["bench.lookup.>".into()],
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await?;
+    for i in 0..n / 2 {
+        js.publish(format!("bench.lookup.{i}"), Bytes::from_static(b"x")).await?.await?;
+    }
+    let start = Instant::now();
+    let found: Vec<bool> = futures::stream::iter(0..n)
+        .map(|i| {
+            let stream = stream.clone();
+            async move { stream.get_last_raw_message_by_subject(&format!("bench.lookup.{i}")).await.is_ok() }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let api = start.elapsed().as_secs_f64();
+    anyhow::ensure!(found.iter().filter(|f| **f).count() == n / 2, "lookups through the API went wrong");
+    let start = Instant::now();
+    let found: Vec<bool> = futures::stream::iter(0..n)
+        .map(|i| {
+            let stream = stream.clone();
+            async move { stream.direct_get_last_for_subject(format!("bench.lookup.{i}")).await.is_ok() }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let direct = start.elapsed().as_secs_f64();
+    anyhow::ensure!(found.iter().filter(|f| **f).count() == n / 2, "direct gets went wrong");
+    Ok((api, direct))
+}
+
 fn rate(n: usize, secs: f64) -> f64 {
     n as f64 / secs.max(1e-9)
 }
@@ -597,6 +638,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     let client = async_nats::connect(nats.url()).await?;
     let tmp = tempfile::tempdir()?;
     let raw_publish = raw_publish(&client, &studies, concurrency).await?;
+    let (lookup_api, lookup_direct) = raw_lookups(&client, n, concurrency).await?;
 
     let mut rows = Vec::new();
     for (label, log) in [
@@ -663,6 +705,11 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     }
     println!("\n{:<44} {:>12} {:>10}", "studies", "events/s", "vs raw");
     println!("{:<44} {:>12.0} {:>10.2}", "raw JetStream publish (same payloads)", rate(n, raw_publish), 1.0);
+    for (label, secs) in
+        [("raw subject lookup, JetStream API (leader)", lookup_api), ("raw subject lookup, direct get", lookup_direct)]
+    {
+        println!("{label:<44} {:>12.0} {:>10.2}", rate(n, secs), rate(n, secs) / rate(n, raw_publish));
+    }
     for (label, secs, raw) in &rows {
         let ratio = if raw.is_nan() { String::from("-") } else { format!("{:.2}", rate(n, *secs) / raw) };
         println!("{label:<44} {:>12.0} {ratio:>10}", rate(n, *secs));

@@ -7,7 +7,7 @@ use async_nats::jetstream::{
     self,
     consumer::{self, pull, AckPolicy, DeliverPolicy},
     context::PublishErrorKind,
-    stream::{self, LastRawMessageErrorKind, StorageType},
+    stream::{self, DirectGetErrorKind, LastRawMessageErrorKind, StorageType},
 };
 use futures::StreamExt;
 
@@ -39,6 +39,9 @@ pub struct JetStreamLog {
     client: async_nats::Client,
     context: jetstream::Context,
     stream: stream::Stream,
+    /// Whether a subject's last message may be read by direct get (which any replica answers):
+    /// only when the stream has one replica, so that what it answers is never behind the leader.
+    direct: bool,
 }
 
 fn unavailable<E: std::fmt::Display>(e: E) -> LogError {
@@ -62,7 +65,9 @@ impl JetStreamLog {
             })
             .await
             .map_err(unavailable)?;
-        Ok(JetStreamLog { client, context, stream })
+        let config = &stream.cached_info().config;
+        let direct = config.allow_direct && config.num_replicas <= 1;
+        Ok(JetStreamLog { client, context, stream, direct })
     }
 
     /// Reads through an ordered consumer until `max` events, the sequence `last` (the end when the
@@ -134,6 +139,15 @@ impl EventLog for JetStreamLog {
     }
 
     async fn last_seq_of_subject(&self, subject: &str) -> Result<u64, LogError> {
+        // ingest reads several aggregates per event: a direct get costs the server a third of a
+        // request to the JetStream API (`cireg bench` measures both)
+        if self.direct {
+            return match self.stream.direct_get_last_for_subject(subject).await {
+                Ok(m) => Ok(m.sequence),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
+                Err(e) => Err(unavailable(e)),
+            };
+        }
         match self.stream.get_last_raw_message_by_subject(subject).await {
             Ok(m) => Ok(m.sequence),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
