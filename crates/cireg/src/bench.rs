@@ -47,6 +47,18 @@ pub struct BenchArgs {
     studies_only: bool,
 }
 
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
 /// The process's peak resident memory so far (`VmHWM`), in bytes.
 fn peak_resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -641,6 +653,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     let (lookup_api, lookup_direct) = raw_lookups(&client, n, concurrency).await?;
 
     let mut rows = Vec::new();
+    let (mut raw_bytes_per_study, mut store_bytes_per_study) = (None, None);
     for (label, log) in [
         (
             "JetStream",
@@ -668,6 +681,11 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
             let raw_load = start.elapsed().as_secs_f64();
             rows.push((format!("raw Oxigraph bulk load ({} quads)", quads.len()), raw_load, rate(n, raw_load)));
             rows.push((format!("projection from {label} log"), project, rate(n, raw_load)));
+            raw_store.flush()?;
+            projector.store().flush()?;
+            raw_bytes_per_study = Some(dir_bytes(&tmp.path().join("store-raw-studies")) as f64 / n.max(1) as f64);
+            store_bytes_per_study =
+                Some(dir_bytes(&tmp.path().join(format!("store-{label}"))) as f64 / n.max(1) as f64);
         } else {
             rows.push((format!("projection from {label} log"), project, f64::NAN));
         }
@@ -714,6 +732,11 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         let ratio = if raw.is_nan() { String::from("-") } else { format!("{:.2}", rate(n, *secs) / raw) };
         println!("{label:<44} {:>12.0} {ratio:>10}", rate(n, *secs));
     }
+    if let (Some(raw), Some(store)) = (raw_bytes_per_study, store_bytes_per_study) {
+        println!("{:<44} {:>12} {:>10}", "on disk per study", "bytes", "vs raw");
+        println!("{:<44} {:>12.0} {:>10.2}", "raw bulk load of the study graphs", raw, 1.0);
+        println!("{:<44} {:>12.0} {:>10.2}", "projected store (embedded log, + mirror)", store, store / raw);
+    }
 
     // FHIR search at `search_at` studies: projected straight from generated events (no log), then
     // served by the registry's HTTP server
@@ -739,6 +762,8 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         projector.apply_batch(&batch)?;
     }
     let projected = start.elapsed().as_secs_f64();
+    store.flush()?;
+    let on_disk = dir_bytes(&tmp.path().join("store-search"));
     let base = PublicBase::new("http://bench.invalid")?;
     let before = cireg_views::resident_bytes();
     let start = Instant::now();
@@ -749,6 +774,12 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         "\nFHIR search at {} studies (projected in {projected:.0} s, {:.0}/s; index built in {build:.1} s)",
         index.len(),
         rate(search_at, projected)
+    );
+    println!(
+        "{:<44} {:>12} {:>10}",
+        "store on disk (store + public mirror)",
+        mib(Some(on_disk)),
+        format!("{:.0} B/study", on_disk as f64 / search_at.max(1) as f64)
     );
     if let (Some(before), Some(after)) = (before, after) {
         let grown = after.saturating_sub(before);
