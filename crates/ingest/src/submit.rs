@@ -240,8 +240,9 @@ impl Ingest {
             }
         }
         let subject = event.subject();
-        let aggregate = self.aggregate(&subject).await?;
-        let related = self.related(&event).await?;
+        // the aggregate and what its rules need of others are read at once (round trips to the
+        // log overlap)
+        let (aggregate, related) = futures::try_join!(self.aggregate(&subject), self.related(&event))?;
         let (kind, provider, pseudonym) =
             (event.event_type.aggregate_kind(), event.provider.clone(), event.aggregate.clone());
         let accepted = match aggregate.decide(&event, &related).map_err(reject)? {
@@ -257,17 +258,34 @@ impl Ingest {
 
     /// What the rules of `event`'s aggregate need to know of other aggregates.
     async fn related(&self, event: &Event) -> Result<Related, IngestError> {
+        // the aggregates a rule may need, each read only when it does
+        let read = |needed: bool, subject: String| async move {
+            if needed {
+                self.aggregate(&subject).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let dataset = match &event.payload {
+            Payload::StudyRegistered(study) | Payload::StudyUpdated(study) => Some(&study.dataset),
+            _ => None,
+        };
+        let (provider, consent, dataset) = futures::try_join!(
+            read(event.event_type == EventType::DatasetPublished, provider_subject(&event.provider)),
+            read(
+                event.event_type.aggregate_kind() == AggregateKind::Study,
+                consent_subject(&event.provider, &event.aggregate)
+            ),
+            read(dataset.is_some(), dataset.map(|d| dataset_subject(&event.provider, d)).unwrap_or_default()),
+        )?;
         let mut related = Related::default();
-        if event.event_type == EventType::DatasetPublished {
-            let provider = self.aggregate(&provider_subject(&event.provider)).await?;
+        if let Some(provider) = provider {
             related.provider_registered = matches!(provider.state, AggregateState::Provider { .. });
         }
-        if event.event_type.aggregate_kind() == AggregateKind::Study {
-            let consent = self.aggregate(&consent_subject(&event.provider, &event.aggregate)).await?;
+        if let Some(consent) = consent {
             related.consent_withdrawn = matches!(consent.state, AggregateState::Subject { .. });
         }
-        if let Payload::StudyRegistered(study) | Payload::StudyUpdated(study) = &event.payload {
-            let dataset = self.aggregate(&dataset_subject(&event.provider, &study.dataset)).await?;
+        if let Some(dataset) = dataset {
             related.dataset = match dataset.state {
                 AggregateState::Dataset { status, .. } => Some(status),
                 _ => None,
