@@ -77,6 +77,8 @@ fn error_response(e: &IngestError) -> Response {
 
 /// Events of a batch in flight at once.
 const BATCH_WINDOW: usize = 32;
+/// How far past the first event not yet started a batch looks for events that may start.
+const BATCH_LOOKAHEAD: usize = 256;
 
 /// How an event of a batch may overlap others: study and consent events of one pseudonymous
 /// subject (`source` and `subject`) keep their order among themselves and may overlap those of
@@ -156,29 +158,54 @@ async fn batch(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Res
             }
         };
     };
-    for (i, event) in events.iter().enumerate() {
-        let overlap = overlap_key(event);
-        loop {
-            let blocked = in_flight.len() >= BATCH_WINDOW
-                || barriers > 0
-                || match &overlap {
-                    None => !in_flight.is_empty(),
-                    Some(k) => keys.contains_key(k),
-                };
-            if !blocked {
-                break;
+    // an event held back (its subject's earlier event is in flight) does not hold back later
+    // events of other subjects: up to BATCH_LOOKAHEAD events past the first not started are looked at
+    let overlaps: Vec<Option<String>> = events.iter().map(overlap_key).collect();
+    let mut started = vec![false; events.len()];
+    let mut first = 0;
+    loop {
+        let mut held: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut j = first;
+        while j < events.len() && j < first + BATCH_LOOKAHEAD && in_flight.len() < BATCH_WINDOW && barriers == 0 {
+            if started[j] {
+                j += 1;
+                continue;
             }
-            match in_flight.next().await {
-                Some(done) => record(done, &mut keys, &mut barriers),
+            let may_start = match &overlaps[j] {
+                // everything before it done, and nothing after it starts before it
+                None => in_flight.is_empty() && held.is_empty(),
+                Some(k) => !keys.contains_key(k) && !held.contains(k.as_str()),
+            };
+            if may_start {
+                started[j] = true;
+                let overlap = overlaps[j].clone();
+                match &overlap {
+                    Some(k) => *keys.entry(k.clone()).or_default() += 1,
+                    None => barriers += 1,
+                }
+                let bytes = serde_json::to_vec(&events[j]).unwrap_or_default();
+                let i = j;
+                in_flight.push(async move { (i, overlap, state.ingest.submit_limited(&bytes, sender, key).await) });
+            }
+            match &overlaps[j] {
                 None => break,
+                Some(k) if !may_start => {
+                    held.insert(k);
+                }
+                Some(_) => {}
             }
+            j += 1;
         }
-        match &overlap {
-            Some(k) => *keys.entry(k.clone()).or_default() += 1,
-            None => barriers += 1,
+        while first < events.len() && started[first] {
+            first += 1;
         }
-        let bytes = serde_json::to_vec(event).unwrap_or_default();
-        in_flight.push(async move { (i, overlap, state.ingest.submit_limited(&bytes, sender, key).await) });
+        match in_flight.next().await {
+            Some(done) => record(done, &mut keys, &mut barriers),
+            None if first == events.len() => break,
+            // nothing in flight and nothing started: cannot happen (the first event not started
+            // may always start then), but never spin
+            None => break,
+        }
     }
     while let Some(done) = in_flight.next().await {
         record(done, &mut keys, &mut barriers);
