@@ -8,6 +8,19 @@ const PROVIDER: &str = "synthetic-breast-consortium";
 use serde_json::{json, Value};
 use support::{example, Cireg, TITLES};
 
+/// Posts `batch` (a JSON array) as the provider: the status and the body.
+async fn post_batch(c: &Cireg, batch: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(c.url("/events"))
+        .bearer_auth(support::provider_token(&[PROVIDER]))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(serde_json::to_vec(batch).unwrap())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 async fn registered(c: &Cireg) {
     let (status, body) = c.post_event(&example("provider.registered")).await;
     assert_eq!(status, 201, "{body}");
@@ -210,16 +223,8 @@ async fn batch_is_taken_in_order_with_an_outcome_each() {
     bad["id"] = json!("bad-one");
     bad["data"]["accessRights"] = json!("OPEN");
     let batch = json!([example("provider.registered"), example("dataset.published"), bad]);
-    let r = reqwest::Client::new()
-        .post(c.url("/events"))
-        .bearer_auth(support::provider_token(&[PROVIDER]))
-        .header("content-type", "application/cloudevents-batch+json")
-        .body(serde_json::to_vec(&batch).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 207);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = post_batch(&c, &json!(batch)).await;
+    assert_eq!(status, 207);
     let results = body["results"].as_array().unwrap();
     assert_eq!(results[0]["status"], json!(201));
     assert_eq!(results[1]["status"], json!(201));
@@ -262,16 +267,8 @@ async fn a_batch_of_studies_overlaps_yet_keeps_each_subjects_order() {
     batch.push(withdrawn);
     // after the dataset's withdrawal (a barrier), a new study of it is refused
     batch.push(study(100, "SUBJ-100", "registered"));
-    let r = reqwest::Client::new()
-        .post(c.url("/events"))
-        .bearer_auth(support::provider_token(&[PROVIDER]))
-        .header("content-type", "application/cloudevents-batch+json")
-        .body(serde_json::to_vec(&batch).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 207);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = post_batch(&c, &json!(batch)).await;
+    assert_eq!(status, 207);
     let results = body["results"].as_array().unwrap();
     assert_eq!(results.len(), batch.len());
     for (i, r) in results.iter().enumerate() {

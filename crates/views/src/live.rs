@@ -18,7 +18,7 @@ use std::{
 
 use cireg_dcat::PublicBase;
 use cireg_projector::{
-    is_dataset_subject, projected_dataset, projected_datasets, subject_parts, ChangeJournal, Changes,
+    is_dataset_subject, projected_dataset, projected_datasets, subject_parts, ChangeJournal, Changes, ProjectedDataset,
 };
 use oxigraph::{model::NamedNode, store::Store};
 
@@ -29,6 +29,26 @@ use crate::{CatalogIndex, IndexEntry, SearchDoc, SearchIndex, StudyIndex};
 struct DatasetParts {
     entries: BTreeMap<String, (IndexEntry, Vec<String>)>,
     docs: BTreeMap<String, SearchDoc>,
+}
+
+impl DatasetParts {
+    /// Sets the parts of the dataset of IRI `iri` to what `store` holds (`None`: no live dataset).
+    fn set(
+        &mut self,
+        store: &Store,
+        base: &PublicBase,
+        iri: String,
+        dataset: Option<ProjectedDataset>,
+    ) -> std::io::Result<()> {
+        self.entries.remove(&iri);
+        self.docs.remove(&iri);
+        let Some(d) = dataset else { return Ok(()) };
+        if let Some(entry) = CatalogIndex::entry_of(store, base, &NamedNode::new_unchecked(&iri))? {
+            self.entries.insert(iri.clone(), entry);
+        }
+        self.docs.insert(iri, SearchDoc::new(base, d));
+        Ok(())
+    }
 }
 
 /// Every read model, and how far it has followed the projection.
@@ -76,10 +96,7 @@ impl ReadModels {
         let mut parts = DatasetParts::default();
         for d in projected_datasets(&self.store).map_err(std::io::Error::other)? {
             let iri = self.base.dataset(&d.provider, &d.id);
-            if let Some(entry) = CatalogIndex::entry_of(&self.store, &self.base, &NamedNode::new_unchecked(&iri))? {
-                parts.entries.insert(iri.clone(), entry);
-            }
-            parts.docs.insert(iri, SearchDoc::new(&self.base, d));
+            parts.set(&self.store, &self.base, iri, Some(d))?;
         }
         self.studies.replace_with(studies);
         self.publish(&parts);
@@ -123,16 +140,8 @@ impl ReadModels {
             let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
             for subject in datasets {
                 let (provider, _, id) = subject_parts(subject);
-                let iri = self.base.dataset(provider, id);
-                parts.entries.remove(&iri);
-                parts.docs.remove(&iri);
-                let Some(d) = projected_dataset(&self.store, subject).map_err(std::io::Error::other)? else {
-                    continue;
-                };
-                if let Some(entry) = CatalogIndex::entry_of(&self.store, &self.base, &NamedNode::new_unchecked(&iri))? {
-                    parts.entries.insert(iri.clone(), entry);
-                }
-                parts.docs.insert(iri, SearchDoc::new(&self.base, d));
+                let dataset = projected_dataset(&self.store, subject).map_err(std::io::Error::other)?;
+                parts.set(&self.store, &self.base, self.base.dataset(provider, id), dataset)?;
             }
             self.publish(&parts);
         }
