@@ -240,6 +240,10 @@ impl Ingest {
             }
         }
         let subject = event.subject();
+        if let Some(accepted) = self.append_optimistically(&event, &subject).await? {
+            self.erase_withdrawn_subject(event.event_type.aggregate_kind(), &event.provider, &event.aggregate).await?;
+            return Ok(accepted);
+        }
         // the aggregate and what its rules need of others are read at once (round trips to the
         // log overlap)
         let (aggregate, related) = futures::try_join!(self.aggregate(&subject), self.related(&event))?;
@@ -254,6 +258,75 @@ impl Ingest {
         };
         self.erase_withdrawn_subject(kind, &provider, &pseudonym).await?;
         Ok(accepted)
+    }
+
+    /// The fast path of study events, the bulk of a registry's traffic: decided on the aggregates
+    /// as this process last saw them (a study not in the cache is taken to be new) and appended
+    /// with the subject's sequence they imply, so the log itself checks that the study did not
+    /// change meanwhile. Only an append is decided this way: anything else (a rejection, a
+    /// re-sent event, a conflict in the log, an aggregate not in the cache) returns `None`, and
+    /// the event is decided again on what the log holds now. Related aggregates (the subject's
+    /// consent, the dataset) come from the cache when it has them; the consent is read from the
+    /// log again after every append, as on the other path, and a study that landed after its
+    /// subject withdrew is erased.
+    async fn append_optimistically(&self, event: &Event, subject: &str) -> Result<Option<Accepted>, IngestError> {
+        if event.event_type.aggregate_kind() != AggregateKind::Study {
+            return Ok(None);
+        }
+        let cached = self.cache.lock().ok().and_then(|mut c| c.get(subject));
+        let aggregate = match cached {
+            Some(a) => a,
+            None if event.event_type == EventType::StudyRegistered => Aggregate::default(),
+            None => return Ok(None),
+        };
+        let Some(dataset) = (match &event.payload {
+            Payload::StudyRegistered(study) | Payload::StudyUpdated(study) => Some(&study.dataset),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let (consent, dataset) =
+            (consent_subject(&event.provider, &event.aggregate), dataset_subject(&event.provider, dataset));
+        let (consent, dataset) =
+            futures::try_join!(self.aggregate_as_seen(&consent), self.aggregate_as_seen(&dataset))?;
+        let related = Related {
+            consent_withdrawn: matches!(consent.state, AggregateState::Subject { .. }),
+            dataset: match dataset.state {
+                AggregateState::Dataset { status, .. } => Some(status),
+                _ => None,
+            },
+            ..Related::default()
+        };
+        let Ok(Decision::Append { expected_last_seq }) = aggregate.decide(event, &related) else { return Ok(None) };
+        let request = AppendRequest {
+            subject: subject.to_owned(),
+            event_id: event.id.clone(),
+            payload: Bytes::from(event.to_bytes()),
+            expected_last_subject_seq: expected_last_seq,
+        };
+        match self.log.append(request).await {
+            Ok(Appended::New(seq)) => {
+                let mut aggregate = aggregate;
+                aggregate.apply(seq, event);
+                self.remember(subject.to_owned(), aggregate);
+                Ok(Some(Accepted { id: event.id.clone(), sequence: seq, duplicate: false }))
+            }
+            // the log knows the id: whether it is the same event is for the aggregate to say
+            Ok(Appended::Duplicate(_)) => Ok(None),
+            Err(LogError::Conflict { .. }) => {
+                self.forget(subject);
+                Ok(None)
+            }
+            Err(e) => Err(IngestError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The aggregate on `subject` as this process last saw it, else as the log has it now.
+    async fn aggregate_as_seen(&self, subject: &str) -> Result<Aggregate, IngestError> {
+        match self.cache.lock().ok().and_then(|mut c| c.get(subject)) {
+            Some(a) => Ok(a),
+            None => self.aggregate(subject).await,
+        }
     }
 
     /// What the rules of `event`'s aggregate need to know of other aggregates.
@@ -319,6 +392,9 @@ impl Ingest {
         let prefix = filter.trim_end_matches('>');
         if let Ok(mut cache) = self.cache.lock() {
             cache.retain(|subject| !subject.starts_with(prefix));
+            // the consent as this process last saw it may predate the withdrawal (it came
+            // through another process): read it from the log next time
+            cache.remove(&consent_subject(provider, pseudonym));
         }
         if purged > 0 {
             tracing::info!(%provider, purged, "erased the studies of a subject that withdrew consent");
@@ -396,6 +472,8 @@ impl Ingest {
         let unavailable = |e: LogError| IngestError::Unavailable(e.to_string());
         let last = self.log.last_seq_of_subject(subject).await.map_err(unavailable)?;
         if last == 0 {
+            // remembered too: most subjects never withdraw consent, and their studies ask
+            self.remember(subject.to_owned(), Aggregate::default());
             return Ok(Aggregate::default());
         }
         if let Some(cached) = self.cache.lock().ok().and_then(|mut c| c.get(subject)) {
