@@ -559,6 +559,7 @@ impl BenchServer {
             ingest: Ingest::new(log),
             store: stores.full,
             public_store: stores.public,
+            history: None,
             base,
             catalog: Arc::new(cireg_views::CatalogInfo::default()),
             read_models,
@@ -781,6 +782,19 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         mib(Some(on_disk)),
         format!("{:.0} B/study", on_disk as f64 / search_at.max(1) as f64)
     );
+    // what RocksDB's compaction of the projected store gives back (`cireg rebuild` ends with it)
+    let start = Instant::now();
+    store.optimize()?;
+    if let Some(public) = projector.public_store() {
+        public.optimize()?;
+    }
+    let compacted = dir_bytes(&tmp.path().join("store-search"));
+    println!(
+        "{:<44} {:>12} {:>10}",
+        format!("  after compaction ({:.0} s)", start.elapsed().as_secs_f64()),
+        mib(Some(compacted)),
+        format!("{:.0} B/study", compacted as f64 / search_at.max(1) as f64)
+    );
     if let (Some(before), Some(after)) = (before, after) {
         let grown = after.saturating_sub(before);
         println!(
@@ -841,26 +855,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         }
     };
     get("/fhir/ImagingStudy?_count=1".to_owned()).await?; // warms the connection and the token
-    let subjects = (search_at * 2 / 5).max(1);
-    // each iteration asks something new, so no result list is reused from the one before
-    type PathOf = Box<dyn Fn(usize) -> String>;
-    let cases: [(&str, PathOf); 4] = [
-        (
-            "by patient (lookup table)",
-            Box::new(move |i| format!("/fhir/ImagingStudy?patient=S{:07}", (i * 7_919) % subjects)),
-        ),
-        (
-            "by Study Instance UID",
-            Box::new(move |i| {
-                format!("/fhir/ImagingStudy?identifier=2.25.{}", 1_000_000_000 + (i * 104_729) % search_at.max(1))
-            }),
-        ),
-        ("modality + started day", Box::new(|i| format!("/fhir/ImagingStudy?modality=CT&started=eq{}", day_text(i)))),
-        (
-            "started year, sorted, 20 per page",
-            Box::new(|i| format!("/fhir/ImagingStudy?started={}&_sort=-started", 2014 + i % 10)),
-        ),
-    ];
+    let cases = fhir_cases(search_at);
     println!("{:<44} {:>12} {:>10}", "FHIR search over HTTP (R5 Bundle)", "p50 ms", "p99 ms");
     for (label, path) in &cases {
         let mut times = Vec::new();
@@ -941,9 +936,144 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     for (label, times) in [("token check (ES256), first use", &fresh), ("token check, seen before", &again)] {
         println!("{label:<44} {:>12.3} {:>10.3}", percentile(times, 0.5), percentile(times, 0.99));
     }
+    let (jwks, token) = (tmp.path().join("bench-jwks.json"), server.token.clone());
+    server.key.write_jwks(&jwks).map_err(anyhow::Error::msg)?;
     server.stop().await;
+    // the store is free once every handle on it is gone: then `cireg serve` opens it
+    drop((projector, store, models));
+    measure_serve(&tmp.path().join("store-search"), search_at, &jwks, &token).await?;
     drop(nats);
     Ok(())
+}
+
+/// Each FHIR search of the benchmark: a label, and the path of its `i`-th request (each
+/// iteration asks something new, so no result list is reused from the one before).
+type PathOf = Box<dyn Fn(usize) -> String>;
+fn fhir_cases(search_at: usize) -> [(&'static str, PathOf); 4] {
+    let subjects = (search_at * 2 / 5).max(1);
+    [
+        (
+            "by patient (lookup table)",
+            Box::new(move |i| format!("/fhir/ImagingStudy?patient=S{:07}", (i * 7_919) % subjects)),
+        ),
+        (
+            "by Study Instance UID",
+            Box::new(move |i| {
+                format!("/fhir/ImagingStudy?identifier=2.25.{}", 1_000_000_000 + (i * 104_729) % search_at.max(1))
+            }),
+        ),
+        ("modality + started day", Box::new(|i| format!("/fhir/ImagingStudy?modality=CT&started=eq{}", day_text(i)))),
+        (
+            "started year, sorted, 20 per page",
+            Box::new(|i| format!("/fhir/ImagingStudy?started={}&_sort=-started", 2014 + i % 10)),
+        ),
+    ]
+}
+
+/// Resident and peak resident memory of process `pid` (Linux), in bytes.
+fn process_memory(pid: u32) -> (Option<u64>, Option<u64>) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// `cireg serve` itself over the store under `data` (with its own empty embedded log): time to
+/// ready (the read models built), its resident memory then, FHIR search as a client sees it,
+/// and its resident and peak memory after.
+async fn measure_serve(
+    data: &std::path::Path,
+    search_at: usize,
+    jwks: &std::path::Path,
+    token: &str,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let start = Instant::now();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", "127.0.0.1:0", "--public-base", "http://bench.invalid", "--data"])
+        .arg(data)
+        .arg("--jwks")
+        .arg(jwks)
+        .args(["--token-issuer", BENCH_ISSUER, "--token-audience", BENCH_AUDIENCE])
+        .env("CIREG_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let stdout = child.stdout.take().context("the server's output")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1).and_then(|r| r.split(',').next()) {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let outcome = async {
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(600)))
+            .await?
+            .context("cireg serve did not start")?;
+        let client = reqwest::Client::new();
+        while !client.get(format!("http://{addr}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            anyhow::ensure!(start.elapsed().as_secs() < 3600, "cireg serve was not ready within an hour");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let ready = start.elapsed().as_secs_f64();
+        let (rss_ready, _) = process_memory(pid);
+        println!(
+            "
+`cireg serve` over that store ({search_at} studies), its own process"
+        );
+        println!("{:<44} {:>12.1} s", "start to ready (read models built)", ready);
+        println!("{:<44} {:>12}", "resident memory once ready", mib(rss_ready));
+        println!("{:<44} {:>12} {:>10}", "FHIR search over HTTP (R5 Bundle)", "p50 ms", "p99 ms");
+        for (label, path) in fhir_cases(search_at) {
+            let mut times = Vec::new();
+            for i in 0..200 {
+                let t = Instant::now();
+                client
+                    .get(format!("http://{addr}{}", path(i)))
+                    .bearer_auth(token)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes()
+                    .await?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            println!("{label:<44} {:>12.2} {:>10.2}", percentile(&times, 0.5), percentile(&times, 0.99));
+        }
+        let mut times = Vec::new();
+        for _ in 0..100 {
+            let t = Instant::now();
+            client
+                .get(format!("http://{addr}/catalog.ttl?page=1&page_size=100"))
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "{:<44} {:>12.2} {:>10.2}",
+            "catalogue page (Turtle)",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+        let (rss, peak) = process_memory(pid);
+        println!("{:<44} {:>12} {:>10}", "its resident memory after, peak", mib(rss), mib(peak));
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = child.wait();
+    outcome
 }
 
 fn day_text(i: usize) -> String {

@@ -197,11 +197,18 @@ fn open_store(path: &Path) -> anyhow::Result<Store> {
     Store::open(path).with_context(|| format!("opening the store {} (is another cireg using it?)", path.display()))
 }
 
-/// The projector over the store under `data` (`store/`) and its public mirror (`public/`).
-fn open_projector(data: &Path, store: &str, public: &str, base: PublicBase) -> anyhow::Result<Projector> {
+/// The projector over the store under `data` (`store/`), its public mirror (`public/`) and the
+/// catalogue's history (`history.redb`), by the names given.
+fn open_projector(data: &Path, [store, public, history]: [&str; 3], base: PublicBase) -> anyhow::Result<Projector> {
     let projector = Projector::new(open_store(&data.join(store))?, base)?;
-    Ok(projector.with_public_mirror(open_store(&data.join(public))?)?)
+    let history = cireg_projector::CatalogueHistory::open(&data.join(history))
+        .with_context(|| format!("opening {}", data.join(history).display()))?;
+    Ok(projector.with_public_mirror(open_store(&data.join(public))?)?.with_history(Arc::new(history))?)
 }
+
+/// What `cireg rebuild` makes beside the live files, then swaps in, in this order.
+const PROJECTION_FILES: [&str; 3] = ["store", "public", "history.redb"];
+const REBUILD_FILES: [&str; 3] = ["store.rebuild", "public.rebuild", "history.rebuild.redb"];
 
 /// The machine's memory in bytes (`MemTotal` of /proc/meminfo).
 fn machine_memory() -> Option<u64> {
@@ -247,10 +254,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let base = PublicBase::new(args.public_base.as_deref().unwrap_or(&format!("http://{local}")))?;
     let (log, nats) = open_log(&args.log).await?;
     let journal = Arc::new(cireg_projector::ChangeJournal::default());
-    let projector = open_projector(&args.log.data, "store", "public", base.clone())?.with_journal(journal.clone());
+    let projector = open_projector(&args.log.data, PROJECTION_FILES, base.clone())?.with_journal(journal.clone());
     let store = projector.store().clone();
     let read_models = Arc::new(cireg_views::ReadModels::new(store.clone(), base.clone(), journal));
     let public_store = projector.public_store().cloned().context("the public mirror")?;
+    let history = projector.history().cloned();
     let gate_base = base.clone();
     let gate = tokio::task::spawn_blocking(move || ProfileGate::load(gate_base))
         .await?
@@ -302,6 +310,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ingest,
         store,
         public_store,
+        history,
         base: base.clone(),
         catalog: Arc::new(args.catalog.info()),
         read_models: read_models.clone(),
@@ -385,13 +394,10 @@ pub async fn rebuild(args: LogArgs, public_base: &str) -> anyhow::Result<()> {
         drop(open_store(&live).context("stop `cireg serve` before rebuilding")?);
     }
     let (log, _nats) = open_log(&args).await?;
-    for fresh in ["store.rebuild", "public.rebuild"] {
-        let fresh = args.data.join(fresh);
-        if fresh.exists() {
-            std::fs::remove_dir_all(&fresh)?;
-        }
+    for fresh in REBUILD_FILES {
+        remove_path(&args.data.join(fresh))?;
     }
-    let projector = open_projector(&args.data, "store.rebuild", "public.rebuild", base)?;
+    let projector = open_projector(&args.data, REBUILD_FILES, base)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -414,24 +420,45 @@ pub async fn rebuild(args: LogArgs, public_base: &str) -> anyhow::Result<()> {
             }
         }
     }
+    // a store written batch after batch holds overwritten versions of its bookkeeping until
+    // RocksDB compacts them: compacted now, the store starts at its size
+    let compacting = std::time::Instant::now();
+    {
+        let projector = projector.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            projector.store().optimize()?;
+            if let Some(public) = projector.public_store() {
+                public.optimize()?;
+            }
+            Ok(())
+        })
+        .await??;
+    }
+    println!("compacted the rebuilt store in {:.1} s", compacting.elapsed().as_secs_f64());
     drop(projector);
-    // the store first: a mirror that does not match it is rebuilt from it at the next start
-    for name in ["store", "public"] {
-        let (live, fresh, old) =
-            (args.data.join(name), args.data.join(format!("{name}.rebuild")), args.data.join(format!("{name}.old")));
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
+    // the store first: a mirror that does not match it is rebuilt from it at the next start, and
+    // a history behind it resumes after a gap
+    for (name, fresh) in PROJECTION_FILES.into_iter().zip(REBUILD_FILES) {
+        let (live, fresh, old) = (args.data.join(name), args.data.join(fresh), args.data.join(format!("{name}.old")));
+        remove_path(&old)?;
         if live.exists() {
             std::fs::rename(&live, &old)?;
         }
         std::fs::rename(&fresh, &live)?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
+        remove_path(&old)?;
     }
     println!("rebuilt {} from {applied} log events", live.display());
     Ok(())
+}
+
+/// Removes a file or a directory, if there is one.
+fn remove_path(path: &Path) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Prints the store under `data` named `which` (`store`, or the mirror `public`) as sorted N-Quads.

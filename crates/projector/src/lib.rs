@@ -6,7 +6,9 @@
 //! - `projection.rs`: the bookkeeping graph (checkpoint, aggregate states) and the batch fold.
 //! - `runner.rs`: following the log live, and rebuilding from sequence 1.
 //! - `journal.rs`: which aggregates each committed batch changed, for the read models.
+//! - `history.rs`: what each batch changed in the public graphs, for the catalogue at an instant.
 
+mod history;
 mod journal;
 pub mod ns;
 mod projection;
@@ -14,6 +16,7 @@ mod runner;
 mod study;
 
 pub use cireg_dcat::{slug, BaseError, PublicBase};
+pub use history::{second_of, CatalogueHistory, HistoryError, Past};
 pub use journal::{ChangeJournal, Changes, DEFAULT_JOURNAL_BOUND};
 pub use projection::{
     is_dataset_subject, is_study_subject, projected_dataset, projected_datasets, projected_studies, projected_study,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use cireg_dcat::{aggregate_graph, iri, PublicBase};
 
 use crate::{
+    history::{second_of, CatalogueHistory, HistoryError},
     journal::ChangeJournal,
     ns::{CHECKPOINT, LEGACY_PROJECTION_GRAPH, PROJECTION_NODE},
     study::study_graph,
@@ -27,6 +28,8 @@ pub enum ProjectionError {
     UnreadableEvent { seq: u64, detail: String },
     #[error("the store was built for the public base {stored}, not {configured}: run `cireg rebuild` after changing the base URL")]
     BaseMismatch { stored: String, configured: String },
+    #[error(transparent)]
+    History(#[from] HistoryError),
     #[error("{0}")]
     Other(String),
 }
@@ -126,6 +129,17 @@ pub struct Projector {
     base: PublicBase,
     /// Where each committed batch's changed aggregates are recorded for the read models.
     journal: Option<Arc<ChangeJournal>>,
+    /// Where each batch's change of the public graphs is kept, for the catalogue at an instant.
+    history: Option<Arc<CatalogueHistory>>,
+}
+
+/// Every quad of a public mirror's named graphs (its checkpoint left out).
+fn public_quads(public: &Store) -> Result<Vec<Quad>, HistoryError> {
+    public
+        .quads_for_pattern(None, None, None, None)
+        .filter(|q| !matches!(q, Ok(q) if q.graph_name.is_default_graph()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| HistoryError::from_store(&e))
 }
 
 /// Where the bookkeeping lives: the default graph, which no SPARQL query reaches.
@@ -222,7 +236,7 @@ impl Projector {
                 ))?;
             }
         }
-        Ok(Projector { store, public: None, base, journal: None })
+        Ok(Projector { store, public: None, base, journal: None, history: None })
     }
 
     /// Keeps `public` a mirror of the store's public graphs (datasets', providers') from now on.
@@ -252,6 +266,29 @@ impl Projector {
         Ok(self)
     }
 
+    /// Keeps in `history` what each batch changes in the public graphs from now on; it needs the
+    /// public mirror ([`Projector::with_public_mirror`] first). Batches are then cut at whole
+    /// seconds of append time, so that the history tells each second apart. A history that is not
+    /// at the store's checkpoint (new beside a store that holds events, or a crash fell between a
+    /// batch's commit and its record) resumes here, after a gap it does not answer for.
+    pub fn with_history(mut self, history: Arc<CatalogueHistory>) -> Result<Self, ProjectionError> {
+        let Some(public) = &self.public else {
+            return Err(ProjectionError::Other("the catalogue history needs the public mirror".to_owned()));
+        };
+        let (checkpoint, recorded) = (self.checkpoint()?, history.last_seq()?);
+        if recorded != checkpoint {
+            tracing::info!(
+                checkpoint,
+                recorded,
+                "the catalogue history resumes at the store's checkpoint, after a gap"
+            );
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+            history.resume(checkpoint, &public_quads(public)?, now)?;
+        }
+        self.history = Some(history);
+        Ok(self)
+    }
+
     /// Records every committed batch's changed aggregates in `journal` from now on.
     pub fn with_journal(mut self, journal: Arc<ChangeJournal>) -> Self {
         self.journal = Some(journal);
@@ -265,6 +302,11 @@ impl Projector {
     /// The public mirror, when the projector keeps one.
     pub fn public_store(&self) -> Option<&Store> {
         self.public.as_ref()
+    }
+
+    /// The catalogue history, when the projector keeps one.
+    pub fn history(&self) -> Option<&Arc<CatalogueHistory>> {
+        self.history.as_ref()
     }
 
     /// Whether a named graph of the store is public: a dataset's or a provider's. The public
@@ -414,8 +456,21 @@ impl Projector {
     }
 
     /// Applies the events of `batch` that are past the checkpoint, in one transaction with the new
-    /// checkpoint. Blocking (RocksDB): call it from a blocking thread. Returns the new checkpoint.
+    /// checkpoint (one per second of append time when keeping a history). Blocking (RocksDB):
+    /// call it from a blocking thread. Returns the new checkpoint.
     pub fn apply_batch(&self, batch: &[StoredEvent]) -> Result<u64, ProjectionError> {
+        if self.history.is_none() {
+            return self.apply_run(batch);
+        }
+        let mut last = self.checkpoint()?;
+        for run in batch.chunk_by(|a, b| second_of(a.appended_at_nanos) == second_of(b.appended_at_nanos)) {
+            last = self.apply_run(run)?;
+        }
+        Ok(last)
+    }
+
+    /// [`Projector::apply_batch`] of events whose history (when kept) is one record.
+    fn apply_run(&self, batch: &[StoredEvent]) -> Result<u64, ProjectionError> {
         let (checkpoint, old_checkpoints) = self.checkpoint_terms()?;
         let mut touched: HashMap<String, Touched> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
@@ -454,6 +509,8 @@ impl Projector {
         if last == checkpoint {
             return Ok(checkpoint);
         }
+        // the second the batch's last event was appended in: its time in the history
+        let second = batch.iter().rfind(|e| e.seq > checkpoint).map_or(0, |e| second_of(e.appended_at_nanos));
         // What the batch changes: graphs to clear, quads to insert, old states to remove.
         let mut clear: Vec<NamedNode> = Vec::new();
         let mut drop_graphs: Vec<NamedNode> = Vec::new();
@@ -563,6 +620,10 @@ impl Projector {
             loader.load_quads(insert)?;
             loader.commit()?;
             if let (Some(public), Some(quads)) = (&self.public, public_share) {
+                if let Some(history) = &self.history {
+                    let added: Vec<Quad> = quads.iter().filter(|q| !q.graph_name.is_default_graph()).cloned().collect();
+                    history.record(last, second, &[], &added, || public_quads(public))?;
+                }
                 let mut loader = public.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
                 loader.load_quads(quads)?;
                 loader.commit()?;
@@ -606,14 +667,15 @@ impl Projector {
         if let Some(journal) = &self.journal {
             journal.record(last, &order);
         }
-        self.sync_public(&public_graphs, last)?;
+        self.sync_public(&public_graphs, last, second)?;
         Ok(last)
     }
 
     /// Copies `graphs` as the store now has them into the public mirror, with the checkpoint, in
     /// one transaction. The store is the truth: a mirror that missed a batch (a crash between the
-    /// two commits) is rebuilt by [`Projector::with_public_mirror`] at the next start.
-    fn sync_public(&self, graphs: &[NamedNode], checkpoint: u64) -> Result<(), ProjectionError> {
+    /// two commits) is rebuilt by [`Projector::with_public_mirror`] at the next start. The history
+    /// (when kept) records the difference first, as appended in `second`.
+    fn sync_public(&self, graphs: &[NamedNode], checkpoint: u64, second: i128) -> Result<(), ProjectionError> {
         let Some(public) = &self.public else { return Ok(()) };
         let old_checkpoints = stored_checkpoint(public)?.1;
         let mut copies = Vec::new();
@@ -628,6 +690,18 @@ impl Projector {
             } else {
                 gone.push(graph);
             }
+        }
+        if let Some(history) = &self.history {
+            let (mut removed, mut added) = (Vec::new(), Vec::new());
+            for graph in graphs.iter().collect::<HashSet<_>>() {
+                let old: HashSet<Quad> = public
+                    .quads_for_pattern(None, None, None, Some(graph.as_ref().into()))
+                    .collect::<Result<_, _>>()?;
+                let new: HashSet<&Quad> = copies.iter().filter(|(g, _)| *g == graph).flat_map(|(_, q)| q).collect();
+                removed.extend(old.iter().filter(|q| !new.contains(q)).cloned());
+                added.extend(new.into_iter().filter(|q| !old.contains(*q)).cloned());
+            }
+            history.record(checkpoint, second, &removed, &added, || public_quads(public))?;
         }
         let mut tx = public.start_transaction()?;
         for graph in gone {

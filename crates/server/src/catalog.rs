@@ -263,9 +263,11 @@ fn internal(detail: String) -> Response {
 /// Events per read while replaying the log.
 const REPLAY_BATCH: usize = 1000;
 
-/// A scratch in-memory store holding the projection of every event the log had accepted by `at`.
-/// A replay is an expensive evaluation: it takes one of the caller's evaluation slots, and it
-/// replays at most `history_max_events` events (a later instant of a longer log is refused).
+/// A scratch in-memory store holding the public graphs as they stood after every event the log
+/// had accepted by the end of `at`'s second: from the catalogue history (a snapshot and the
+/// changes after it) when it kept that instant, else by replaying the log from sequence 1.
+/// Either takes one of the caller's evaluation slots; a replay is rate-limited and replays at
+/// most `history_max_events` events (a later instant of a longer log is refused).
 async fn store_at(
     state: &AppState,
     at: OffsetDateTime,
@@ -273,6 +275,29 @@ async fn store_at(
 ) -> Result<(Store, Arc<CatalogIndex>), Response> {
     let unavailable =
         |detail: String| problem(503, "log-unavailable", "The event log could not be read", detail).into_response();
+    // the end of `at`'s second: the history tells seconds apart, and a replay answers the same
+    let limit = cireg_projector::second_of(at.unix_timestamp_nanos()) + 999_999_999;
+    if let Some(history) = state.history.clone() {
+        let _slot = state.admission.admit(caller, state.limits.request_timeout).await.map_err(not_admitted)?;
+        let base = state.base.clone();
+        let found = tokio::task::spawn_blocking(move || -> Result<Option<(Store, CatalogIndex)>, String> {
+            let cireg_projector::Past::Kept { quads, .. } = history.at(limit).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            let store = Store::new().map_err(|e| e.to_string())?;
+            let mut loader = store.bulk_loader();
+            loader.load_quads(quads).map_err(|e| e.to_string())?;
+            loader.commit().map_err(|e| e.to_string())?;
+            let index = CatalogIndex::build(&store, &base).map_err(|e| e.to_string())?;
+            Ok(Some((store, index)))
+        })
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(internal)?;
+        if let Some((store, index)) = found {
+            return Ok((store, Arc::new(index)));
+        }
+    }
     if let Err(wait) = state.history_rate.check(caller.as_str()) {
         return Err(problem(
             429,
@@ -283,7 +308,6 @@ async fn store_at(
         .retry_after(wait.as_secs()));
     }
     let _slot = state.admission.admit(caller, state.limits.request_timeout).await.map_err(not_admitted)?;
-    let limit = at.unix_timestamp_nanos();
     let log = state.ingest.log().clone();
     let cap = state.history_max_events;
     if log.last_seq().await.map_err(|e| unavailable(e.to_string()))? > cap {

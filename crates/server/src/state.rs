@@ -37,6 +37,9 @@ pub struct AppState {
     /// The slots of expensive evaluations (SPARQL queries, `?at=` replays of the log) and each
     /// caller's share of them.
     pub admission: Arc<crate::Admission>,
+    /// What each batch changed in the public graphs, kept for `?at=` (`None`: `?at=` replays the
+    /// log from sequence 1).
+    pub history: Option<Arc<cireg_projector::CatalogueHistory>>,
     /// Most log events a `?at=` request may replay; an instant further into a longer log is
     /// refused (422).
     pub history_max_events: u64,
@@ -68,9 +71,7 @@ impl AppState {
             a = applied.wait_for(|a| *a >= target) => { a.map_err(std::io::Error::other)?; }
             _ = shutdown.changed() => return Ok(()),
         }
-        let committed = *self.applied.borrow();
-        let models = self.read_models.clone();
-        tokio::task::spawn_blocking(move || models.rebuild(committed)).await.map_err(std::io::Error::other)??;
+        self.rebuild_read_models().await?;
         tracing::info!(checkpoint = self.read_models.checkpoint(), "read models built");
         loop {
             if *shutdown.borrow() {
@@ -84,13 +85,24 @@ impl AppState {
                 // the store could not be read: the changes are lost to the models, so build them
                 // again once it can
                 tracing::warn!(error = %e, "updating the read models failed; rebuilding them");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let (models, committed) = (self.read_models.clone(), *self.applied.borrow());
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || models.rebuild(committed)).await {
-                    tracing::warn!(error = %e, "rebuilding the read models failed");
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if *shutdown.borrow() {
+                        return Ok(());
+                    }
+                    match self.rebuild_read_models().await {
+                        Ok(()) => break,
+                        Err(e) => tracing::warn!(error = %e, "rebuilding the read models failed; trying again"),
+                    }
                 }
             }
         }
+    }
+
+    /// Builds the read models again from the store, as of what the projector has applied.
+    async fn rebuild_read_models(&self) -> std::io::Result<()> {
+        let (models, committed) = (self.read_models.clone(), *self.applied.borrow());
+        tokio::task::spawn_blocking(move || models.rebuild(committed)).await.map_err(std::io::Error::other)?
     }
 
     /// The read models once they include what the projector had applied when called (waiting
@@ -98,10 +110,9 @@ impl AppState {
     async fn fresh_models(&self) -> std::io::Result<&ReadModels> {
         let models = &self.read_models;
         let target = *self.applied.borrow();
-        let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
-        while !(models.is_ready() && models.checkpoint() >= target) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let mut progress = models.progress();
+        // past the wait, the models answer as they are (a slow follower delays, never fails, reads)
+        let _ = tokio::time::timeout(FRESHNESS_WAIT, progress.wait_for(|p| p.ready && p.checkpoint >= target)).await;
         if !models.is_ready() {
             return Err(std::io::Error::other("the read models are still being built (see /readyz)"));
         }

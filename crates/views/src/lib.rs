@@ -24,7 +24,7 @@ pub use catalog::{
 pub use cireg_dcat::{label as vocabulary_label, CatalogInfo};
 pub use eucaim::{eucaim_search, AstError, EucaimAnswer, EucaimQuery};
 pub use feed::{activity_iri, write_feed, FeedPage};
-pub use live::ReadModels;
+pub use live::{Progress as ReadModelsProgress, ReadModels};
 pub use search::{
     access_label, country_name, FacetCount, Label, SearchDoc, SearchIndex, SearchQuery, SearchResults, Sort, FACETS,
     SIZE_CLASSES,

@@ -9,10 +9,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex, RwLock,
-    },
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 
@@ -21,6 +18,7 @@ use cireg_projector::{
     is_dataset_subject, projected_dataset, projected_datasets, subject_parts, ChangeJournal, Changes, ProjectedDataset,
 };
 use oxigraph::{model::NamedNode, store::Store};
+use tokio::sync::watch;
 
 use crate::{CatalogIndex, IndexEntry, SearchDoc, SearchIndex, StudyIndex};
 
@@ -60,10 +58,17 @@ pub struct ReadModels {
     catalog: RwLock<Arc<CatalogIndex>>,
     search: RwLock<Arc<SearchIndex>>,
     parts: Mutex<DatasetParts>,
+    /// How far the models are, for readers to wait on.
+    progress: watch::Sender<Progress>,
+}
+
+/// How far the read models are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
     /// The projector checkpoint whose changes the models include.
-    checkpoint: AtomicU64,
+    pub checkpoint: u64,
     /// Built once since the start.
-    ready: AtomicBool,
+    pub ready: bool,
 }
 
 fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
@@ -82,8 +87,7 @@ impl ReadModels {
             catalog: RwLock::default(),
             search: RwLock::default(),
             parts: Mutex::default(),
-            checkpoint: AtomicU64::new(0),
-            ready: AtomicBool::new(false),
+            progress: watch::Sender::new(Progress::default()),
         }
     }
 
@@ -101,8 +105,7 @@ impl ReadModels {
         self.studies.replace_with(studies);
         self.publish(&parts);
         *self.parts.lock().unwrap_or_else(|e| e.into_inner()) = parts;
-        self.checkpoint.store(taken.checkpoint.max(committed), Ordering::Release);
-        self.ready.store(true, Ordering::Release);
+        self.progress.send_replace(Progress { checkpoint: taken.checkpoint.max(committed), ready: true });
         Ok(())
     }
 
@@ -131,7 +134,7 @@ impl ReadModels {
             return Ok(0);
         }
         if changes.subjects.is_empty() {
-            self.checkpoint.fetch_max(changes.checkpoint, Ordering::AcqRel);
+            self.advance(changes.checkpoint);
             return Ok(0);
         }
         self.studies.apply(&changes.subjects)?;
@@ -145,18 +148,33 @@ impl ReadModels {
             }
             self.publish(&parts);
         }
-        self.checkpoint.fetch_max(changes.checkpoint, Ordering::AcqRel);
+        self.advance(changes.checkpoint);
         Ok(changes.subjects.len())
+    }
+
+    /// Moves the checkpoint forward to `checkpoint` (never back), waking whoever waits for it.
+    fn advance(&self, checkpoint: u64) {
+        self.progress.send_if_modified(|p| {
+            let moved = checkpoint > p.checkpoint;
+            p.checkpoint = p.checkpoint.max(checkpoint);
+            moved
+        });
     }
 
     /// The projector checkpoint the models are at.
     pub fn checkpoint(&self) -> u64 {
-        self.checkpoint.load(Ordering::Acquire)
+        self.progress.borrow().checkpoint
     }
 
     /// Whether the models were built once.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.progress.borrow().ready
+    }
+
+    /// How far the models are, as it changes: a reader waits on it for the models to include a
+    /// change rather than polling.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
     }
 
     pub fn studies(&self) -> &StudyIndex {

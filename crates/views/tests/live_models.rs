@@ -3,6 +3,9 @@
 //! deprecated, withdrawn; studies registered, updated, moved, retracted; consent withdrawn)
 //! folded by a real projector into a real Oxigraph store, in random batches.
 //!
+//! The same sequences check the catalogue's kept history: the public graphs it gives for each
+//! second equal those of a projector that replays only the events appended by then.
+//!
 //! A small deterministic generator drives it (each seed is one sequence; a failure names its
 //! seed and step, which replays it exactly).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cireg_log::StoredEvent;
-use cireg_projector::{ChangeJournal, Projector, PublicBase};
+use cireg_projector::{second_of, CatalogueHistory, ChangeJournal, Past, Projector, PublicBase};
 use cireg_views::{CatalogIndex, ReadModels, SearchIndex, SearchQuery, StudyIndex, StudyQuery};
 use oxigraph::store::Store;
 use serde_json::{json, Value};
@@ -234,4 +237,71 @@ fn the_random_sequences_reach_every_kind_of_state() {
         shown > 100 && gone > 100 && datasets_gone > 100,
         "shown {shown}, gone {gone}, datasets gone {datasets_gone}"
     );
+}
+
+/// The public graphs of a store, as sorted N-Quads lines (its default graph left out).
+fn public_lines(quads: impl IntoIterator<Item = oxigraph::model::Quad>) -> Vec<String> {
+    let mut lines: Vec<String> =
+        quads.into_iter().filter(|q| !q.graph_name.is_default_graph()).map(|q| q.to_string()).collect();
+    lines.sort();
+    lines
+}
+
+/// Returns the number of snapshots the history took.
+fn history_run(seed: u64, steps: usize) -> u64 {
+    let base = PublicBase::new("https://registry.example.eu/").unwrap();
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut events = Events::new();
+    let mut all: Vec<StoredEvent> = (0..steps)
+        .map(|_| if rng.below(3) == 0 { events.dataset_event(&mut rng) } else { events.study_event(&mut rng) })
+        .collect();
+    // several events in one second, seconds with none, and times inside seconds
+    let mut t: i128 = 1_800_000_000_000_000_000;
+    for e in &mut all {
+        t += [0, 0, 300_000_000, 1_000_000_000, 2_500_000_000][rng.below(5) as usize];
+        e.appended_at_nanos = t;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let history = Arc::new(CatalogueHistory::open(&dir.path().join("history.redb")).unwrap());
+    let projector = Projector::new(Store::new().unwrap(), base.clone())
+        .unwrap()
+        .with_public_mirror(Store::new().unwrap())
+        .unwrap()
+        .with_history(history.clone())
+        .unwrap();
+    // random batches: the projector cuts them at whole seconds itself
+    let mut rest = all.as_slice();
+    while !rest.is_empty() {
+        let n = (1 + rng.below(8) as usize).min(rest.len());
+        projector.apply_batch(&rest[..n]).unwrap();
+        rest = &rest[n..];
+    }
+    let mut seconds: Vec<i128> = all.iter().map(|e| second_of(e.appended_at_nanos)).collect();
+    seconds.dedup();
+    seconds.insert(0, seconds[0] - 1_000_000_000);
+    for second in seconds {
+        let replay = Projector::new(Store::new().unwrap(), base.clone())
+            .unwrap()
+            .with_public_mirror(Store::new().unwrap())
+            .unwrap();
+        let upto: Vec<StoredEvent> = all.iter().filter(|e| second_of(e.appended_at_nanos) <= second).cloned().collect();
+        replay.apply_batch(&upto).unwrap();
+        let want = public_lines(replay.public_store().unwrap().iter().map(Result::unwrap));
+        // any instant of that second
+        let Past::Kept { quads, seq, .. } = history.at(second + 700_000_000).unwrap() else {
+            panic!("seed {seed}: second {second} not kept")
+        };
+        assert_eq!(seq, upto.last().map_or(0, |e| e.seq), "seed {seed} second {second}: the sequence");
+        assert_eq!(public_lines(quads), want, "seed {seed} second {second}: the public graphs");
+    }
+    history.sizes().unwrap().1
+}
+
+#[test]
+fn the_kept_history_gives_each_second_what_a_replay_to_it_gives() {
+    for seed in 1..=12 {
+        history_run(seed, 60);
+    }
+    // enough changes for snapshots to be taken and read
+    assert!(history_run(99, 400) > 0, "no snapshot was taken");
 }
