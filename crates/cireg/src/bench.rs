@@ -1009,7 +1009,8 @@ async fn measure_serve(
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1).and_then(|r| r.split(',').next()) {
+            // "… (listening on http://127.0.0.1:port, log: …)"
+            if let Some(addr) = line.split("listening on http://").nth(1).and_then(|r| r.split(',').next()) {
                 let _ = tx.send(addr.trim().to_owned());
             }
         }
