@@ -502,25 +502,27 @@ impl StudyIndex {
         let criteria: Vec<Compiled> = query.criteria.iter().map(|c| compile(studies, c, series)).collect();
         // start from the smallest lookup table a criterion offers, else from everything
         let candidates: Option<Vec<u32>> = criteria.iter().filter_map(|c| lookup(studies, c)).min_by_key(Vec::len);
-        let test = |slot: &u32| {
-            let e = studies.shown(*slot);
-            criteria.iter().all(|c| c.matches(e, now))
-        };
-        let mut hits: Vec<u32> = match candidates {
-            Some(c) => c.into_iter().filter(test).collect(),
-            None => studies.by_id.values().copied().filter(test).collect(),
-        };
         let sort = query.sort;
-        if sort == (StudySort::Started { descending: true }) && hits.is_sorted_by_key(|s| studies.shown(*s).started) {
+        // each hit's entry is read once, for the test and its sort key together: a broad search
+        // (a year of studies) then sorts a contiguous array instead of visiting each entry of
+        // the index several times at random (60-70 ms at 1 M studies before, most of it that)
+        let keyed = |slot: u32| {
+            let e = studies.shown(slot);
+            criteria.iter().all(|c| c.matches(e, now)).then(|| (sort.key(e), e.id, slot))
+        };
+        let mut hits: Vec<(i128, u128, u32)> = match candidates {
+            Some(c) => c.into_iter().filter_map(keyed).collect(),
+            None => studies.by_id.values().copied().filter_map(keyed).collect(),
+        };
+        if sort == (StudySort::Started { descending: true }) && hits.is_sorted_by_key(|h| std::cmp::Reverse(h.0)) {
             // hits in ascending `started` order (a started range): reversed, they are nearly in
             // the order sought, which the adaptive stable sort below then merely checks
             hits.reverse();
         }
-        if sort != StudySort::Id || !hits.is_sorted_by_key(|s| studies.shown(*s).id) {
-            hits.sort_by(|a, b| sort.compare(studies.shown(*a), studies.shown(*b)));
-        }
+        // by (key, id), ids as their numbers; equal pairs are one slot twice
+        hits.sort();
         hits.dedup();
-        let hits = Arc::new(hits);
+        let hits = Arc::new(hits.into_iter().map(|(_, _, slot)| slot).collect::<Vec<u32>>());
         if let Ok(mut cache) = self.results.lock() {
             if cache.len() >= RESULT_CACHE {
                 cache.remove(0);
@@ -736,11 +738,6 @@ impl StudySort {
 
     fn cursor(self, s: &Entry) -> Cursor {
         Cursor { key: self.key(s), id: id_text(s.id) }
-    }
-
-    fn compare(self, a: &Entry, b: &Entry) -> std::cmp::Ordering {
-        // ids sort as their numbers do
-        (self.key(a), a.id).cmp(&(self.key(b), b.id))
     }
 
     fn compare_key(self, s: &Entry, cursor: &Cursor) -> std::cmp::Ordering {
