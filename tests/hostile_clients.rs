@@ -154,6 +154,8 @@ async fn replays_of_the_past_are_bounded_per_node_and_per_caller() {
 
     // a node whose history is gone (an upgrade from a version without one) resumes it after a
     // gap, and answers instants inside the gap by replaying the log from sequence 1
+    // (a second later: the history resumes at its restart's second, which must be after `late`'s)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     c.stop();
     std::fs::remove_file(dir.path().join("data/history.redb")).unwrap();
     c.restart();
