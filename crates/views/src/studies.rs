@@ -137,7 +137,8 @@ struct Studies {
     by_uid: HashMap<u64, Vec<u32>>,
     by_subject: HashMap<u32, Vec<u32>>,
     /// In the order of `started`, for date ranges.
-    by_started: BTreeSet<(i128, u32)>,
+    /// (started, id, slot): a started range comes out in the order a `started` sort gives.
+    by_started: BTreeSet<(i128, u128, u32)>,
     /// Shown studies per dataset, to hide them when it is withdrawn.
     by_dataset: HashMap<u32, BTreeSet<u32>>,
     /// The live datasets (published or deprecated, not withdrawn).
@@ -207,7 +208,7 @@ impl Studies {
         self.by_id.insert(e.id, slot);
         self.by_uid.entry(uid_hash(&e.uid)).or_default().push(slot);
         self.by_subject.entry(e.subject).or_default().push(slot);
-        self.by_started.insert((e.started, slot));
+        self.by_started.insert((e.started, e.id, slot));
         self.by_dataset.entry(e.dataset).or_default().insert(slot);
         self.slots[slot as usize] = Some(e);
     }
@@ -217,7 +218,7 @@ impl Studies {
         let e = self.slots[slot as usize].take()?;
         drop_position(&mut self.by_uid, &uid_hash(&e.uid), slot);
         drop_position(&mut self.by_subject, &e.subject, slot);
-        self.by_started.remove(&(e.started, slot));
+        self.by_started.remove(&(e.started, e.id, slot));
         if let Some(slots) = self.by_dataset.get_mut(&e.dataset) {
             slots.remove(&slot);
             if slots.is_empty() {
@@ -500,8 +501,6 @@ impl StudyIndex {
         }
         let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
         let criteria: Vec<Compiled> = query.criteria.iter().map(|c| compile(studies, c, series)).collect();
-        // start from the smallest lookup table a criterion offers, else from everything
-        let candidates: Option<Vec<u32>> = criteria.iter().filter_map(|c| lookup(studies, c)).min_by_key(Vec::len);
         let sort = query.sort;
         // each hit's entry is read once, for the test and its sort key together: a broad search
         // (a year of studies) then sorts a contiguous array instead of visiting each entry of
@@ -510,14 +509,29 @@ impl StudyIndex {
             let e = studies.shown(slot);
             criteria.iter().all(|c| c.matches(e, now)).then(|| (sort.key(e), e.id, slot))
         };
-        let mut hits: Vec<(i128, u128, u32)> = match candidates {
-            Some(c) => c.into_iter().filter_map(keyed).collect(),
-            None => studies.by_id.values().copied().filter_map(keyed).collect(),
+        let mut hits: Vec<(i128, u128, u32)> = match (only_started(&criteria), sort) {
+            // a search by `started` alone, sorted by it (a year of studies, newest first): its
+            // range of the started table holds all the test and the keys need, in order, so no
+            // entry is read at all
+            (Some(d), StudySort::Started { descending }) => {
+                let (from, to) = d.started_range().unwrap_or_default();
+                started_entries(studies, from, to)
+                    .filter(|(started, _, _)| d.matches(*started, now))
+                    .map(|&(started, id, slot)| (signed(started, descending), id, slot))
+                    .collect()
+            }
+            // else from the smallest lookup table a criterion offers, else from everything
+            _ => match criteria.iter().filter_map(|c| lookup(studies, c)).min_by_key(Vec::len) {
+                Some(c) => c.into_iter().filter_map(keyed).collect(),
+                None => studies.by_id.values().copied().filter_map(keyed).collect(),
+            },
         };
         if sort == (StudySort::Started { descending: true }) && hits.is_sorted_by_key(|h| std::cmp::Reverse(h.0)) {
             // hits in ascending `started` order (a started range): reversed, they are nearly in
             // the order sought, which the adaptive stable sort below then merely checks
             hits.reverse();
+            // studies started at one instant are in descending id order now: ascending, as sought
+            hits.chunk_by_mut(|a, b| a.0 == b.0).for_each(<[_]>::reverse);
         }
         // by (key, id), ids as their numbers; equal pairs are one slot twice
         hits.sort();
@@ -652,9 +666,29 @@ fn lookup(studies: &Studies, c: &Compiled) -> Option<Vec<u32>> {
 
 /// The slots of the studies started in `[from, to)`, in `started` order.
 fn started_range(studies: &Studies, from: Option<i128>, to: Option<i128>) -> impl Iterator<Item = u32> + '_ {
-    let from = std::ops::Bound::Included((from.unwrap_or(i128::MIN), 0));
-    let to = to.map_or(std::ops::Bound::Unbounded, |t| std::ops::Bound::Excluded((t, 0)));
-    studies.by_started.range((from, to)).map(|(_, slot)| *slot)
+    started_entries(studies, from, to).map(|(_, _, slot)| *slot)
+}
+
+/// The (started, id, slot) of the studies started in `[from, to)`, in that order.
+fn started_entries(
+    studies: &Studies,
+    from: Option<i128>,
+    to: Option<i128>,
+) -> impl DoubleEndedIterator<Item = &(i128, u128, u32)> + '_ {
+    let from = std::ops::Bound::Included((from.unwrap_or(i128::MIN), 0, 0));
+    let to = to.map_or(std::ops::Bound::Unbounded, |t| std::ops::Bound::Excluded((t, 0, 0)));
+    studies.by_started.range((from, to))
+}
+
+/// The one `started` value of a search that asks for nothing else, when it is one range.
+fn only_started(criteria: &[Compiled]) -> Option<&DateParam> {
+    match criteria {
+        [Compiled { any_of, negated: false }] => match any_of.as_slice() {
+            [CompiledMatcher::Started(d)] if d.started_range().is_some() => Some(d),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The resource id of the study of a log subject
