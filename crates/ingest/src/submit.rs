@@ -300,25 +300,10 @@ impl Ingest {
             ..Related::default()
         };
         let Ok(Decision::Append { expected_last_seq }) = aggregate.decide(event, &related) else { return Ok(None) };
-        let request = AppendRequest {
-            subject: subject.to_owned(),
-            event_id: event.id.clone(),
-            payload: Bytes::from(event.to_bytes()),
-            expected_last_subject_seq: expected_last_seq,
-        };
-        match self.log.append(request).await {
-            Ok(Appended::New(seq)) => {
-                let mut aggregate = aggregate;
-                aggregate.apply(seq, event);
-                self.remember(subject.to_owned(), aggregate);
-                Ok(Some(Accepted { id: event.id.clone(), sequence: seq, duplicate: false }))
-            }
+        match self.append_to_log(event, subject, aggregate, expected_last_seq).await {
+            Ok(Appended::New(seq)) => Ok(Some(Accepted { id: event.id.clone(), sequence: seq, duplicate: false })),
             // the log knows the id: whether it is the same event is for the aggregate to say
-            Ok(Appended::Duplicate(_)) => Ok(None),
-            Err(LogError::Conflict { .. }) => {
-                self.forget(subject);
-                Ok(None)
-            }
+            Ok(Appended::Duplicate(_)) | Err(LogError::Conflict { .. }) => Ok(None),
             Err(e) => Err(IngestError::Unavailable(e.to_string())),
         }
     }
@@ -438,35 +423,49 @@ impl Ingest {
         &self,
         event: Event,
         subject: String,
-        mut aggregate: Aggregate,
+        aggregate: Aggregate,
         expected_last_seq: u64,
     ) -> Result<Accepted, IngestError> {
+        match self.append_to_log(&event, &subject, aggregate, expected_last_seq).await {
+            Ok(Appended::New(seq)) => Ok(Accepted { id: event.id, sequence: seq, duplicate: false }),
+            Ok(Appended::Duplicate(seq)) => Ok(Accepted { id: event.id, sequence: seq, duplicate: true }),
+            Err(LogError::Conflict { .. }) => Err(IngestError::Rejected {
+                rejection: Rejection::conflict(format!(
+                    "another change to {} landed while this one was checked; nothing was appended: \
+                         re-read it and send the change again",
+                    event.aggregate_name()
+                )),
+                event_id: Some(event.id),
+            }),
+            Err(e) => Err(IngestError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Appends `event` to `subject` if the subject's last sequence is still `expected_last_seq`;
+    /// the cache then holds `aggregate` with the event applied, or, after a conflict, nothing.
+    async fn append_to_log(
+        &self,
+        event: &Event,
+        subject: &str,
+        mut aggregate: Aggregate,
+        expected_last_seq: u64,
+    ) -> Result<Appended, LogError> {
         let request = AppendRequest {
-            subject: subject.clone(),
+            subject: subject.to_owned(),
             event_id: event.id.clone(),
             payload: Bytes::from(event.to_bytes()),
             expected_last_subject_seq: expected_last_seq,
         };
-        match self.log.append(request).await {
+        let appended = self.log.append(request).await;
+        match &appended {
             Ok(Appended::New(seq)) => {
-                aggregate.apply(seq, &event);
-                self.remember(subject, aggregate);
-                Ok(Accepted { id: event.id, sequence: seq, duplicate: false })
+                aggregate.apply(*seq, event);
+                self.remember(subject.to_owned(), aggregate);
             }
-            Ok(Appended::Duplicate(seq)) => Ok(Accepted { id: event.id, sequence: seq, duplicate: true }),
-            Err(LogError::Conflict { .. }) => {
-                self.forget(&subject);
-                Err(IngestError::Rejected {
-                    rejection: Rejection::conflict(format!(
-                        "another change to {} landed while this one was checked; nothing was appended: \
-                         re-read it and send the change again",
-                        event.aggregate_name()
-                    )),
-                    event_id: Some(event.id),
-                })
-            }
-            Err(e) => Err(IngestError::Unavailable(e.to_string())),
+            Err(LogError::Conflict { .. }) => self.forget(subject),
+            _ => {}
         }
+        appended
     }
 
     /// The aggregate on `subject` as the log has it now.

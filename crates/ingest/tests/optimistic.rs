@@ -32,15 +32,22 @@ fn is_conflict(r: &Result<cireg_ingest::Accepted, IngestError>) -> bool {
     matches!(r, Err(IngestError::Rejected { rejection: Rejection::Conflict { .. }, .. }))
 }
 
-#[tokio::test]
-async fn a_stale_cache_never_decides_a_study_event() {
+/// Two ingesters over one embedded log (two nodes, each with its own cache), and a provider,
+/// dataset and study registered through the first.
+async fn two_ingesters_with_a_study() -> (tempfile::TempDir, Arc<dyn EventLog>, Ingest, Ingest) {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).unwrap());
     let (a, b) = (Ingest::new(log.clone()), Ingest::new(log.clone()));
-    let op = Sender::Operator;
     for name in ["provider.registered", "dataset.published", "study.registered"] {
-        a.submit(&bytes(&example(name)), &op).await.unwrap();
+        a.submit(&bytes(&example(name)), &Sender::Operator).await.unwrap();
     }
+    (dir, log, a, b)
+}
+
+#[tokio::test]
+async fn a_stale_cache_never_decides_a_study_event() {
+    let (_dir, log, a, b) = two_ingesters_with_a_study().await;
+    let op = Sender::Operator;
     let registered = example("study.registered");
     let subject = cireg_model::validate_event(&bytes(&registered)).unwrap().subject();
 
@@ -77,13 +84,8 @@ async fn a_stale_cache_never_decides_a_study_event() {
 
 #[tokio::test]
 async fn a_study_of_a_subject_who_withdrew_is_refused_or_erased() {
-    let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).unwrap());
-    let (a, b) = (Ingest::new(log.clone()), Ingest::new(log.clone()));
+    let (_dir, log, a, b) = two_ingesters_with_a_study().await;
     let op = Sender::Operator;
-    for name in ["provider.registered", "dataset.published", "study.registered"] {
-        a.submit(&bytes(&example(name)), &op).await.unwrap();
-    }
     // the subject withdraws through b; a has the subject's consent cached as given
     b.submit(&bytes(&example("subject.consent.withdrawn")), &op).await.unwrap();
     let mut late = example("study.registered");
