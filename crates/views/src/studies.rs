@@ -509,34 +509,35 @@ impl StudyIndex {
             let e = studies.shown(slot);
             criteria.iter().all(|c| c.matches(e, now)).then(|| (sort.key(e), e.id, slot))
         };
-        let mut hits: Vec<(i128, u128, u32)> = match (only_started(&criteria), sort) {
+        let hits = match (only_started(&criteria), sort) {
             // a search by `started` alone, sorted by it (a year of studies, newest first): its
-            // range of the started table holds all the test and the keys need, in order, so no
-            // entry is read at all
-            (Some(d), StudySort::Started { descending }) => {
-                let (from, to) = d.started_range().unwrap_or_default();
-                started_entries(studies, from, to)
-                    .filter(|(started, _, _)| d.matches(*started, now))
-                    .map(|&(started, id, slot)| (signed(started, descending), id, slot))
-                    .collect()
-            }
+            // range of the started table holds all the test and the order need, so no entry is
+            // read and nothing is sorted
+            (Some(d), StudySort::Started { descending }) => started_in_order(studies, d, now, descending),
             // else from the smallest lookup table a criterion offers, else from everything
-            _ => match criteria.iter().filter_map(|c| lookup(studies, c)).min_by_key(Vec::len) {
-                Some(c) => c.into_iter().filter_map(keyed).collect(),
-                None => studies.by_id.values().copied().filter_map(keyed).collect(),
-            },
+            _ => {
+                let mut hits: Vec<(i128, u128, u32)> =
+                    match criteria.iter().filter_map(|c| lookup(studies, c)).min_by_key(Vec::len) {
+                        Some(c) => c.into_iter().filter_map(keyed).collect(),
+                        None => studies.by_id.values().copied().filter_map(keyed).collect(),
+                    };
+                if sort == (StudySort::Started { descending: true })
+                    && hits.is_sorted_by_key(|h| std::cmp::Reverse(h.0))
+                {
+                    // hits in ascending `started` order (a started range): reversed, they are
+                    // nearly in the order sought, which the adaptive stable sort below then
+                    // merely checks
+                    hits.reverse();
+                    // studies started at one instant are in descending id order now: ascending
+                    hits.chunk_by_mut(|a, b| a.0 == b.0).for_each(<[_]>::reverse);
+                }
+                // by (key, id), ids as their numbers; equal pairs are one slot twice
+                hits.sort();
+                hits.dedup();
+                hits.into_iter().map(|(_, _, slot)| slot).collect()
+            }
         };
-        if sort == (StudySort::Started { descending: true }) && hits.is_sorted_by_key(|h| std::cmp::Reverse(h.0)) {
-            // hits in ascending `started` order (a started range): reversed, they are nearly in
-            // the order sought, which the adaptive stable sort below then merely checks
-            hits.reverse();
-            // studies started at one instant are in descending id order now: ascending, as sought
-            hits.chunk_by_mut(|a, b| a.0 == b.0).for_each(<[_]>::reverse);
-        }
-        // by (key, id), ids as their numbers; equal pairs are one slot twice
-        hits.sort();
-        hits.dedup();
-        let hits = Arc::new(hits.into_iter().map(|(_, _, slot)| slot).collect::<Vec<u32>>());
+        let hits = Arc::new(hits);
         if let Ok(mut cache) = self.results.lock() {
             if cache.len() >= RESULT_CACHE {
                 cache.remove(0);
@@ -678,6 +679,30 @@ fn started_entries(
     let from = std::ops::Bound::Included((from.unwrap_or(i128::MIN), 0, 0));
     let to = to.map_or(std::ops::Bound::Unbounded, |t| std::ops::Bound::Excluded((t, 0, 0)));
     studies.by_started.range((from, to))
+}
+
+/// The slots of the studies started as `d` asks, in the order a `started` sort gives them (ties
+/// by id, as every other search sorts them), read off the started table in its own order.
+fn started_in_order(studies: &Studies, d: &DateParam, now: i128, descending: bool) -> Vec<u32> {
+    let (from, to) = d.started_range().unwrap_or_default();
+    let entries = started_entries(studies, from, to).filter(|(started, _, _)| d.matches(*started, now));
+    if !descending {
+        return entries.map(|&(_, _, slot)| slot).collect();
+    }
+    // walked backwards, the studies of one instant come in descending id order: each such
+    // group is held back and given in ascending order
+    let mut out = Vec::new();
+    let mut group: Vec<u32> = Vec::new();
+    let mut instant = None;
+    for &(started, _, slot) in entries.rev() {
+        if instant != Some(started) {
+            out.extend(group.drain(..).rev());
+            instant = Some(started);
+        }
+        group.push(slot);
+    }
+    out.extend(group.drain(..).rev());
+    out
 }
 
 /// The one `started` value of a search that asks for nothing else, when it is one range.
