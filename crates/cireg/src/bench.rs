@@ -654,7 +654,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     let (lookup_api, lookup_direct) = raw_lookups(&client, n, concurrency).await?;
 
     let mut rows = Vec::new();
-    let (mut raw_bytes_per_study, mut store_bytes_per_study) = (None, None);
+    let (mut raw_bytes_per_study, mut store_bytes_per_study, mut raw_load_rate) = (None, None, f64::NAN);
     for (label, log) in [
         (
             "JetStream",
@@ -680,6 +680,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
             loader.load_quads(quads.iter().cloned())?;
             loader.commit()?;
             let raw_load = start.elapsed().as_secs_f64();
+            raw_load_rate = rate(n, raw_load);
             rows.push((format!("raw Oxigraph bulk load ({} quads)", quads.len()), raw_load, rate(n, raw_load)));
             rows.push((format!("projection from {label} log"), project, rate(n, raw_load)));
             raw_store.flush()?;
@@ -739,62 +740,44 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         println!("{:<44} {:>12.0} {:>10.2}", "projected store (embedded log, + mirror)", store, store / raw);
     }
 
-    // FHIR search at `search_at` studies: projected straight from generated events (no log), then
-    // served by the registry's HTTP server
-    let projector = projector_in(&tmp.path().join("store-search"))?;
-    let store = projector.store().clone();
-    let mut seq = 0u64;
-    let mut stored = |bytes: &[u8]| -> anyhow::Result<cireg_log::StoredEvent> {
-        seq += 1;
-        let event = cireg_model::validate_event(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(cireg_log::StoredEvent {
-            seq,
-            subject: event.subject(),
-            payload: Bytes::from(bytes.to_vec()),
-            appended_at_nanos: time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
-        })
+    // `cireg rebuild` of a log of `search_at` study events, as an operator runs it (its own
+    // process: projection, then compaction); FHIR search is then measured on the store it made
+    let data = tmp.path().join("atlas");
+    let written = write_log(&data.join("log.redb"), &setup, search_at, concurrency).await?;
+    let rebuilt = {
+        let data = data.clone();
+        tokio::task::spawn_blocking(move || run_rebuild(&data)).await??
     };
-    let first: Vec<_> = setup.iter().map(|e| stored(e)).collect::<Result<_, _>>()?;
-    projector.apply_batch(&first)?;
-    let start = Instant::now();
-    for chunk in (0..search_at).collect::<Vec<_>>().chunks(20_000) {
-        let batch: Vec<_> =
-            generated_studies(chunk[0]..chunk[0] + chunk.len())?.iter().map(|e| stored(e)).collect::<Result<_, _>>()?;
-        projector.apply_batch(&batch)?;
+    let on_disk = dir_bytes(&data.join("store")) + dir_bytes(&data.join("public"));
+    println!("\n`cireg rebuild` of {search_at} study events (the log written in {written:.0} s)");
+    println!("{:<44} {:>12} {:>10}", "", "studies/s", "vs raw");
+    let rebuild_rate = rate(search_at, rebuilt.secs);
+    let label = format!("rebuild, whole ({:.0} s)", rebuilt.secs);
+    println!("{label:<44} {rebuild_rate:>12.0} {:>10.2}", rebuild_rate / raw_load_rate);
+    if let Some(compaction) = rebuilt.compaction_secs {
+        let projection = rebuilt.secs - compaction;
+        let label = format!("  of which projection ({projection:.0} s)");
+        let projection_rate = rate(search_at, projection);
+        println!("{label:<44} {projection_rate:>12.0} {:>10.2}", projection_rate / raw_load_rate);
+        println!("{:<44} {:>12.0} s", "  of which compaction", compaction);
     }
-    let projected = start.elapsed().as_secs_f64();
-    store.flush()?;
-    let on_disk = dir_bytes(&tmp.path().join("store-search"));
-    let base = PublicBase::new("http://bench.invalid")?;
-    let before = cireg_views::resident_bytes();
-    let start = Instant::now();
-    let index = cireg_views::StudyIndex::build(&store, &base)?;
-    let build = start.elapsed().as_secs_f64();
-    let after = cireg_views::resident_bytes();
-    println!(
-        "\nFHIR search at {} studies (projected in {projected:.0} s, {:.0}/s; index built in {build:.1} s)",
-        index.len(),
-        rate(search_at, projected)
-    );
+    println!("{:<44} {:>12}", "its peak resident memory", mib(rebuilt.peak_rss));
     println!(
         "{:<44} {:>12} {:>10}",
         "store on disk (store + public mirror)",
         mib(Some(on_disk)),
         format!("{:.0} B/study", on_disk as f64 / search_at.max(1) as f64)
     );
-    // what RocksDB's compaction of the projected store gives back (`cireg rebuild` ends with it)
+    let projector = projector_in(&data)?;
+    let store = projector.store().clone();
+    let seq = projector.checkpoint()?;
+    let base = PublicBase::new("http://bench.invalid")?;
+    let before = cireg_views::resident_bytes();
     let start = Instant::now();
-    store.optimize()?;
-    if let Some(public) = projector.public_store() {
-        public.optimize()?;
-    }
-    let compacted = dir_bytes(&tmp.path().join("store-search"));
-    println!(
-        "{:<44} {:>12} {:>10}",
-        format!("  after compaction ({:.0} s)", start.elapsed().as_secs_f64()),
-        mib(Some(compacted)),
-        format!("{:.0} B/study", compacted as f64 / search_at.max(1) as f64)
-    );
+    let index = cireg_views::StudyIndex::build(&store, &base)?;
+    let build = start.elapsed().as_secs_f64();
+    let after = cireg_views::resident_bytes();
+    println!("\nFHIR search at {} studies (index built in {build:.1} s)", index.len());
     if let (Some(before), Some(after)) = (before, after) {
         let grown = after.saturating_sub(before);
         println!(
@@ -941,9 +924,83 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     server.stop().await;
     // the store is free once every handle on it is gone: then `cireg serve` opens it
     drop((projector, store, models));
-    measure_serve(&tmp.path().join("store-search"), search_at, &jwks, &token).await?;
+    measure_serve(&data, search_at, &jwks, &token).await?;
     drop(nats);
     Ok(())
+}
+
+/// Appends `setup` and `n` generated study events to a new embedded log at `path`, `concurrency`
+/// at once (raw appends: ingest was measured above), in seconds.
+async fn write_log(path: &std::path::Path, setup: &[Vec<u8>], n: usize, concurrency: usize) -> anyhow::Result<f64> {
+    std::fs::create_dir_all(path.parent().context("the log's directory")?)?;
+    let log = EmbeddedLog::open(path)?;
+    let request = |bytes: &[u8]| -> anyhow::Result<cireg_log::AppendRequest> {
+        let event = cireg_model::validate_event(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(cireg_log::AppendRequest {
+            subject: event.subject(),
+            event_id: event.id,
+            payload: Bytes::from(bytes.to_vec()),
+            expected_last_subject_seq: 0,
+        })
+    };
+    let start = Instant::now();
+    for bytes in setup {
+        log.append(request(bytes)?).await?;
+    }
+    for from in (0..n).step_by(20_000) {
+        let requests: Vec<_> =
+            generated_studies(from..(from + 20_000).min(n))?.iter().map(|e| request(e)).collect::<Result<_, _>>()?;
+        let appended: Vec<_> =
+            futures::stream::iter(requests).map(|r| log.append(r)).buffer_unordered(concurrency).collect().await;
+        for a in appended {
+            a?;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// What a `cireg rebuild` took.
+struct Rebuilt {
+    secs: f64,
+    /// What it said its compaction took.
+    compaction_secs: Option<f64>,
+    /// Its peak resident memory, as last seen while it ran.
+    peak_rss: Option<u64>,
+}
+
+/// Runs `cireg rebuild --data <data>` (this binary) to its end.
+fn run_rebuild(data: &std::path::Path) -> anyhow::Result<Rebuilt> {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["rebuild", "--public-base", "http://bench.invalid", "--data"])
+        .arg(data)
+        .env("CIREG_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut peak_rss = None;
+    let status = loop {
+        if let (_, Some(peak)) = process_memory(child.id()) {
+            peak_rss = Some(peak);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let mut said = String::new();
+    child.stdout.take().context("the rebuild's output")?.read_to_string(&mut said)?;
+    anyhow::ensure!(status.success(), "cireg rebuild failed ({status}): {said}");
+    // "compacted the rebuilt store in 12.3 s"
+    let compaction_secs = said
+        .split("compacted the rebuilt store in ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|s| s.parse().ok());
+    Ok(Rebuilt { secs, compaction_secs, peak_rss })
 }
 
 /// Each FHIR search of the benchmark: a label, and the path of its `i`-th request (each
@@ -1033,34 +1090,29 @@ async fn measure_serve(
         println!("{:<44} {:>12.1} s", "start to ready (read models built)", ready);
         println!("{:<44} {:>12}", "resident memory once ready", mib(rss_ready));
         println!("{:<44} {:>12} {:>10}", "FHIR search over HTTP (R5 Bundle)", "p50 ms", "p99 ms");
-        for (label, path) in fhir_cases(search_at) {
-            let mut times = Vec::new();
-            for i in 0..200 {
-                let t = Instant::now();
-                client
-                    .get(format!("http://{addr}{}", path(i)))
-                    .bearer_auth(token)
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .bytes()
-                    .await?;
-                times.push(t.elapsed().as_secs_f64());
+        // the time of `n` requests, the `i`-th to `path(i)`, each read to its end
+        let timed = |n: usize, path: &dyn Fn(usize) -> String, token: Option<&str>| {
+            let (client, addr, token) = (client.clone(), addr.clone(), token.map(str::to_owned));
+            let paths: Vec<String> = (0..n).map(path).collect();
+            async move {
+                let mut times = Vec::new();
+                for path in paths {
+                    let t = Instant::now();
+                    let mut request = client.get(format!("http://{addr}{path}"));
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    request.send().await?.error_for_status()?.bytes().await?;
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                anyhow::Ok(times)
             }
+        };
+        for (label, path) in fhir_cases(search_at) {
+            let times = timed(200, &path, Some(token)).await?;
             println!("{label:<44} {:>12.2} {:>10.2}", percentile(&times, 0.5), percentile(&times, 0.99));
         }
-        let mut times = Vec::new();
-        for _ in 0..100 {
-            let t = Instant::now();
-            client
-                .get(format!("http://{addr}/catalog.ttl?page=1&page_size=100"))
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await?;
-            times.push(t.elapsed().as_secs_f64());
-        }
+        let times = timed(100, &|_| "/catalog.ttl?page=1&page_size=100".to_owned(), None).await?;
         println!(
             "{:<44} {:>12.2} {:>10.2}",
             "catalogue page (Turtle)",

@@ -87,8 +87,13 @@ pub async fn run(
     }
 }
 
+/// Events folded in one transaction by [`rebuild`]: large, so that a rebuild pays the fixed cost of
+/// a commit (and of a bulk load of new study graphs) seldom; 10,000 study events are ~15 MB.
+const REBUILD_BATCH: usize = 10_000;
+
 /// Folds the whole log, from sequence 1 up to the log's end when called, into `projector`'s
-/// (fresh) store. `progress(applied, total)` is called after each batch.
+/// (fresh) store. `progress(applied, total)` is called after each batch. The next batch is read
+/// while one is applied.
 pub async fn rebuild(
     projector: &Projector,
     log: Arc<dyn EventLog>,
@@ -102,18 +107,36 @@ pub async fn rebuild(
         return Ok(checkpoint);
     }
     let mut follower = log.follow(checkpoint + 1, reader).await.map_err(|e| ProjectionError::Other(e.to_string()))?;
-    while checkpoint < end {
+    let mut applying: Option<tokio::task::JoinHandle<Result<u64, ProjectionError>>> = None;
+    let mut read = checkpoint;
+    while read < end {
+        // read while the batch before is applied
         let batch = follower
-            .next_batch(1000, Duration::from_secs(10))
+            .next_batch(REBUILD_BATCH, Duration::from_secs(10))
             .await
             .map_err(|e| ProjectionError::Other(e.to_string()))?;
-        if batch.is_empty() {
-            // nothing more to read: the last events were purged (erasure)
-            break;
+        if let Some(running) = applying.take() {
+            checkpoint = applied(running).await?;
+            // the rebuild's reader is thrown away after it (a stopped rebuild starts over from an
+            // empty store), so confirming a batch read ahead of its application loses nothing: it
+            // only keeps the log's flow control moving
+            let _ = follower.confirm().await;
+            progress(checkpoint.min(end), end);
         }
-        checkpoint = apply(projector, batch).await?;
+        // empty: nothing more to read (the last events were purged by an erasure)
+        let Some(last) = batch.last().map(|e| e.seq) else { break };
+        read = last;
+        let p = projector.clone();
+        applying = Some(tokio::task::spawn_blocking(move || p.apply_batch(&batch)));
+    }
+    if let Some(running) = applying {
+        checkpoint = applied(running).await?;
         let _ = follower.confirm().await;
         progress(checkpoint.min(end), end);
     }
     Ok(checkpoint)
+}
+
+async fn applied(task: tokio::task::JoinHandle<Result<u64, ProjectionError>>) -> Result<u64, ProjectionError> {
+    task.await.map_err(|e| ProjectionError::Other(format!("projector task: {e}")))?
 }
