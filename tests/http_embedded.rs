@@ -394,18 +394,39 @@ async fn demo_survives_restart_and_rebuild_gives_the_same_store() {
     let (_, public_before, _) = support::run_cli(&["dump", "--public", "--data", data.to_str().unwrap()]);
     assert!(public_before.lines().count() > 1000);
     assert!(!public_before.contains("/studies/"), "the public mirror holds study data");
+    // without --public-base, the store's own base is kept (it once fell back to a default)
+    let (ok, out, err) = support::run_cli(&["rebuild", "--data", data.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("under the public base https://registry.example.eu (the store's own)"), "{out}");
+    let (_, after, _) = support::run_cli(&["dump", "--data", data.to_str().unwrap()]);
+    assert_eq!(before, after, "the rebuilt store differs");
+    let (_, public_after, _) = support::run_cli(&["dump", "--public", "--data", data.to_str().unwrap()]);
+    assert_eq!(public_before, public_after, "the rebuilt public mirror differs");
+    // another base is taken only when asked for, and said
+    let (ok, out, err) =
+        support::run_cli(&["rebuild", "--data", data.to_str().unwrap(), "--public-base", "https://other.example.eu"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("(given; the store's was https://registry.example.eu)"), "{out}");
+    let (_, moved, _) = support::run_cli(&["dump", "--public", "--data", data.to_str().unwrap()]);
+    assert!(moved.contains("<https://other.example.eu/datasets/"), "the rebuild kept the old base");
+    assert!(!moved.contains("https://registry.example.eu/"), "the old base is left in the mirror");
+    // `serve` without --public-base serves under the store's base, wherever it listens
+    let mut c = Cireg::start(&data, &[]);
+    c.wait_ready().await;
+    assert!(c.base.starts_with("https://other.example.eu"), "{}", c.base);
+    c.stop();
+    // and refuses, with what to do, a base the store was not built for
     let (ok, out, err) = support::run_cli(&[
-        "rebuild",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
         "--data",
         data.to_str().unwrap(),
         "--public-base",
         "https://registry.example.eu",
     ]);
-    assert!(ok, "{out}\n{err}");
-    let (_, after, _) = support::run_cli(&["dump", "--data", data.to_str().unwrap()]);
-    assert_eq!(before, after, "the rebuilt store differs");
-    let (_, public_after, _) = support::run_cli(&["dump", "--public", "--data", data.to_str().unwrap()]);
-    assert_eq!(public_before, public_after, "the rebuilt public mirror differs");
+    assert!(!ok, "{out}");
+    assert!(err.contains("cireg rebuild --public-base https://registry.example.eu"), "{err}");
 }
 
 fn urlencode(s: &str) -> String {

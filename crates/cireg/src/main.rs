@@ -49,9 +49,10 @@ enum Command {
     Rebuild {
         #[command(flatten)]
         log: LogArgs,
-        /// Public base URL the IRIs are minted under (must match `serve`'s).
-        #[arg(long, env = "CIREG_PUBLIC_BASE", default_value = "http://127.0.0.1:8080")]
-        public_base: String,
+        /// Public base URL the IRIs are minted under (must match `serve`'s). Default: the one
+        /// the store was built for, else http://127.0.0.1:8080.
+        #[arg(long, env = "CIREG_PUBLIC_BASE")]
+        public_base: Option<String>,
     },
     /// Check events against the schemas, offline. Exits non-zero if any is invalid.
     Validate {
@@ -93,7 +94,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::serve(*args).await,
             Command::Publish(args) => publish::publish(args).await,
             Command::Demo { out } => write_demo(out),
-            Command::Rebuild { log, public_base } => serve::rebuild(log, &public_base).await,
+            Command::Rebuild { log, public_base } => serve::rebuild(log, public_base.as_deref()).await,
             Command::Validate { files } => validate(files),
             Command::Dump { data, public } => serve::dump(&data, if public { "public" } else { "store" }),
             Command::Bench(args) => bench::bench(args).await,

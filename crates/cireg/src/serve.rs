@@ -23,7 +23,9 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     log: LogArgs,
-    /// Public base URL: every IRI and link is minted under it (default: http://<listen address>).
+    /// Public base URL: every IRI and link is minted under it (default: the one the store was
+    /// built for, else http://<listen address>). A store built for another is refused: change
+    /// the base with `cireg rebuild --public-base`.
     #[arg(long, env = "CIREG_PUBLIC_BASE")]
     public_base: Option<String>,
     /// Load the synthetic demo catalogue when the log is empty.
@@ -198,9 +200,17 @@ fn open_store(path: &Path) -> anyhow::Result<Store> {
 }
 
 /// The projector over the store under `data` (`store/`), its public mirror (`public/`) and the
-/// catalogue's history (`history.redb`), by the names given.
-fn open_projector(data: &Path, [store, public, history]: [&str; 3], base: PublicBase) -> anyhow::Result<Projector> {
-    let projector = Projector::new(open_store(&data.join(store))?, base)?;
+/// catalogue's history (`history.redb`), by the names given, minting IRIs under `base`, else under
+/// the base the store was built for, else under `default`.
+fn open_projector(
+    data: &Path,
+    [store, public, history]: [&str; 3],
+    base: Option<&str>,
+    default: &str,
+) -> anyhow::Result<Projector> {
+    let store = open_store(&data.join(store))?;
+    let stored = cireg_projector::stored_base(&store)?;
+    let projector = Projector::new(store, PublicBase::new(base.or(stored.as_deref()).unwrap_or(default))?)?;
     let history = cireg_projector::CatalogueHistory::open(&data.join(history))
         .with_context(|| format!("opening {}", data.join(history).display()))?;
     Ok(projector.with_public_mirror(open_store(&data.join(public))?)?.with_history(Arc::new(history))?)
@@ -251,10 +261,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
-    let base = PublicBase::new(args.public_base.as_deref().unwrap_or(&format!("http://{local}")))?;
     let (log, nats) = open_log(&args.log).await?;
     let journal = Arc::new(cireg_projector::ChangeJournal::default());
-    let projector = open_projector(&args.log.data, PROJECTION_FILES, base.clone())?.with_journal(journal.clone());
+    // without --public-base, the base the store was built for: a restart that leaves the option
+    // out (or listens elsewhere) must not fail, nor move the catalogue's IRIs
+    let projector =
+        open_projector(&args.log.data, PROJECTION_FILES, args.public_base.as_deref(), &format!("http://{local}"))?
+            .with_journal(journal.clone());
+    let base = projector.base().clone();
     let store = projector.store().clone();
     let read_models = Arc::new(cireg_views::ReadModels::new(store.clone(), base.clone(), journal));
     let public_store = projector.public_store().cloned().context("the public mirror")?;
@@ -385,19 +399,35 @@ async fn load_demo(ingest: &Ingest) {
     info!(accepted, total = events.len(), "loaded the synthetic demo catalogue");
 }
 
-pub async fn rebuild(args: LogArgs, public_base: &str) -> anyhow::Result<()> {
-    let base = PublicBase::new(public_base)?;
+/// Where `cireg rebuild` mints IRIs when neither the store nor the command line names a base
+/// (where `cireg serve` on its default address mints them).
+const DEFAULT_BASE: &str = "http://127.0.0.1:8080";
+
+pub async fn rebuild(args: LogArgs, public_base: Option<&str>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let live = args.data.join("store");
-    if live.exists() {
+    let stored = if live.exists() {
         // fails while a running cireg holds the store: never swap a store under a live server
-        drop(open_store(&live).context("stop `cireg serve` before rebuilding")?);
-    }
+        let store = open_store(&live).context("stop `cireg serve` before rebuilding")?;
+        cireg_projector::stored_base(&store)?
+    } else {
+        None
+    };
+    // the store's own base unless another is asked for: a rebuild must not move every IRI of a
+    // served catalogue because an option was left out
+    let (base, which) = match (public_base, &stored) {
+        (Some(given), Some(old)) if given != old => (given, format!("given; the store's was {old}")),
+        (Some(given), _) => (given, "given".to_owned()),
+        (None, Some(old)) => (old.as_str(), "the store's own".to_owned()),
+        (None, None) => (DEFAULT_BASE, "the default: no store yet and no --public-base".to_owned()),
+    };
+    let base = PublicBase::new(base)?;
+    println!("rebuilding under the public base {} ({which})", base.as_str());
     let (log, _nats) = open_log(&args).await?;
     for fresh in REBUILD_FILES {
         remove_path(&args.data.join(fresh))?;
     }
-    let projector = open_projector(&args.data, REBUILD_FILES, base)?;
+    let projector = open_projector(&args.data, REBUILD_FILES, Some(base.as_str()), DEFAULT_BASE)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

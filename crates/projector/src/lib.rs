@@ -20,7 +20,7 @@ pub use history::{second_of, CatalogueHistory, HistoryError, Past};
 pub use journal::{ChangeJournal, Changes, DEFAULT_JOURNAL_BOUND};
 pub use projection::{
     is_dataset_subject, is_study_subject, projected_dataset, projected_datasets, projected_studies, projected_study,
-    subject_parts, ProjectedDataset, ProjectedStudy, ProjectionError, Projector, StudyCounts,
+    stored_base, subject_parts, ProjectedDataset, ProjectedStudy, ProjectionError, Projector, StudyCounts,
 };
 pub use runner::{rebuild, run, RunOptions};
 pub use study::{study_graph, IMAGING};

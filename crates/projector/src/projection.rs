@@ -26,7 +26,7 @@ pub enum ProjectionError {
     Store(#[from] StorageError),
     #[error("log sequence {seq} holds an event the projector cannot read: {detail}")]
     UnreadableEvent { seq: u64, detail: String },
-    #[error("the store was built for the public base {stored}, not {configured}: run `cireg rebuild` after changing the base URL")]
+    #[error("the store was built for the public base {stored}, not {configured}: change it with `cireg rebuild --public-base {configured}`, or leave the option out to keep it")]
     BaseMismatch { stored: String, configured: String },
     #[error(transparent)]
     History(#[from] HistoryError),
@@ -212,6 +212,15 @@ fn migrate_legacy_bookkeeping(store: &Store) -> Result<(), StorageError> {
         tx.insert(Quad::new(q.subject, q.predicate, q.object, GraphName::DefaultGraph).as_ref());
     }
     tx.commit()
+}
+
+/// The public base `store` was built for, if it was built at all.
+pub fn stored_base(store: &Store) -> Result<Option<String>, ProjectionError> {
+    migrate_legacy_bookkeeping(store)?;
+    Ok(match one_object(store, &NamedNode::new_unchecked(PROJECTION_NODE), BASE)? {
+        Some(Term::Literal(l)) => Some(l.value().to_owned()),
+        _ => None,
+    })
 }
 
 impl Projector {
