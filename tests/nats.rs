@@ -87,6 +87,20 @@ async fn publish_over_nats_request_then_query() {
         .await
         .unwrap();
     assert_eq!(last.sequence, 2);
+
+    // a backup of a JetStream node holds its stores; the stream is NATS's to back up
+    let r = reqwest::Client::new()
+        .post(c.url("/admin/backup"))
+        .bearer_auth(support::operator_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let manifest: Value = r.json().await.unwrap();
+    assert_eq!((manifest["log"].as_str(), manifest["logLastSequence"].as_u64()), (Some("jetstream"), None));
+    assert!(manifest["restore"].as_str().unwrap().contains("nats stream backup"), "{manifest}");
+    let path = std::path::PathBuf::from(manifest["path"].as_str().unwrap());
+    assert!(path.join("store").is_dir() && path.join("public").is_dir() && !path.join("log.redb").exists());
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use serde_json::Value;
 use support::Cireg;
 
 /// The routes the server answers (from its router), as OpenAPI paths.
-const ROUTES: [&str; 32] = [
+const ROUTES: [&str; 33] = [
     "/",
     "/search",
     "/api/v1/datasets",
@@ -45,6 +45,7 @@ const ROUTES: [&str; 32] = [
     "/providers/{provider}",
     "/manufacturers/{slug}",
     "/events",
+    "/admin/backup",
 ];
 
 fn python() -> String {

@@ -55,6 +55,7 @@ pub fn token_claims(subject: &str, providers: &[&str], researcher: bool) -> cire
         subject: subject.into(),
         providers: providers.iter().map(|p| p.to_string()).collect(),
         researcher,
+        operator: false,
         claims: cireg_auth::Claims::default(),
         lifetime: Duration::from_secs(3600),
         not_before: None,
@@ -69,6 +70,11 @@ pub fn provider_token(providers: &[&str]) -> String {
 /// A researcher's token of the tests' key.
 pub fn researcher_token() -> String {
     test_key().key.mint(&token_claims("researcher-1", &[], true)).unwrap()
+}
+
+/// An operator's token of the tests' key (backups).
+pub fn operator_token() -> String {
+    test_key().key.mint(&cireg_auth::DevToken { operator: true, ..token_claims("operator-1", &[], false) }).unwrap()
 }
 
 /// A client that sends a researcher's token with every request.

@@ -30,6 +30,8 @@ pub struct DevToken {
     pub providers: Vec<String>,
     /// Whether the role claim holds the researcher role.
     pub researcher: bool,
+    /// Whether the role claim holds the operator role.
+    pub operator: bool,
     /// The claim names (a dotted role claim, `realm_access.roles`, is written as nested objects).
     pub claims: crate::Claims,
     /// `exp` is this long after now.
@@ -116,8 +118,14 @@ fn claims(token: &DevToken) -> Map<String, Value> {
     if !token.providers.is_empty() {
         insert_path(&mut c, &token.claims.provider_claim, Value::from(token.providers.clone()));
     }
-    if token.researcher {
-        insert_path(&mut c, &token.claims.role_claim, Value::from(vec![token.claims.researcher_role.clone()]));
+    let roles: Vec<String> =
+        [(token.researcher, &token.claims.researcher_role), (token.operator, &token.claims.operator_role)]
+            .into_iter()
+            .filter(|(held, _)| *held)
+            .map(|(_, role)| role.clone())
+            .collect();
+    if !roles.is_empty() {
+        insert_path(&mut c, &token.claims.role_claim, Value::from(roles));
     }
     c
 }

@@ -1,6 +1,7 @@
 //! Who is calling: verifies bearer tokens (JWTs signed RS256 or ES256, as OIDC identity providers
 //! such as LS-AAI issue them) against configured keys, issuer and audience, and reads from their
-//! claims which providers the caller may publish for and whether it is a researcher. Also mints
+//! claims which providers the caller may publish for, whether it is a researcher and whether it
+//! operates the node (backups). Also mints
 //! development tokens from a local key (`cireg token`).
 //!
 //! Nothing here logs or returns a token: errors say what was wrong with it, never what it was.
@@ -37,11 +38,14 @@ pub struct Claims {
     pub role_claim: String,
     /// The role that makes a caller a researcher (may read study-level data).
     pub researcher_role: String,
+    /// The role that makes a caller an operator of the node (may ask it for a backup).
+    pub operator_role: String,
 }
 
 pub const DEFAULT_PROVIDER_CLAIM: &str = "cireg_providers";
 pub const DEFAULT_ROLE_CLAIM: &str = "cireg_roles";
 pub const DEFAULT_RESEARCHER_ROLE: &str = "researcher";
+pub const DEFAULT_OPERATOR_ROLE: &str = "cireg-operator";
 
 impl Default for Claims {
     fn default() -> Self {
@@ -49,6 +53,7 @@ impl Default for Claims {
             provider_claim: DEFAULT_PROVIDER_CLAIM.into(),
             role_claim: DEFAULT_ROLE_CLAIM.into(),
             researcher_role: DEFAULT_RESEARCHER_ROLE.into(),
+            operator_role: DEFAULT_OPERATOR_ROLE.into(),
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Caller {
     pub providers: Vec<ProviderId>,
     /// Whether it may read study-level data.
     pub researcher: bool,
+    /// Whether it operates the node.
+    pub operator: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +193,7 @@ impl Verifier {
             subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
             providers,
             researcher: roles.contains(&names.researcher_role),
+            operator: roles.contains(&names.operator_role),
         }
     }
 }
@@ -241,6 +249,7 @@ mod tests {
             subject: "alice@example.eu".into(),
             providers: vec!["hospital-a".into(), "hospital-b".into()],
             researcher: true,
+            operator: false,
             claims: keycloak_like(),
             lifetime: Duration::from_secs(300),
             not_before: None,
@@ -263,6 +272,10 @@ mod tests {
             vec![ProviderId::parse("hospital-a").unwrap(), ProviderId::parse("hospital-b").unwrap()]
         );
         assert!(caller.researcher);
+        assert!(!caller.operator, "a role the token does not hold");
+        let operator = key.mint(&DevToken { researcher: false, operator: true, ..token() }).unwrap();
+        let operator = verifier.verify(&operator).await.unwrap();
+        assert!(operator.operator && !operator.researcher);
 
         let reason = |e: AuthError| match e {
             AuthError::Token(m) => m,

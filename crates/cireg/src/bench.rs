@@ -486,6 +486,7 @@ fn bench_token(subject: &str) -> cireg_auth::DevToken {
         subject: subject.into(),
         providers: Vec::new(),
         researcher: true,
+        operator: false,
         claims: cireg_auth::Claims::default(),
         lifetime: std::time::Duration::from_secs(24 * 3600),
         not_before: None,
@@ -575,6 +576,7 @@ impl BenchServer {
                 Arc::new(cireg_ingest::RateLimit::per_minute(thirty, thirty))
             },
             limits: cireg_server::RequestLimits::default(),
+            backups: None,
             sparql_max_results: 100_000,
             sparql_memory_limit: None,
         };

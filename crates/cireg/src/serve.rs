@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// kept is read back from the log on its next change.
     #[arg(long, default_value_t = cireg_ingest::DEFAULT_AGGREGATE_CACHE, env = "CIREG_AGGREGATE_CACHE")]
     aggregate_cache: usize,
+    /// Where `POST /admin/backup` (operators' tokens) writes backups (default: backups/ in the
+    /// data directory: cheap, hard links to the store's files, but on the same disk; copy them
+    /// elsewhere, or point this to another file system).
+    #[arg(long, env = "CIREG_BACKUP_DIR")]
+    backup_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     auth: AuthArgs,
     #[command(flatten)]
@@ -339,6 +344,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => machine_memory().map(|bytes| bytes / 4 * 3),
         },
         history_max_events: args.history_max_events,
+        backups: Some(cireg_server::Backups::new(
+            args.backup_dir.clone().unwrap_or_else(|| args.log.data.join("backups")),
+        )),
         trusted_proxies: Arc::new(args.trusted_proxy.clone()),
         history_rate: Arc::new(RateLimit::per_minute(args.history_rate, args.history_rate)),
         admission: cireg_server::Admission::configured(

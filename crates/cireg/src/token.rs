@@ -30,6 +30,9 @@ pub struct TokenArgs {
     /// Grant the researcher role (study-level data).
     #[arg(long)]
     researcher: bool,
+    /// Grant the operator role (backups of the node).
+    #[arg(long)]
+    operator: bool,
     #[command(flatten)]
     claims: ClaimArgs,
     /// How long the token is valid, in seconds.
@@ -50,6 +53,9 @@ pub struct ClaimArgs {
     /// The role (a value of the role claim) that lets a caller read study-level data.
     #[arg(long, env = "CIREG_RESEARCHER_ROLE", default_value = cireg_auth::DEFAULT_RESEARCHER_ROLE)]
     researcher_role: String,
+    /// The role that lets a caller operate the node (ask it for a backup).
+    #[arg(long, env = "CIREG_OPERATOR_ROLE", default_value = cireg_auth::DEFAULT_OPERATOR_ROLE)]
+    operator_role: String,
 }
 
 impl ClaimArgs {
@@ -58,6 +64,7 @@ impl ClaimArgs {
             provider_claim: self.provider_claim.clone(),
             role_claim: self.role_claim.clone(),
             researcher_role: self.researcher_role.clone(),
+            operator_role: self.operator_role.clone(),
         }
     }
 }
@@ -77,6 +84,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         subject: args.subject,
         providers: args.providers,
         researcher: args.researcher,
+        operator: args.operator,
         claims: args.claims.claims(),
         lifetime: Duration::from_secs(args.ttl),
         not_before: None,

@@ -277,6 +277,59 @@ impl EventLog for EmbeddedLog {
     fn backend(&self) -> &'static str {
         "embedded"
     }
+
+    async fn backup(&self, to: &Path) -> Result<Option<u64>, LogError> {
+        let to = to.to_owned();
+        self.blocking(move |db| copy_log(db, &to).map(Some)).await
+    }
+}
+
+/// Rows copied per write transaction of a backup (each commit but the last is not synced).
+const BACKUP_CHUNK: usize = 50_000;
+
+/// Copies every table of `db`, as one read transaction sees it, into a new redb file at `to`:
+/// written as `<to>.partial` and renamed when complete, so a file at `to` is always whole.
+fn copy_log(db: &Database, to: &Path) -> Result<u64, LogError> {
+    if to.exists() {
+        return Err(LogError::Storage(format!("{} exists already", to.display())));
+    }
+    let partial = to.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let snapshot = db.begin_read().map_err(storage)?;
+    let copy = Database::create(&partial).map_err(storage)?;
+    copy_table(&snapshot, &copy, EVENTS)?;
+    copy_table(&snapshot, &copy, BY_SUBJECT)?;
+    copy_table(&snapshot, &copy, IDS)?;
+    copy_table(&snapshot, &copy, META)?;
+    // the last commit, durable, makes the ones before it durable too
+    let txn = copy.begin_write().map_err(storage)?;
+    let last = txn.open_table(META).map_err(storage)?.get("last_seq").map_err(storage)?.map(|v| v.value());
+    txn.commit().map_err(storage)?;
+    drop(copy);
+    std::fs::rename(&partial, to).map_err(storage)?;
+    Ok(last.unwrap_or(0))
+}
+
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    snapshot: &redb::ReadTransaction,
+    copy: &Database,
+    table: TableDefinition<K, V>,
+) -> Result<(), LogError> {
+    let source = snapshot.open_table(table).map_err(storage)?;
+    let mut rows = source.iter().map_err(storage)?.peekable();
+    while rows.peek().is_some() {
+        let mut txn = copy.begin_write().map_err(storage)?;
+        txn.set_durability(redb::Durability::None).map_err(storage)?;
+        {
+            let mut target = txn.open_table(table).map_err(storage)?;
+            for row in rows.by_ref().take(BACKUP_CHUNK) {
+                let (key, value) = row.map_err(storage)?;
+                target.insert(key.value(), value.value()).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+    }
+    Ok(())
 }
 
 struct EmbeddedFollower {

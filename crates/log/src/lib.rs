@@ -104,6 +104,14 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// A short name of the backend, for logs and metrics.
     fn backend(&self) -> &'static str;
+
+    /// Writes a consistent copy of the log as it is at the call to a new file at `to` (which must
+    /// not exist), while appends go on, and returns the copy's last sequence. `None`: the log is
+    /// kept by a server that backs it up itself (JetStream: `nats stream backup`).
+    async fn backup(&self, to: &std::path::Path) -> Result<Option<u64>, LogError> {
+        let _ = to;
+        Ok(None)
+    }
 }
 
 /// A reader moving forward through the log.

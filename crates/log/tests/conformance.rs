@@ -198,3 +198,39 @@ async fn jetstream_log_survives_server_restart() {
     assert_eq!(log.last_seq().await.unwrap(), 1);
     assert_eq!(log.read_subject(A).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn embedded_log_backs_up_while_appends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).unwrap());
+    let event = |i: u64| req(&format!("{B}.{i}"), &format!("b{i}"), 0);
+    // more rows than one copy transaction takes (appended at once: group commits)
+    for appended in futures::future::join_all((0..60_000).map(|i| log.append(event(i)))).await {
+        appended.unwrap();
+    }
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for from in (60_000..64_000).step_by(200) {
+                for appended in futures::future::join_all((from..from + 200).map(|i| log.append(event(i)))).await {
+                    appended.unwrap();
+                }
+            }
+        })
+    };
+    let to = dir.path().join("backup.redb");
+    let last = log.backup(&to).await.unwrap().unwrap();
+    writer.await.unwrap();
+    assert!((60_000..=64_000).contains(&last), "{last}");
+    assert!(log.backup(&to).await.is_err(), "a backup never overwrites a file");
+    let original = log.read_range(1, 64_000).await.unwrap();
+    let copy = EmbeddedLog::open(&to).unwrap();
+    assert_eq!(copy.last_seq().await.unwrap(), last);
+    let copied = copy.read_range(1, 64_000).await.unwrap();
+    assert_eq!(copied.as_slice(), &original[..last as usize], "the copy is the log up to its last event");
+    // a working log: its subjects, its event ids (a re-send is recognised), its next sequence
+    let seventh = copy.read_subject(&format!("{B}.7")).await.unwrap();
+    assert_eq!(seventh.len(), 1);
+    assert_eq!(copy.append(event(7)).await.unwrap(), Appended::Duplicate(seventh[0].seq));
+    assert_eq!(copy.append(req(A, "after", 0)).await.unwrap(), Appended::New(last + 1));
+}

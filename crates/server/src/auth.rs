@@ -102,15 +102,32 @@ async fn verify(state: &AppState, value: &HeaderValue) -> Result<Caller, Refusal
 
 /// The caller, who must be a researcher (study-level data).
 pub(crate) async fn researcher(state: &AppState, headers: &HeaderMap) -> Result<Caller, Refusal> {
+    with_role(state, headers, |c| c.researcher, |claims| &claims.researcher_role, "study-level data is for researchers")
+        .await
+}
+
+/// The caller, who must operate the node (backups).
+pub(crate) async fn operator(state: &AppState, headers: &HeaderMap) -> Result<Caller, Refusal> {
+    with_role(state, headers, |c| c.operator, |claims| &claims.operator_role, "operating the node is for its operators")
+        .await
+}
+
+/// The caller, who must hold the role `held` reads from its token; `role` names it in the
+/// configuration, `who` says who the request is for.
+async fn with_role(
+    state: &AppState,
+    headers: &HeaderMap,
+    held: fn(&Caller) -> bool,
+    role: fn(&cireg_auth::Claims) -> &String,
+    who: &str,
+) -> Result<Caller, Refusal> {
     match caller(state, headers).await? {
-        Some(caller) if caller.researcher => Ok(caller),
+        Some(caller) if held(&caller) => Ok(caller),
         Some(_) => Err(Refusal::Forbidden(format!(
-            "study-level data is for researchers: the token does not grant the role {}",
-            state.auth.as_ref().map(|a| a.config().claims.researcher_role.as_str()).unwrap_or_default()
+            "{who}: the token does not grant the role {}",
+            state.auth.as_ref().map(|a| role(&a.config().claims).as_str()).unwrap_or_default()
         ))),
-        None => Err(Refusal::Unauthenticated(
-            "study-level data is for authenticated researchers: send Authorization: Bearer <token>".to_owned(),
-        )),
+        None => Err(Refusal::Unauthenticated(format!("{who}: send Authorization: Bearer <token>"))),
     }
 }
 

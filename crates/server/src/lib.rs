@@ -2,6 +2,7 @@
 //! and a landing page. Handlers translate HTTP to calls into `cireg-ingest`, `cireg-views` and
 //! `cireg-fhir`, and say who may call what (`auth`: bearer tokens checked by `cireg-auth`).
 
+mod admin;
 mod admission;
 mod auth;
 mod catalog;
@@ -18,6 +19,7 @@ mod state;
 mod stream;
 mod web;
 
+pub use admin::Backups;
 pub use admission::Admission;
 pub use limits::RequestLimits;
 pub use listen::ConnectionLimits;

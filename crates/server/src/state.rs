@@ -53,6 +53,8 @@ pub struct AppState {
     pub sparql_memory_limit: Option<u64>,
     /// How long a request's body and answer may take.
     pub limits: crate::RequestLimits,
+    /// Where `POST /admin/backup` writes (none: the node keeps no backups).
+    pub backups: Option<crate::Backups>,
 }
 
 /// How long a request waits for the read models to include what the projector had applied when
@@ -167,12 +169,15 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(EVENTS_BODY_LIMIT));
     // SPARQL has its own time limit, enforced inside the evaluator
     let sparql = Router::new().route("/sparql", get(crate::read::sparql_get).post(crate::read::sparql_post));
+    // operating the node: no CORS, no body
+    let admin = Router::new().route("/admin/backup", post(crate::admin::backup));
     read_routes()
         .layer(from_fn_with_state(limits, crate::limits::answer_within))
         .merge(sparql)
         .layer(from_fn_with_state((limits, READ_BODY_LIMIT), crate::limits::body_within))
         .layer(read_cors())
         .merge(write)
+        .merge(admin)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(READ_BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
