@@ -204,7 +204,12 @@ impl EventLog for JetStreamLog {
             .await
             .map_err(unavailable)?;
         let messages = consumer.stream().max_messages_per_batch(1000).messages().await.map_err(unavailable)?;
-        Ok(Box::new(JetStreamFollower { messages, pending_ack: None, next: from_seq.max(1) }))
+        Ok(Box::new(JetStreamFollower {
+            messages,
+            pending_ack: None,
+            next: from_seq.max(1),
+            stream: self.stream.clone(),
+        }))
     }
 
     fn backend(&self) -> &'static str {
@@ -217,13 +222,32 @@ struct JetStreamFollower {
     pending_ack: Option<jetstream::Message>,
     /// The next sequence this reader has not returned yet; redeliveries below it are dropped.
     next: u64,
+    /// The stream, to tell a gap left by purged events from deliveries the consumer lost.
+    stream: stream::Stream,
 }
 
 impl JetStreamFollower {
     /// Keeps `message` if it is new; returns how many more the consumer has pending after it.
-    fn take(&mut self, message: jetstream::Message, out: &mut Vec<StoredEvent>) -> Result<u64, LogError> {
+    /// Refuses to go past events the stream holds but the consumer has not delivered.
+    async fn take(&mut self, message: jetstream::Message, out: &mut Vec<StoredEvent>) -> Result<u64, LogError> {
         let pending = message.info().map_err(unavailable)?.pending;
         let event = stored(&message)?;
+        if event.seq > self.next {
+            // Purged events (an erasure) leave a gap. So does a restarted nats-server: what it
+            // had delivered but not seen acknowledged comes again only after the ack wait, and
+            // later events come first. Those must not be skipped: the reader starts again from
+            // the store's checkpoint.
+            match self.stream.get_first_raw_message_by_subject(EVENTS_SUBJECTS, self.next).await {
+                Ok(first) if first.sequence < event.seq => {
+                    return Err(LogError::Unavailable(format!(
+                        "the log's consumer delivered {} before {}: following again",
+                        event.seq, first.sequence
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
         if event.seq >= self.next {
             self.next = event.seq + 1;
             out.push(event);
@@ -242,12 +266,12 @@ impl Follower for JetStreamFollower {
             Ok(None) => return Err(LogError::Unavailable("the consumer's message stream ended".into())),
             Ok(Some(m)) => m.map_err(unavailable)?,
         };
-        let mut pending = self.take(first, &mut out)?;
+        let mut pending = self.take(first, &mut out).await?;
         // Behind: the consumer says more are pending, so take them into this batch (they may still
         // be on the wire). Live: nothing pending, return at once.
         while out.len() < max.max(1) && pending > 0 {
             match tokio::time::timeout(Duration::from_secs(2), self.messages.next()).await {
-                Ok(Some(m)) => pending = self.take(m.map_err(unavailable)?, &mut out)?,
+                Ok(Some(m)) => pending = self.take(m.map_err(unavailable)?, &mut out).await?,
                 _ => break,
             }
         }
