@@ -35,6 +35,8 @@ pub enum ProjectionError {
 }
 
 const STATE: &str = "urn:cireg:vocab#aggregateState";
+/// A study graph bulk-loaded ahead of its batch's transaction, until that transaction commits.
+const PENDING_GRAPH: &str = "urn:cireg:vocab#pendingGraph";
 const BASE: &str = "urn:cireg:vocab#publicBase";
 /// Links a study aggregate to its subject's consent aggregate (both log subjects), so that a
 /// consent withdrawal finds every study of the subject, whatever its status.
@@ -480,6 +482,7 @@ impl Projector {
 
     /// [`Projector::apply_batch`] of events whose history (when kept) is one record.
     fn apply_run(&self, batch: &[StoredEvent]) -> Result<u64, ProjectionError> {
+        self.drop_pending_graphs()?;
         let (checkpoint, old_checkpoints) = self.checkpoint_terms()?;
         let mut touched: HashMap<String, Touched> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
@@ -647,7 +650,26 @@ impl Projector {
         // counts, the checkpoint) through the transaction. Nothing reads a study graph back
         // before its state exists, and a crash between the two leaves graphs without states,
         // which the batch's replay finds and rewrites whole (`leftover_graph` above).
+        let projection = NamedNode::new_unchecked(PROJECTION_NODE);
         if !fresh.is_empty() {
+            // the graphs are marked pending first, and the transaction removes the marks: a
+            // failure between the two (a crash, a full disk) leaves graphs that are known, and
+            // dropped before the next batch, even if their events were erased from the log since
+            let graphs: HashSet<&NamedNode> = fresh
+                .iter()
+                .filter_map(|q| match &q.graph_name {
+                    GraphName::NamedNode(g) => Some(g),
+                    _ => None,
+                })
+                .collect();
+            let marks: Vec<Quad> =
+                graphs.into_iter().map(|g| bookkeeping(&projection, PENDING_GRAPH, g.clone().into())).collect();
+            let mut tx = self.store.start_transaction()?;
+            for mark in &marks {
+                tx.insert(mark);
+            }
+            tx.commit()?;
+            remove.extend(marks);
             let mut loader = self.store.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
             loader.load_quads(fresh)?;
             loader.commit()?;
@@ -664,7 +686,6 @@ impl Projector {
         for quad in &remove {
             tx.remove(quad);
         }
-        let projection = NamedNode::new_unchecked(PROJECTION_NODE);
         for old in old_checkpoints {
             tx.remove(&bookkeeping(&projection, CHECKPOINT, old));
         }
@@ -678,6 +699,35 @@ impl Projector {
         }
         self.sync_public(&public_graphs, last, second)?;
         Ok(last)
+    }
+
+    /// Drops the study graphs a batch bulk-loaded ahead of a transaction that did not commit: the
+    /// batch is applied again from the log, without what was erased from it meanwhile.
+    fn drop_pending_graphs(&self) -> Result<(), ProjectionError> {
+        let projection = NamedNode::new_unchecked(PROJECTION_NODE);
+        let predicate = NamedNode::new_unchecked(PENDING_GRAPH);
+        let marks: Vec<Quad> = self
+            .store
+            .quads_for_pattern(
+                Some(projection.as_ref().into()),
+                Some(predicate.as_ref()),
+                None,
+                Some(GraphNameRef::DefaultGraph),
+            )
+            .collect::<Result<_, _>>()?;
+        if marks.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(graphs = marks.len(), "dropping the study graphs of a batch that did not commit");
+        let mut tx = self.store.start_transaction()?;
+        for mark in &marks {
+            if let Term::NamedNode(graph) = &mark.object {
+                tx.remove_named_graph(graph.as_ref())?;
+            }
+            tx.remove(mark);
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Copies `graphs` as the store now has them into the public mirror, with the checkpoint, in
@@ -814,11 +864,14 @@ impl Projector {
             if let Some(t) = touched.get_mut(&subject) {
                 let c = t.counts.unwrap_or_default();
                 let add = |n: u64, d: i64| (n as i64 + d).max(0) as u64;
+                // none at all is no counts, however the dataset got there: a store is the same
+                // whatever batches built it (a rebuild is compared with it)
                 t.counts = Some(StudyCounts {
                     subjects: add(c.subjects, subjects),
                     studies: add(c.studies, studies),
                     series: add(c.series, series),
-                });
+                })
+                .filter(|c| *c != StudyCounts::default());
             }
         }
         // datasets go after the studies that change them; a dataset touched only for its counts
@@ -1163,6 +1216,36 @@ mod tests {
         let d = &datasets[0].dataset;
         assert_eq!((d.number_of_subjects, d.number_of_studies, d.number_of_series), (1, 1, Some(2)));
         assert_eq!(projected_studies(at_once.store()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn graphs_of_a_batch_that_did_not_commit_are_dropped_before_the_next() {
+        let setup = [stored(1, &example("provider.registered")), stored(2, &example("dataset.published"))];
+        let (clean, failed) = (projector(), projector());
+        for p in [&clean, &failed] {
+            p.apply_batch(&setup).unwrap();
+        }
+        // what a failure between the bulk load of a batch's new study graphs and its transaction
+        // leaves (a full disk): the graphs, marked pending, without states
+        let e = Event::parse_stored(&stored(3, &example("study.registered")).payload).unwrap();
+        let Payload::StudyRegistered(study) = &e.payload else { panic!("not a registration") };
+        let (_, graph) = study_graph(failed.base(), e.provider.as_str(), &e.aggregate, study);
+        let GraphName::NamedNode(name) = graph[0].graph_name.clone() else { panic!("not in a named graph") };
+        let projection = NamedNode::new_unchecked(PROJECTION_NODE);
+        failed.store().insert(&bookkeeping(&projection, PENDING_GRAPH, name.into())).unwrap();
+        failed.store().extend(graph).unwrap();
+        // meanwhile its subject withdrew consent: the study is erased from the log, and the next
+        // batch holds something else; the store must be as if the study never came
+        let next = stored(5, &example("dataset.updated"));
+        for p in [&clean, &failed] {
+            p.apply_batch(std::slice::from_ref(&next)).unwrap();
+        }
+        let quads = |p: &Projector| {
+            let mut q: Vec<String> = p.store().iter().map(|q| q.unwrap().to_string()).collect();
+            q.sort();
+            q
+        };
+        assert_eq!(quads(&failed), quads(&clean));
     }
 
     #[test]

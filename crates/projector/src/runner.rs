@@ -30,8 +30,9 @@ async fn apply(projector: &Projector, batch: Vec<cireg_log::StoredEvent>) -> Res
 }
 
 /// Follows `log` until `shutdown` turns true, publishing each new checkpoint on `applied`.
-/// A log that goes away is retried with backoff; an event the projector cannot apply stops it
-/// (the log only holds validated events, so that is a defect to look at, not to skip).
+/// A log that goes away, or a store that cannot be written, is retried with backoff; an event the
+/// projector cannot read stops it (the log only holds validated events, so that is a defect to
+/// look at, not to skip).
 pub async fn run(
     projector: Projector,
     log: Arc<dyn EventLog>,
@@ -47,11 +48,9 @@ pub async fn run(
             Ok(f) => f,
             Err(e) => {
                 warn!(error = %e, "projector cannot follow the log; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return Ok(()),
+                if !back_off(&mut backoff, &mut shutdown).await {
+                    return Ok(());
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue 'reconnect;
             }
         };
@@ -68,7 +67,19 @@ pub async fn run(
                 Ok(batch) if batch.is_empty() => {}
                 Ok(batch) => {
                     let n = batch.len();
-                    let seq = apply(&projector, batch).await?;
+                    let seq = match apply(&projector, batch).await {
+                        Ok(seq) => seq,
+                        // the store could not be written (a full disk): the batch's transaction
+                        // did not commit, so it is read again from the checkpoint, later
+                        Err(e @ (ProjectionError::Store(_) | ProjectionError::History(_))) => {
+                            warn!(error = %e, "the projector could not write the store; retrying");
+                            if !back_off(&mut backoff, &mut shutdown).await {
+                                return Ok(());
+                            }
+                            continue 'reconnect;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     if let Err(e) = follower.confirm().await {
                         warn!(error = %e, "could not confirm to the log (the store is ahead; harmless)");
                     }
@@ -78,12 +89,23 @@ pub async fn run(
                 }
                 Err(e) => {
                     warn!(error = %e, "lost the log; following again");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    if !back_off(&mut backoff, &mut shutdown).await {
+                        return Ok(());
+                    }
                     continue 'reconnect;
                 }
             }
         }
+    }
+}
+
+/// Waits `backoff` (then doubles it, up to 10 s); false when shutdown came first.
+async fn back_off(backoff: &mut Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(Duration::from_secs(10));
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = shutdown.changed() => false,
     }
 }
 
