@@ -19,21 +19,7 @@ use cireg_views::{CatalogIndex, ReadModels, SearchIndex, SearchQuery, StudyIndex
 use oxigraph::store::Store;
 use serde_json::{json, Value};
 
-/// xorshift64*: enough randomness for choosing events, and replayable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use cireg_testkit::Rng;
 
 const PROVIDER: &str = "synthetic-breast-consortium";
 const DATASETS: u64 = 3;
