@@ -57,6 +57,12 @@ impl IngestError {
     pub fn problem(&self) -> Problem {
         match self {
             IngestError::Rejected { rejection, event_id } => Problem::from_rejection(rejection, event_id.as_deref()),
+            IngestError::Unavailable(detail) if disk_full(detail) => Problem::new(
+                507,
+                "insufficient-storage",
+                "The node's disk is full; nothing was appended, send the event again later",
+                Some(detail.clone()),
+            ),
             IngestError::Unavailable(detail) => Problem::new(
                 503,
                 "log-unavailable",
@@ -74,6 +80,11 @@ impl IngestError {
             ),
         }
     }
+}
+
+/// Whether a storage error says the disk is full (ENOSPC, as the log's storage reports it).
+fn disk_full(detail: &str) -> bool {
+    detail.contains("No space left on device") || detail.contains("os error 28")
 }
 
 /// Counters for `/metrics`.
@@ -539,5 +550,17 @@ mod tests {
         cache.insert("b.x".into(), Arc::default());
         cache.retain(|s| !s.starts_with("a."));
         assert!(cache.get("a.x").is_none() && cache.get("b.x").is_some());
+    }
+
+    #[test]
+    fn a_full_disk_is_507_and_other_log_failures_503() {
+        // as the embedded log reports a failed commit on a full disk (seen in the fault campaign)
+        let full = IngestError::Unavailable(
+            LogError::Storage("I/O error: No space left on device (os error 28)".into()).to_string(),
+        );
+        assert_eq!(full.problem().status, 507);
+        assert!(full.problem().type_.ends_with("insufficient-storage"), "{}", full.problem().type_);
+        let down = IngestError::Unavailable(LogError::Unavailable("no responders".into()).to_string());
+        assert_eq!(down.problem().status, 503);
     }
 }
