@@ -7,4 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh --tests
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/cireg-target}"
+scripts/own-test-builds.sh
 exec cargo test --locked -p cireg --test faults -- --ignored --nocapture --test-threads 1

@@ -89,7 +89,14 @@ async fn send_http(http: &reqwest::Client, url: &str, token: &str, e: &Value) ->
         .await;
     match r {
         Ok(r) if matches!(r.status().as_u16(), 200 | 201) => Sent::Acked,
-        Ok(r) if matches!(r.status().as_u16(), 429 | 503 | 507) => Sent::TryAgain(format!("HTTP {}", r.status())),
+        Ok(r) if matches!(r.status().as_u16(), 429 | 503 | 507) => {
+            // the problem's detail says which failure it was (numbers left out, to count kinds)
+            let status = r.status().as_u16();
+            let problem: Value = r.json().await.unwrap_or(Value::Null);
+            let detail: String = problem["detail"].as_str().unwrap_or("no detail").chars().take(70).collect();
+            let kind: String = detail.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
+            Sent::TryAgain(format!("HTTP {status} ({kind})"))
+        }
         Ok(r) => Sent::Wrong(format!("HTTP {} for {}: {}", r.status(), e["id"], r.text().await.unwrap_or_default())),
         Err(e) if e.is_connect() => Sent::TryAgain("HTTP connection refused".to_owned()),
         Err(e) if e.is_timeout() => Sent::TryAgain("HTTP timeout".to_owned()),
