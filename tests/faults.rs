@@ -194,6 +194,8 @@ struct Outcome {
     equal: usize,
     /// Faults that were a full disk.
     full_disks: usize,
+    /// Times the node stopped itself and was started again.
+    restarted: usize,
     slowest_ready: Duration,
     retries: HashMap<String, u64>,
     wrong: Vec<String>,
@@ -345,6 +347,7 @@ async fn campaign(faults: Faults, points: usize, random: &mut Rng) -> Outcome {
         checks: 0,
         equal: 0,
         full_disks: 0,
+        restarted: 0,
         slowest_ready: Duration::ZERO,
         retries: HashMap::new(),
         wrong: Vec::new(),
@@ -366,7 +369,20 @@ async fn campaign(faults: Faults, points: usize, random: &mut Rng) -> Outcome {
         // the node comes back ready (the clients wait meanwhile, so that it can catch up)
         paused.store(true, Ordering::Relaxed);
         let start = Instant::now();
-        node.wait_ready().await;
+        // as a supervisor (systemd's Restart=on-failure) would, start a node that stopped itself
+        loop {
+            if node.exited() {
+                node.restart();
+                outcome.restarted += 1;
+                *url.write().unwrap() = node.listen.clone();
+            }
+            let ready = reqwest::get(node.url("/readyz")).await.is_ok_and(|r| r.status() == 200);
+            if ready {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "the node never came back:\n{}", node.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         outcome.slowest_ready = outcome.slowest_ready.max(start.elapsed());
         if point.is_multiple_of(10) || point == points {
             let (acked, withdrawn) = {
@@ -426,15 +442,16 @@ async fn fault_campaign() {
         let outcome = campaign(faults, points, &mut random).await;
         rows.push((label, outcome));
     }
-    println!("\n| log | faults (full disk) | acknowledged | lost | doubled | checks: store == rebuild | slowest back to ready | client retries |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("\n| log | faults (full disk) | node stopped itself | acknowledged | lost | doubled | checks: store == rebuild | slowest back to ready | client retries |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (label, o) in &rows {
         let mut retries: Vec<_> = o.retries.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         retries.sort();
         println!(
-            "| {label} | {} ({}) | {} | {} | {} | {} of {} | {:.1} s | {} |",
+            "| {label} | {} ({}) | {} | {} | {} | {} | {} of {} | {:.1} s | {} |",
             o.faults,
             o.full_disks,
+            o.restarted,
             o.acked,
             o.lost,
             o.doubled,

@@ -195,6 +195,11 @@ impl Cireg {
         cireg_testkit::process::cpu_seconds(self.pid())
     }
 
+    /// Whether the process ended by itself.
+    pub fn exited(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     /// Kills the process at once (SIGKILL): no cleanup, no flush.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

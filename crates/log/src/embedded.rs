@@ -27,6 +27,9 @@ pub struct EmbeddedLog {
     /// The writer's queue; `None` once the log is dropped (which ends the writer).
     appends: Option<std::sync::mpsc::Sender<PendingAppend>>,
     writer: Option<JoinHandle<()>>,
+    /// Set when a write failed on I/O: redb then refuses every later operation until the file is
+    /// opened again, which only a new process can do (followers hold the database too).
+    failed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// An append waiting for the writer, and where its outcome goes.
@@ -57,11 +60,13 @@ impl EmbeddedLog {
         let db = Arc::new(db);
         let (appends, queue) = std::sync::mpsc::channel::<PendingAppend>();
         let writer_db = db.clone();
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let writer_failed = failed.clone();
         let writer = std::thread::Builder::new()
             .name("cireg-log-writer".into())
-            .spawn(move || write_groups(&writer_db, &queue))
+            .spawn(move || write_groups(&writer_db, &queue, &writer_failed))
             .map_err(storage)?;
-        Ok(EmbeddedLog { db, last: watch::channel(last).0, appends: Some(appends), writer: Some(writer) })
+        Ok(EmbeddedLog { db, last: watch::channel(last).0, appends: Some(appends), writer: Some(writer), failed })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -85,7 +90,11 @@ impl Drop for EmbeddedLog {
 }
 
 /// The writer: takes the appends waiting, writes them in one transaction, answers each.
-fn write_groups(db: &Database, queue: &std::sync::mpsc::Receiver<PendingAppend>) {
+fn write_groups(
+    db: &Database,
+    queue: &std::sync::mpsc::Receiver<PendingAppend>,
+    failed: &std::sync::Mutex<Option<String>>,
+) {
     while let Ok(first) = queue.recv() {
         let mut bytes = first.0.payload.len();
         let mut group = vec![first];
@@ -107,6 +116,13 @@ fn write_groups(db: &Database, queue: &std::sync::mpsc::Receiver<PendingAppend>)
             }
             // nothing of the group was written: each caller hears why
             Err(e) => {
+                // an I/O failure (a full disk) latches redb: every later operation fails with
+                // "Previous I/O error" until the database is opened again
+                if e.to_string().contains("I/O error") {
+                    if let Ok(mut failed) = failed.lock() {
+                        failed.get_or_insert_with(|| e.to_string());
+                    }
+                }
                 for reply in replies {
                     let _ = reply.send(Err(storage(&e)));
                 }
@@ -276,6 +292,10 @@ impl EventLog for EmbeddedLog {
 
     fn backend(&self) -> &'static str {
         "embedded"
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|f| f.clone())
     }
 
     async fn backup(&self, to: &Path) -> Result<Option<u64>, LogError> {

@@ -105,6 +105,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// A short name of the backend, for logs and metrics.
     fn backend(&self) -> &'static str;
 
+    /// A failure the log cannot recover from while this process runs, if one happened: the
+    /// embedded log after a write failed on I/O (redb needs its file opened again). The node
+    /// stops then, for its supervisor to start it again.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// Writes a consistent copy of the log as it is at the call to a new file at `to` (which must
     /// not exist), while appends go on, and returns the copy's last sequence. `None`: the log is
     /// kept by a server that backs it up itself (JetStream: `nats stream backup`).

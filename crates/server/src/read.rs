@@ -316,6 +316,10 @@ pub async fn healthz() -> Response {
 /// were built since the start.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let applied = *state.applied.borrow();
+    if let Some(why) = state.ingest.log().failure() {
+        let body = serde_json::json!({"ready": false, "applied": applied, "error": why});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let models = state.read_models.is_ready();
     match state.ingest.log().last_seq().await {
         Ok(last) if applied >= last && !models => (
