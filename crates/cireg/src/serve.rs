@@ -293,17 +293,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // a log that cannot be written again while this process runs (the embedded log after an I/O
     // error, such as a full disk) stops the node with an error, for its supervisor to start it
     // again: nothing acknowledged is lost, and the new process opens the file afresh
-    let log_failure = Arc::new(std::sync::Mutex::new(None::<String>));
     {
-        let (log, stop, failure) = (log.clone(), shutdown_tx.clone(), log_failure.clone());
+        let (log, stop) = (log.clone(), shutdown_tx.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 if let Some(why) = log.failure() {
                     error!(error = %why, "the event log cannot be written again by this process: stopping, for the supervisor to start cireg again");
-                    if let Ok(mut failure) = failure.lock() {
-                        *failure = Some(why);
-                    }
                     let _ = stop.send(true);
                     return;
                 }
@@ -412,7 +408,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     while tasks.join_next().await.is_some() {}
     info!("stopped");
-    if let Some(why) = log_failure.lock().ok().and_then(|f| f.clone()) {
+    if let Some(why) = log.failure() {
         bail!("stopped: the event log cannot be written again by this process ({why}); start cireg again");
     }
     result.context("HTTP server")

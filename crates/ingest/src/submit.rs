@@ -57,7 +57,7 @@ impl IngestError {
     pub fn problem(&self) -> Problem {
         match self {
             IngestError::Rejected { rejection, event_id } => Problem::from_rejection(rejection, event_id.as_deref()),
-            IngestError::Unavailable(detail) if disk_full(detail) => Problem::new(
+            IngestError::Unavailable(detail) if cireg_log::is_disk_full(detail) => Problem::new(
                 507,
                 "insufficient-storage",
                 "The node's disk is full; nothing was appended, send the event again later",
@@ -80,11 +80,6 @@ impl IngestError {
             ),
         }
     }
-}
-
-/// Whether a storage error says the disk is full (ENOSPC, as the log's storage reports it).
-fn disk_full(detail: &str) -> bool {
-    detail.contains("No space left on device") || detail.contains("os error 28")
 }
 
 /// Counters for `/metrics`.

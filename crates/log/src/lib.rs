@@ -73,6 +73,12 @@ pub enum LogError {
     Storage(String),
 }
 
+/// Whether an error's text says the disk is full (ENOSPC, as redb and RocksDB report it; the
+/// error kind's name, as `std::io` reports it).
+pub fn is_disk_full(message: &str) -> bool {
+    ["No space left on device", "os error 28", "StorageFull", "storage full"].iter().any(|m| message.contains(m))
+}
+
 /// The event log: append with deduplication and optimistic concurrency, read back by subject and
 /// in order.
 #[async_trait::async_trait]

@@ -648,8 +648,10 @@ impl Projector {
         // Many new studies (a batch of new studies changes its datasets' counts, so it cannot be
         // bulk-loaded whole): their graphs go through the bulk loader first, the rest (states,
         // counts, the checkpoint) through the transaction. Nothing reads a study graph back
-        // before its state exists, and a crash between the two leaves graphs without states,
-        // which the batch's replay finds and rewrites whole (`leftover_graph` above).
+        // before its state exists, and a failure between the two leaves graphs without states,
+        // marked pending (below) and dropped before the next batch; a store written before the
+        // marks keeps such graphs, which the batch's replay finds and rewrites whole
+        // (`leftover_graph` above).
         let projection = NamedNode::new_unchecked(PROJECTION_NODE);
         if !fresh.is_empty() {
             // the graphs are marked pending first, and the transaction removes the marks: a

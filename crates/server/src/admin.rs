@@ -44,10 +44,7 @@ struct Failure {
 impl Failure {
     fn of(what: &str, e: impl std::fmt::Display) -> Self {
         let detail = format!("{what}: {e}");
-        let no_space = ["No space left on device", "StorageFull", "storage full", "os error 28"]
-            .iter()
-            .any(|m| detail.contains(m));
-        Failure { no_space, detail }
+        Failure { no_space: cireg_log::is_disk_full(&detail), detail }
     }
 }
 
