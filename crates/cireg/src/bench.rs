@@ -193,6 +193,25 @@ async fn project_all(log: Arc<dyn EventLog>, projector: &Projector) -> anyhow::R
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// Folds the whole log as a running node follows it: batches of at most the live runner's size,
+/// each applied as it comes (no read ahead), into a store that must survive a crash between any
+/// two of them.
+async fn follow_all(log: Arc<dyn EventLog>, projector: &Projector) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let end = log.last_seq().await?;
+    let mut follower = log.follow(1, "cireg-bench-follow").await?;
+    let max = cireg_projector::RunOptions::default().max_batch;
+    let mut checkpoint = 0;
+    while checkpoint < end {
+        let batch = follower.next_batch(max, std::time::Duration::from_secs(10)).await?;
+        anyhow::ensure!(!batch.is_empty(), "the log ended at {checkpoint} of {end}");
+        let p = projector.clone();
+        checkpoint = tokio::task::spawn_blocking(move || p.apply_batch(&batch)).await??;
+        follower.confirm().await?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
 /// A projector as `cireg serve` runs it: a store and its public mirror, under `dir`.
 fn projector_in(dir: &std::path::Path) -> anyhow::Result<Projector> {
     std::fs::create_dir_all(dir)?;
@@ -593,9 +612,47 @@ impl BenchServer {
     }
 }
 
-/// `n` study registrations of the example dataset's provider, varied like a real cohort: 2.5
-/// studies per subject, modalities and body sites from the demo's patterns, dates over ten years.
-fn generated_studies(range: std::ops::Range<usize>) -> anyhow::Result<Vec<Vec<u8>>> {
+/// Studies per subject in the generated cohort: 1 M studies of 100,000 subjects, as the Atlas.
+const STUDIES_PER_SUBJECT: usize = 10;
+
+/// A dataset as (provider id, dataset id).
+type ProviderDataset = (String, String);
+
+/// What the generated studies build on: the demo catalogue's providers and its 40 datasets (as
+/// events, in order), and each dataset as (provider, dataset id).
+fn atlas_setup() -> anyhow::Result<(Vec<Vec<u8>>, Vec<ProviderDataset>)> {
+    let mut events = Vec::new();
+    let mut datasets = Vec::new();
+    for e in crate::demo::demo_events() {
+        let kind = e["type"].as_str().unwrap_or_default();
+        if kind == "eu.cancerimage.dataset.published.v1" {
+            let provider = e["source"].as_str().and_then(|s| s.strip_prefix("urn:cireg:provider:"));
+            let dataset = e["subject"].as_str();
+            datasets.push((
+                provider.context("a demo dataset's provider")?.to_owned(),
+                dataset.context("a demo dataset's id")?.to_owned(),
+            ));
+        } else if kind != "eu.cancerimage.provider.registered.v1" {
+            continue;
+        }
+        events.push(serde_json::to_vec(&e)?);
+    }
+    anyhow::ensure!(!datasets.is_empty(), "the demo has no datasets");
+    Ok((events, datasets))
+}
+
+/// The providers of `datasets`, once each (what a provider's token of the benchmark names).
+fn providers_of(datasets: &[(String, String)]) -> Vec<String> {
+    let mut providers: Vec<String> = datasets.iter().map(|(p, _)| p.clone()).collect();
+    providers.sort();
+    providers.dedup();
+    providers
+}
+
+/// Study registrations `range` of a cohort like the Atlas: ten studies per subject, each
+/// subject in one of `datasets` (round robin, so every dataset and provider gets its share),
+/// modalities and body sites from the demo's patterns, dates over ten years.
+fn generated_studies(range: std::ops::Range<usize>, datasets: &[(String, String)]) -> anyhow::Result<Vec<Vec<u8>>> {
     let template: Value =
         serde_json::from_str(include_str!("../../../schemas/examples/eu.cancerimage.study.registered.v1.json"))?;
     let kinds: [(&[&str], &str); 5] = [
@@ -609,8 +666,11 @@ fn generated_studies(range: std::ops::Range<usize>) -> anyhow::Result<Vec<Vec<u8
         .map(|i| {
             let mut e = template.clone();
             let (modalities, site) = kinds[i % kinds.len()];
+            let subject = i / STUDIES_PER_SUBJECT;
+            let (provider, dataset) = &datasets[subject % datasets.len()];
             e["id"] = json!(format!("bench-study-{i}"));
-            e["subject"] = json!(format!("S{:07}", i * 2 / 5));
+            e["source"] = json!(format!("urn:cireg:provider:{provider}"));
+            e["subject"] = json!(format!("S{subject:07}"));
             let day = (i * 7919) % 3650;
             let started = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(16_071 + day as i64);
             let series: Vec<Value> = (0..3)
@@ -621,7 +681,7 @@ fn generated_studies(range: std::ops::Range<usize>) -> anyhow::Result<Vec<Vec<u8
                 })
                 .collect();
             e["data"] = json!({
-                "dataset": "breast-mri-screening-2024",
+                "dataset": dataset,
                 "studyInstanceUid": format!("2.25.{}", 1_000_000_000u64 + i as u64),
                 "started": started.format(&time::format_description::well_known::Rfc3339)?,
                 "modalities": modalities,
@@ -637,17 +697,15 @@ fn generated_studies(range: std::ops::Range<usize>) -> anyhow::Result<Vec<Vec<u8
 /// Study events: ingest and projection rates next to raw publish and raw bulk load of the same
 /// data, then FHIR search latency over HTTP at `search_at` studies.
 async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow::Result<()> {
-    let setup: Vec<Vec<u8>> = [
-        include_str!("../../../schemas/examples/eu.cancerimage.provider.registered.v1.json"),
-        include_str!("../../../schemas/examples/eu.cancerimage.dataset.published.v1.json"),
-    ]
-    .iter()
-    .map(|s| s.as_bytes().to_vec())
-    .collect();
-    let studies = generated_studies(0..n)?;
+    let (setup, datasets) = atlas_setup()?;
+    let studies = generated_studies(0..n, &datasets)?;
     println!(
-        "\ncireg bench, studies: {n} study.registered events, {} KiB of JSON",
-        studies.iter().map(Vec::len).sum::<usize>() / 1024
+        "\ncireg bench, studies: {n} study.registered events, {} KiB of JSON, {} per subject, over the \
+         demo's {} datasets ({} providers)",
+        studies.iter().map(Vec::len).sum::<usize>() / 1024,
+        STUDIES_PER_SUBJECT,
+        datasets.len(),
+        providers_of(&datasets).len()
     );
     let nats = cireg_testkit::NatsServer::start();
     let client = async_nats::connect(nats.url()).await?;
@@ -666,9 +724,13 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     ] {
         let secs = ingest_all(&Ingest::new(log.clone()), &setup, &studies, concurrency).await?;
         rows.push((format!("ingest → {label} log (validate + append)"), secs, rate(n, raw_publish)));
-        let projector = projector_in(&tmp.path().join(format!("store-{label}")))?;
-        let project = project_all(log, &projector).await?;
+        // as `cireg rebuild` folds a log: a scratch store, thrown away if the fold stops
+        let projector = projector_in(&tmp.path().join(format!("store-{label}")))?.into_scratch();
+        let project = project_all(log.clone(), &projector).await?;
         if label == "embedded" {
+            let live = projector_in(&tmp.path().join("store-follow"))?;
+            let follow = follow_all(log, &live).await?;
+            drop(live);
             // raw Oxigraph bulk load of the study graphs the projection wrote
             let quads: Vec<_> = projector
                 .store()
@@ -684,14 +746,19 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
             let raw_load = start.elapsed().as_secs_f64();
             raw_load_rate = rate(n, raw_load);
             rows.push((format!("raw Oxigraph bulk load ({} quads)", quads.len()), raw_load, rate(n, raw_load)));
-            rows.push((format!("projection from {label} log"), project, rate(n, raw_load)));
+            rows.push((format!("projection from {label} log, as `cireg rebuild`"), project, rate(n, raw_load)));
+            rows.push((
+                format!("projection from {label} log, as a node follows it (batches of ≤ 1000)"),
+                follow,
+                rate(n, raw_load),
+            ));
             raw_store.flush()?;
             projector.store().flush()?;
             raw_bytes_per_study = Some(dir_bytes(&tmp.path().join("store-raw-studies")) as f64 / n.max(1) as f64);
             store_bytes_per_study =
                 Some(dir_bytes(&tmp.path().join(format!("store-{label}"))) as f64 / n.max(1) as f64);
         } else {
-            rows.push((format!("projection from {label} log"), project, f64::NAN));
+            rows.push((format!("projection from {label} log, as `cireg rebuild`"), project, f64::NAN));
         }
     }
     // as a provider's client sends them: over HTTP, batches of 500, one request after another,
@@ -702,7 +769,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
         let base = PublicBase::new("http://bench.invalid")?;
         let server = BenchServer::start(query_stores(&projector)?, log, base, 0).await?;
         let mut claims = bench_token("bench-provider");
-        (claims.providers, claims.researcher) = (vec!["synthetic-breast-consortium".to_owned()], false);
+        (claims.providers, claims.researcher) = (providers_of(&datasets), false);
         let token = server.key.mint(&claims).map_err(anyhow::Error::msg)?;
         let client = reqwest::Client::new();
         let post = |events: Vec<&Vec<u8>>| {
@@ -745,7 +812,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     // `cireg rebuild` of a log of `search_at` study events, as an operator runs it (its own
     // process: projection, then compaction); FHIR search is then measured on the store it made
     let data = tmp.path().join("atlas");
-    let written = write_log(&data.join("log.redb"), &setup, search_at, concurrency).await?;
+    let written = write_log(&data.join("log.redb"), &setup, &datasets, search_at, concurrency).await?;
     let rebuilt = {
         let data = data.clone();
         tokio::task::spawn_blocking(move || run_rebuild(&data)).await??
@@ -870,7 +937,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     // the index holds every study above: what the change journal and the in-place update cost
     let mut visible = Vec::new();
     for i in 0..100 {
-        let bytes = generated_studies(search_at + i..search_at + i + 1)?.remove(0);
+        let bytes = generated_studies(search_at + i..search_at + i + 1, &datasets)?.remove(0);
         let event = cireg_model::validate_event(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
         let stored = cireg_log::StoredEvent {
             seq: seq + 1 + i as u64,
@@ -933,7 +1000,13 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
 
 /// Appends `setup` and `n` generated study events to a new embedded log at `path`, `concurrency`
 /// at once (raw appends: ingest was measured above), in seconds.
-async fn write_log(path: &std::path::Path, setup: &[Vec<u8>], n: usize, concurrency: usize) -> anyhow::Result<f64> {
+async fn write_log(
+    path: &std::path::Path,
+    setup: &[Vec<u8>],
+    datasets: &[(String, String)],
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
     std::fs::create_dir_all(path.parent().context("the log's directory")?)?;
     let log = EmbeddedLog::open(path)?;
     let request = |bytes: &[u8]| -> anyhow::Result<cireg_log::AppendRequest> {
@@ -950,8 +1023,10 @@ async fn write_log(path: &std::path::Path, setup: &[Vec<u8>], n: usize, concurre
         log.append(request(bytes)?).await?;
     }
     for from in (0..n).step_by(20_000) {
-        let requests: Vec<_> =
-            generated_studies(from..(from + 20_000).min(n))?.iter().map(|e| request(e)).collect::<Result<_, _>>()?;
+        let requests: Vec<_> = generated_studies(from..(from + 20_000).min(n), datasets)?
+            .iter()
+            .map(|e| request(e))
+            .collect::<Result<_, _>>()?;
         let appended: Vec<_> =
             futures::stream::iter(requests).map(|r| log.append(r)).buffer_unordered(concurrency).collect().await;
         for a in appended {
@@ -1009,7 +1084,7 @@ fn run_rebuild(data: &std::path::Path) -> anyhow::Result<Rebuilt> {
 /// iteration asks something new, so no result list is reused from the one before).
 type PathOf = Box<dyn Fn(usize) -> String>;
 fn fhir_cases(search_at: usize) -> [(&'static str, PathOf); 4] {
-    let subjects = (search_at * 2 / 5).max(1);
+    let subjects = search_at.div_ceil(STUDIES_PER_SUBJECT).max(1);
     [
         (
             "by patient (lookup table)",

@@ -455,7 +455,8 @@ pub async fn rebuild(args: LogArgs, public_base: Option<&str>) -> anyhow::Result
     for fresh in REBUILD_FILES {
         remove_path(&args.data.join(fresh))?;
     }
-    let projector = open_projector(&args.data, REBUILD_FILES, Some(base.as_str()), DEFAULT_BASE)?;
+    // a scratch store: the files were removed above, and a stopped rebuild starts over
+    let projector = open_projector(&args.data, REBUILD_FILES, Some(base.as_str()), DEFAULT_BASE)?.into_scratch();
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -133,6 +133,10 @@ pub struct Projector {
     journal: Option<Arc<ChangeJournal>>,
     /// Where each batch's change of the public graphs is kept, for the catalogue at an instant.
     history: Option<Arc<CatalogueHistory>>,
+    /// The store is new, read by no one until the fold ends, and thrown away whole if it stops
+    /// (`cireg rebuild`): a batch need not survive a crash between its two writes, so what it
+    /// adds goes through the bulk loader, with no pending marks.
+    scratch: bool,
 }
 
 /// Every quad of a public mirror's named graphs (its checkpoint left out).
@@ -247,7 +251,7 @@ impl Projector {
                 ))?;
             }
         }
-        Ok(Projector { store, public: None, base, journal: None, history: None })
+        Ok(Projector { store, public: None, base, journal: None, history: None, scratch: false })
     }
 
     /// Keeps `public` a mirror of the store's public graphs (datasets', providers') from now on.
@@ -298,6 +302,16 @@ impl Projector {
         }
         self.history = Some(history);
         Ok(self)
+    }
+
+    /// Folds into a scratch store from now on: a new store that nothing reads before the fold
+    /// ends, and that is thrown away whole if the fold stops (what `cireg rebuild` builds beside
+    /// the live store). Each batch then removes what it replaces in a transaction and bulk-loads
+    /// what it adds (when that is much), with no pending marks, since a batch cut in two is never
+    /// resumed. The store it makes is the one a live projector makes of the same log.
+    pub fn into_scratch(mut self) -> Self {
+        self.scratch = true;
+        self
     }
 
     /// Records every committed batch's changed aggregates in `journal` from now on.
@@ -560,7 +574,8 @@ impl Projector {
             // a new aggregate whose graph the store already holds: what a crash left between the
             // bulk load of new study graphs and the transaction of their batch (below)
             let leftover_graph = match (before, self.graph_iri(subject, &aggregate.state)) {
-                (None, Some(g)) if self.store.contains_named_graph(g.as_ref())? => Some(g),
+                // (a scratch store has no crash behind it)
+                (None, Some(g)) if !self.scratch && self.store.contains_named_graph(g.as_ref())? => Some(g),
                 _ => None,
             };
             match (before, new_quads) {
@@ -653,6 +668,41 @@ impl Projector {
         // marks keeps such graphs, which the batch's replay finds and rewrites whole
         // (`leftover_graph` above).
         let projection = NamedNode::new_unchecked(PROJECTION_NODE);
+        if self.scratch {
+            // what the batch replaces first, then all it adds (bulk-loaded when there is enough
+            // of it for the loader's fixed cost: a log that trickled in folds in small batches)
+            insert.append(&mut fresh);
+            let bulk = insert.len() >= BULK_MIN_FRESH_QUADS;
+            let mut tx = self.store.start_transaction()?;
+            for graph in &clear {
+                tx.clear_graph(graph.as_ref())?;
+            }
+            for graph in &drop_graphs {
+                tx.remove_named_graph(graph.as_ref())?;
+            }
+            for quad in &remove {
+                tx.remove(quad);
+            }
+            for old in old_checkpoints {
+                tx.remove(&bookkeeping(&projection, CHECKPOINT, old));
+            }
+            if !bulk {
+                for quad in &insert {
+                    tx.insert(quad);
+                }
+            }
+            tx.commit()?;
+            if bulk {
+                let mut loader = self.store.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
+                loader.load_quads(insert)?;
+                loader.commit()?;
+            }
+            if let Some(journal) = &self.journal {
+                journal.record(last, &order);
+            }
+            self.sync_public(&public_graphs, last, second)?;
+            return Ok(last);
+        }
         if !fresh.is_empty() {
             // the graphs are marked pending first, and the transaction removes the marks: a
             // failure between the two (a crash, a full disk) leaves graphs that are known, and
@@ -1340,6 +1390,56 @@ mod tests {
             .collect();
         q.sort();
         q
+    }
+
+    #[test]
+    fn a_scratch_fold_makes_the_store_a_live_fold_makes() {
+        // every quad but the checkpoint's (a bulk-loaded batch adds its own beside the old one)
+        let quads = |p: &Projector| {
+            let mut q: Vec<String> = p
+                .store()
+                .iter()
+                .map(|q| q.unwrap())
+                .filter(|q| q.predicate.as_str() != CHECKPOINT)
+                .map(|q| q.to_string())
+                .collect();
+            q.sort();
+            q
+        };
+        // every kind of event, then many studies of a few subjects (registered, updated, one
+        // subject withdrawing consent in between), so that batches replace and remove as well
+        let mut events = all_kinds_of_event();
+        events.push(stored(events.len() as u64 + 1, &example("dataset.published")));
+        for i in 0..300 {
+            let mut e = example("study.registered");
+            e["id"] = serde_json::json!(format!("scratch-{i}"));
+            e["subject"] = serde_json::json!(format!("P{}", i % 200 % 7));
+            e["data"]["studyInstanceUid"] = serde_json::json!(format!("2.25.{}", 900 + i % 200));
+            if i >= 200 {
+                e["type"] = serde_json::json!("eu.cancerimage.study.updated.v1");
+                e["data"]["description"] = serde_json::json!("second");
+            }
+            if i == 150 {
+                e = example("subject.consent.withdrawn");
+                e["id"] = serde_json::json!("scratch-withdrawal");
+                e["subject"] = serde_json::json!("P3");
+            }
+            events.push(stored(events.len() as u64 + 1, &e));
+        }
+        let live = projector();
+        for e in &events {
+            live.apply_batch(std::slice::from_ref(e)).unwrap();
+        }
+        let expected = quads(&live);
+        assert!(expected.iter().any(|q| q.contains("\"second\"")), "the updates reached the store");
+        for size in [1, 7, 100, events.len()] {
+            let scratch = projector().into_scratch();
+            for batch in events.chunks(size) {
+                scratch.apply_batch(batch).unwrap();
+            }
+            assert_eq!(quads(&scratch), expected, "batches of {size}");
+            assert_eq!(scratch.checkpoint().unwrap(), events.len() as u64);
+        }
     }
 
     fn all_kinds_of_event() -> Vec<StoredEvent> {

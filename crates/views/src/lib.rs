@@ -13,6 +13,7 @@ mod eucaim;
 mod feed;
 mod live;
 mod search;
+mod sorted;
 mod sparql;
 mod studies;
 mod summary;

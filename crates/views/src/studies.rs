@@ -27,6 +27,8 @@ use oxigraph::{
 };
 use time::{format_description::well_known::Rfc3339, Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
+use crate::sorted::SortedRuns;
+
 use cireg_model::vocab::{
     provider_of_subject_system, DCM as DICOM_SYSTEM, DICOM_UID as DICOM_UID_SYSTEM, SNOMED as SNOMED_SYSTEM,
 };
@@ -138,7 +140,7 @@ struct Studies {
     by_subject: HashMap<u32, Vec<u32>>,
     /// In the order of `started`, for date ranges.
     /// (started, id, slot): a started range comes out in the order a `started` sort gives.
-    by_started: BTreeSet<(i128, u128, u32)>,
+    by_started: SortedRuns<(i128, u128, u32)>,
     /// Shown studies per dataset, to hide them when it is withdrawn.
     by_dataset: HashMap<u32, BTreeSet<u32>>,
     /// The live datasets (published or deprecated, not withdrawn).
@@ -676,9 +678,7 @@ fn started_entries(
     from: Option<i128>,
     to: Option<i128>,
 ) -> impl DoubleEndedIterator<Item = &(i128, u128, u32)> + '_ {
-    let from = std::ops::Bound::Included((from.unwrap_or(i128::MIN), 0, 0));
-    let to = to.map_or(std::ops::Bound::Unbounded, |t| std::ops::Bound::Excluded((t, 0, 0)));
-    studies.by_started.range((from, to))
+    studies.by_started.range(&(from.unwrap_or(i128::MIN), 0, 0), to.map(|t| (t, 0, 0)).as_ref())
 }
 
 /// The slots of the studies started as `d` asks, in the order a `started` sort gives them (ties

@@ -101,8 +101,10 @@ pub async fn bench_sparql(datasets: usize, studies: usize, runs: usize, patholog
         let batch: Vec<_> = chunk.iter().map(|e| stored(e)).collect::<Result<_, _>>()?;
         projector.apply_batch(&batch)?;
     }
+    // the studies go to the example dataset pushed above
+    let example = [("synthetic-breast-consortium".to_owned(), "breast-mri-screening-2024".to_owned())];
     for from in (0..studies).step_by(20_000) {
-        let batch: Vec<_> = generated_studies(from..(from + 20_000).min(studies))?
+        let batch: Vec<_> = generated_studies(from..(from + 20_000).min(studies), &example)?
             .iter()
             .map(|e| stored(e))
             .collect::<Result<_, _>>()?;
