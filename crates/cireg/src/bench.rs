@@ -616,7 +616,7 @@ impl BenchServer {
 const STUDIES_PER_SUBJECT: usize = 10;
 
 /// A dataset as (provider id, dataset id).
-type ProviderDataset = (String, String);
+pub(crate) type ProviderDataset = (String, String);
 
 /// What the generated studies build on: the demo catalogue's providers and its 40 datasets (as
 /// events, in order), and each dataset as (provider, dataset id).
@@ -642,7 +642,7 @@ fn atlas_setup() -> anyhow::Result<(Vec<Vec<u8>>, Vec<ProviderDataset>)> {
 }
 
 /// The providers of `datasets`, once each (what a provider's token of the benchmark names).
-fn providers_of(datasets: &[(String, String)]) -> Vec<String> {
+fn providers_of(datasets: &[ProviderDataset]) -> Vec<String> {
     let mut providers: Vec<String> = datasets.iter().map(|(p, _)| p.clone()).collect();
     providers.sort();
     providers.dedup();
@@ -652,7 +652,7 @@ fn providers_of(datasets: &[(String, String)]) -> Vec<String> {
 /// Study registrations `range` of a cohort like the Atlas: ten studies per subject, each
 /// subject in one of `datasets` (round robin, so every dataset and provider gets its share),
 /// modalities and body sites from the demo's patterns, dates over ten years.
-fn generated_studies(range: std::ops::Range<usize>, datasets: &[(String, String)]) -> anyhow::Result<Vec<Vec<u8>>> {
+fn generated_studies(range: std::ops::Range<usize>, datasets: &[ProviderDataset]) -> anyhow::Result<Vec<Vec<u8>>> {
     let template: Value =
         serde_json::from_str(include_str!("../../../schemas/examples/eu.cancerimage.study.registered.v1.json"))?;
     let kinds: [(&[&str], &str); 5] = [
@@ -1003,7 +1003,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
 async fn write_log(
     path: &std::path::Path,
     setup: &[Vec<u8>],
-    datasets: &[(String, String)],
+    datasets: &[ProviderDataset],
     n: usize,
     concurrency: usize,
 ) -> anyhow::Result<f64> {

@@ -668,42 +668,17 @@ impl Projector {
         // marks keeps such graphs, which the batch's replay finds and rewrites whole
         // (`leftover_graph` above).
         let projection = NamedNode::new_unchecked(PROJECTION_NODE);
+        // A scratch store (a rebuild) adds after the transaction instead, all through the bulk
+        // loader when there is enough of it for the loader's fixed cost (a log that trickled in
+        // folds in small batches), with no pending marks: a batch cut in two there is never
+        // resumed, the rebuild starts over.
+        let mut after = Vec::new();
         if self.scratch {
-            // what the batch replaces first, then all it adds (bulk-loaded when there is enough
-            // of it for the loader's fixed cost: a log that trickled in folds in small batches)
             insert.append(&mut fresh);
-            let bulk = insert.len() >= BULK_MIN_FRESH_QUADS;
-            let mut tx = self.store.start_transaction()?;
-            for graph in &clear {
-                tx.clear_graph(graph.as_ref())?;
+            if insert.len() >= BULK_MIN_FRESH_QUADS {
+                after = std::mem::take(&mut insert);
             }
-            for graph in &drop_graphs {
-                tx.remove_named_graph(graph.as_ref())?;
-            }
-            for quad in &remove {
-                tx.remove(quad);
-            }
-            for old in old_checkpoints {
-                tx.remove(&bookkeeping(&projection, CHECKPOINT, old));
-            }
-            if !bulk {
-                for quad in &insert {
-                    tx.insert(quad);
-                }
-            }
-            tx.commit()?;
-            if bulk {
-                let mut loader = self.store.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
-                loader.load_quads(insert)?;
-                loader.commit()?;
-            }
-            if let Some(journal) = &self.journal {
-                journal.record(last, &order);
-            }
-            self.sync_public(&public_graphs, last, second)?;
-            return Ok(last);
-        }
-        if !fresh.is_empty() {
+        } else if !fresh.is_empty() {
             // the graphs are marked pending first, and the transaction removes the marks: a
             // failure between the two (a crash, a full disk) leaves graphs that are known, and
             // dropped before the next batch, even if their events were erased from the log since
@@ -745,6 +720,11 @@ impl Projector {
             tx.insert(quad);
         }
         tx.commit()?;
+        if !after.is_empty() {
+            let mut loader = self.store.bulk_loader().with_max_memory_size_in_megabytes(BULK_MEMORY_MB);
+            loader.load_quads(after)?;
+            loader.commit()?;
+        }
         // the read models follow the store, which is the truth even if the mirror fails below
         if let Some(journal) = &self.journal {
             journal.record(last, &order);

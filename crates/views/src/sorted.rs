@@ -23,10 +23,14 @@ impl<T> Default for SortedRuns<T> {
 }
 
 impl<T: Ord + Copy> SortedRuns<T> {
-    /// The run `value` belongs in: the first whose last entry is not below it, else the last.
+    /// The first run whose last entry is not below `value` (the number of runs if none is).
+    fn first_run_reaching(&self, value: &T) -> usize {
+        self.runs.partition_point(|run| run.last().is_some_and(|last| last < value))
+    }
+
+    /// The run `value` belongs in: the first reaching it, else the last.
     fn run_of(&self, value: &T) -> usize {
-        let i = self.runs.partition_point(|run| run.last().is_some_and(|last| last < value));
-        i.min(self.runs.len().saturating_sub(1))
+        self.first_run_reaching(value).min(self.runs.len().saturating_sub(1))
     }
 
     /// Adds `value`; false when it was there already.
@@ -64,7 +68,7 @@ impl<T: Ord + Copy> SortedRuns<T> {
     /// Where the first entry not below `value` is: (run, offset), the offset possibly the run's
     /// end.
     fn position(&self, value: &T) -> (usize, usize) {
-        let r = self.runs.partition_point(|run| run.last().is_some_and(|last| last < value));
+        let r = self.first_run_reaching(value);
         match self.runs.get(r) {
             Some(run) => (r, run.partition_point(|e| e < value)),
             None => (r, 0),

@@ -207,7 +207,7 @@ fn run(seed: u64, steps: usize, journal_bound: usize) {
         let mut q: Vec<String> = store
             .iter()
             .map(|q| q.unwrap())
-            .filter(|q| q.predicate.as_str() != "urn:cireg:vocab#lastAppliedSequence")
+            .filter(|q| q.predicate.as_str() != cireg_projector::ns::CHECKPOINT)
             .map(|q| q.to_string())
             .collect();
         q.sort();

@@ -15,7 +15,9 @@ use oxigraph::{
     store::Store,
 };
 
-use super::{generated_events, generated_studies, percentile, projector_in, query_stores, BenchServer};
+use super::{
+    generated_events, generated_studies, percentile, projector_in, query_stores, BenchServer, ProviderDataset,
+};
 
 const DCAT: &str = "http://www.w3.org/ns/dcat#";
 const DCT: &str = "http://purl.org/dc/terms/";
@@ -102,7 +104,8 @@ pub async fn bench_sparql(datasets: usize, studies: usize, runs: usize, patholog
         projector.apply_batch(&batch)?;
     }
     // the studies go to the example dataset pushed above
-    let example = [("synthetic-breast-consortium".to_owned(), "breast-mri-screening-2024".to_owned())];
+    let example: [ProviderDataset; 1] =
+        [("synthetic-breast-consortium".to_owned(), "breast-mri-screening-2024".to_owned())];
     for from in (0..studies).step_by(20_000) {
         let batch: Vec<_> = generated_studies(from..(from + 20_000).min(studies), &example)?
             .iter()
