@@ -4,7 +4,7 @@
 //! Paging uses an index of the live datasets (IRI, issued, modified) kept in memory and rebuilt
 //! when the projection moves on: page N is a slice of it, so deep pages cost what the first does.
 
-use std::{collections::HashMap, io::Write};
+use std::{collections::HashMap, io::Write, sync::Arc};
 
 use cireg_dcat::{catalog_graph, CatalogExtent, CatalogInfo, PublicBase};
 use cireg_projector::ns;
@@ -88,6 +88,10 @@ pub struct IndexEntry {
     pub issued: String,
     pub modified: String,
     modified_at: Option<OffsetDateTime>,
+    /// The dataset's graph as the catalogue publishes it, when the read models keep it in memory
+    /// (`None`: read from the store). Decoding a quad costs a store lookup per long term, which
+    /// made a page of 40 rich datasets take 60 ms at 1 M studies.
+    pub graph: Option<Arc<[Triple]>>,
 }
 
 /// The IRI of a dataset's catalogue record.
@@ -146,7 +150,7 @@ impl CatalogIndex {
                 let issued = issued.unwrap_or_default();
                 let modified = modified.unwrap_or_else(|| issued.clone());
                 let record = NamedNode::new_unchecked(record_of(base, &dataset));
-                IndexEntry { modified_at: parse_instant(&modified), dataset, record, issued, modified }
+                IndexEntry { modified_at: parse_instant(&modified), dataset, record, issued, modified, graph: None }
             })
             .collect();
         entries.sort_by(|a, b| a.dataset.cmp(&b.dataset));
@@ -197,8 +201,14 @@ impl CatalogIndex {
         }
         let issued = issued.unwrap_or_default();
         let modified = modified.unwrap_or_else(|| issued.clone());
-        let entry =
-            IndexEntry { modified_at: parse_instant(&modified), dataset: dataset.clone(), record, issued, modified };
+        let entry = IndexEntry {
+            modified_at: parse_instant(&modified),
+            dataset: dataset.clone(),
+            record,
+            issued,
+            modified,
+            graph: None,
+        };
         let spatial = n(ns::DCT, "spatial");
         let country_prefix = cireg_model::vocab::country_iri("");
         let mut countries = Vec::new();
@@ -282,12 +292,28 @@ pub fn write_catalog<W: Write>(
         out.serialize_triple(TripleRef::new(&c, &n(ns::DCAT, "record"), &e.record))?;
     }
     for e in datasets {
-        for quad in store.quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(e.dataset.as_ref()))) {
-            let quad = quad.map_err(std::io::Error::other)?;
-            out.serialize_triple(&public_triple(Triple::new(quad.subject, quad.predicate, quad.object)))?;
+        if let Some(graph) = &e.graph {
+            for t in graph.iter() {
+                out.serialize_triple(t)?;
+            }
+            continue;
+        }
+        for t in graph_triples(store, &e.dataset) {
+            out.serialize_triple(&t?)?;
         }
     }
     out.finish()
+}
+
+/// The triples of the dataset graph `dataset` as the catalogue publishes them.
+pub fn graph_triples<'a>(
+    store: &'a Store,
+    dataset: &'a NamedNode,
+) -> impl Iterator<Item = std::io::Result<Triple>> + 'a {
+    store.quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(dataset.as_ref()))).map(|quad| {
+        let quad = quad.map_err(std::io::Error::other)?;
+        Ok(public_triple(Triple::new(quad.subject, quad.predicate, quad.object)))
+    })
 }
 
 fn write_paging<W: Write>(out: &mut oxigraph::io::WriterQuadSerializer<W>, p: &PageLinks) -> std::io::Result<()> {

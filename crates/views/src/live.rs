@@ -17,16 +17,25 @@ use cireg_dcat::PublicBase;
 use cireg_projector::{
     is_dataset_subject, projected_dataset, projected_datasets, subject_parts, ChangeJournal, Changes, ProjectedDataset,
 };
-use oxigraph::{model::NamedNode, store::Store};
+use oxigraph::{
+    model::{NamedNode, Triple},
+    store::Store,
+};
 use tokio::sync::watch;
 
-use crate::{CatalogIndex, IndexEntry, SearchDoc, SearchIndex, StudyIndex};
+use crate::{catalog::graph_triples, CatalogIndex, IndexEntry, SearchDoc, SearchIndex, StudyIndex};
+
+/// Most dataset-graph triples the catalogue keeps in memory (about 250 bytes each, so some 50 MiB):
+/// a catalogue of thousands of rich datasets reads the rest from the store.
+pub const CATALOG_CACHE_TRIPLES: usize = 200_000;
 
 /// The per-dataset parts of the dataset-level read models, by dataset IRI.
 #[derive(Default)]
 struct DatasetParts {
     entries: BTreeMap<String, (IndexEntry, Vec<String>)>,
     docs: BTreeMap<String, SearchDoc>,
+    /// Triples of the graphs the entries keep (at most [`CATALOG_CACHE_TRIPLES`]).
+    cached: usize,
 }
 
 impl DatasetParts {
@@ -38,11 +47,18 @@ impl DatasetParts {
         iri: String,
         dataset: Option<ProjectedDataset>,
     ) -> std::io::Result<()> {
-        self.entries.remove(&iri);
+        if let Some((old, _)) = self.entries.remove(&iri) {
+            self.cached -= old.graph.map_or(0, |g| g.len());
+        }
         self.docs.remove(&iri);
         let Some(d) = dataset else { return Ok(()) };
-        if let Some(entry) = CatalogIndex::entry_of(store, base, &NamedNode::new_unchecked(&iri))? {
-            self.entries.insert(iri.clone(), entry);
+        if let Some((mut entry, countries)) = CatalogIndex::entry_of(store, base, &NamedNode::new_unchecked(&iri))? {
+            let graph: Vec<Triple> = graph_triples(store, &entry.dataset).collect::<std::io::Result<_>>()?;
+            if self.cached + graph.len() <= CATALOG_CACHE_TRIPLES {
+                self.cached += graph.len();
+                entry.graph = Some(graph.into());
+            }
+            self.entries.insert(iri.clone(), (entry, countries));
         }
         self.docs.insert(iri, SearchDoc::new(base, d));
         Ok(())
