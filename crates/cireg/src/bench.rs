@@ -175,11 +175,16 @@ async fn ingest_all(ingest: &Ingest, setup: &[Vec<u8>], events: &[Vec<u8>], conc
         ingest.submit(e, &Sender::Operator).await.map_err(|e| anyhow::anyhow!("{:?}", e.problem()))?;
     }
     let start = Instant::now();
+    // each event a task of its own, as concurrent clients' requests are
     let results: Vec<_> = futures::stream::iter(events.iter())
-        .map(|e| ingest.submit(e, &Sender::Operator))
+        .map(|e| {
+            let (ingest, e) = (ingest.clone(), e.clone());
+            async move { tokio::spawn(async move { ingest.submit(&e, &Sender::Operator).await }).await }
+        })
         .buffer_unordered(concurrency)
         .collect()
         .await;
+    let results: Vec<_> = results.into_iter().collect::<Result<_, _>>()?;
     let secs = start.elapsed().as_secs_f64();
     if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
         anyhow::bail!("ingest refused a generated event: {:?}", e.problem());

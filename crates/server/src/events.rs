@@ -185,7 +185,16 @@ async fn batch(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Res
                 }
                 let bytes = serde_json::to_vec(&events[j]).unwrap_or_default();
                 let i = j;
-                in_flight.push(async move { (i, overlap, state.ingest.submit_limited(&bytes, sender, key).await) });
+                // a task of its own, so the batch's validation runs on every core, not just on
+                // the request's
+                let (ingest, sender, key) = (state.ingest.clone(), sender.clone(), key.to_owned());
+                let task = tokio::spawn(async move { ingest.submit_limited(&bytes, &sender, &key).await });
+                in_flight.push(async move {
+                    let outcome = task.await.unwrap_or_else(|e| {
+                        Err(IngestError::Unavailable(format!("the event's ingest stopped before its outcome: {e}")))
+                    });
+                    (i, overlap, outcome)
+                });
             }
             match &overlaps[j] {
                 None => break,
