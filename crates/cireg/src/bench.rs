@@ -123,6 +123,46 @@ async fn raw_publish(client: &async_nats::Client, payloads: &[Vec<u8>], concurre
     Ok(secs)
 }
 
+/// Seconds for the log operations ingest asks of JetStream per new study, without ingest's own
+/// work: a publish with the event's id (deduplication) and the subject's expected last sequence
+/// (optimistic concurrency), acknowledged, then a direct get of the subject's consent (absent).
+/// `concurrency` at once: the ceiling of ingest into the NATS log on this server.
+async fn raw_ingest_ops(client: &async_nats::Client, payloads: &[Vec<u8>], concurrency: usize) -> anyhow::Result<f64> {
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "BENCH_OPS".into(),
+            subjects: vec!["bench.ops.>".into()],
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await?;
+    let start = Instant::now();
+    let outcomes: Vec<anyhow::Result<()>> = futures::stream::iter(payloads.iter().enumerate())
+        .map(|(i, e)| {
+            let (js, stream) = (js.clone(), stream.clone());
+            let publish = async_nats::jetstream::message::PublishMessage::build()
+                .payload(Bytes::from(e.clone()))
+                .message_id(format!("ops-{i}"))
+                .expected_last_subject_sequence(0);
+            async move {
+                js.send_publish(format!("bench.ops.study.{i}"), publish).await?.await?;
+                let consent = format!("bench.ops.consent.{}", i / STUDIES_PER_SUBJECT);
+                match stream.direct_get_last_for_subject(consent).await {
+                    Err(e) if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e.into()),
+                    Ok(_) => anyhow::bail!("a consent that was never published"),
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let secs = start.elapsed().as_secs_f64();
+    outcomes.into_iter().collect::<anyhow::Result<Vec<()>>>().context("raw ingest operations")?;
+    Ok(secs)
+}
+
 /// Seconds to look up the last message of `n` subjects (half of them absent), `concurrency` at
 /// once, through the JetStream API (what the log's `last_seq_of_subject` does: answered by the
 /// stream leader) and by direct get: what ingest pays per aggregate it reads.
@@ -717,6 +757,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     let tmp = tempfile::tempdir()?;
     let raw_publish = raw_publish(&client, &studies, concurrency).await?;
     let (lookup_api, lookup_direct) = raw_lookups(&client, n, concurrency).await?;
+    let raw_ops = raw_ingest_ops(&client, &studies, concurrency).await?;
 
     let mut rows = Vec::new();
     let (mut raw_bytes_per_study, mut store_bytes_per_study, mut raw_load_rate) = (None, None, f64::NAN);
@@ -804,9 +845,23 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     {
         println!("{label:<44} {:>12.0} {:>10.2}", rate(n, secs), rate(n, secs) / rate(n, raw_publish));
     }
+    println!(
+        "{:<44} {:>12.0} {:>10.2}",
+        "raw JetStream work of an ingest (id, expected seq, + direct get)",
+        rate(n, raw_ops),
+        rate(n, raw_ops) / rate(n, raw_publish)
+    );
     for (label, secs, raw) in &rows {
         let ratio = if raw.is_nan() { String::from("-") } else { format!("{:.2}", rate(n, *secs) / raw) };
         println!("{label:<44} {:>12.0} {ratio:>10}", rate(n, *secs));
+    }
+    if let Some((_, secs, _)) = rows.iter().find(|(label, _, _)| label.starts_with("ingest → JetStream")) {
+        println!(
+            "{:<44} {:>12} {:>10.2}",
+            "ingest → JetStream against its raw JetStream work",
+            "",
+            rate(n, *secs) / rate(n, raw_ops)
+        );
     }
     if let (Some(raw), Some(store)) = (raw_bytes_per_study, store_bytes_per_study) {
         println!("{:<44} {:>12} {:>10}", "on disk per study", "bytes", "vs raw");
