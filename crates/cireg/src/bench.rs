@@ -123,20 +123,28 @@ async fn raw_publish(client: &async_nats::Client, payloads: &[Vec<u8>], concurre
     Ok(secs)
 }
 
+/// A file stream of `name` on `subjects` that answers direct gets, as the registry's log does.
+async fn direct_stream(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    subjects: &str,
+) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
+    let config = async_nats::jetstream::stream::Config {
+        name: name.into(),
+        subjects: vec![subjects.into()],
+        allow_direct: true,
+        ..Default::default()
+    };
+    Ok(js.create_stream(config).await?)
+}
+
 /// Seconds for the log operations ingest asks of JetStream per new study, without ingest's own
 /// work: a publish with the event's id (deduplication) and the subject's expected last sequence
 /// (optimistic concurrency), acknowledged, then a direct get of the subject's consent (absent).
 /// `concurrency` at once: the ceiling of ingest into the NATS log on this server.
 async fn raw_ingest_ops(client: &async_nats::Client, payloads: &[Vec<u8>], concurrency: usize) -> anyhow::Result<f64> {
     let js = async_nats::jetstream::new(client.clone());
-    let stream = js
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: "BENCH_OPS".into(),
-            subjects: vec!["bench.ops.>".into()],
-            allow_direct: true,
-            ..Default::default()
-        })
-        .await?;
+    let stream = direct_stream(&js, "BENCH_OPS", "bench.ops.>").await?;
     let start = Instant::now();
     let outcomes: Vec<anyhow::Result<()>> = futures::stream::iter(payloads.iter().enumerate())
         .map(|(i, e)| {
@@ -168,14 +176,7 @@ async fn raw_ingest_ops(client: &async_nats::Client, payloads: &[Vec<u8>], concu
 /// stream leader) and by direct get: what ingest pays per aggregate it reads.
 async fn raw_lookups(client: &async_nats::Client, n: usize, concurrency: usize) -> anyhow::Result<(f64, f64)> {
     let js = async_nats::jetstream::new(client.clone());
-    let stream = js
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: "BENCH_LOOKUP".into(),
-            subjects: vec!["bench.lookup.>".into()],
-            allow_direct: true,
-            ..Default::default()
-        })
-        .await?;
+    let stream = direct_stream(&js, "BENCH_LOOKUP", "bench.lookup.>").await?;
     for i in 0..n / 2 {
         js.publish(format!("bench.lookup.{i}"), Bytes::from_static(b"x")).await?.await?;
     }

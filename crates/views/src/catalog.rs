@@ -365,19 +365,16 @@ pub fn write_resource<W: Write>(
 /// The triples [`write_resource`] writes.
 pub fn resource_triples(store: &Store, graph: &NamedNode, subject: &NamedNode) -> std::io::Result<Vec<Triple>> {
     let own = |iri: &str| iri == subject.as_str() || iri.starts_with(&format!("{}#", subject.as_str()));
-    let mut triples = Vec::new();
     let whole_graph = graph == subject;
-    for quad in store.quads_for_pattern(None, None, None, Some(GraphNameRef::NamedNode(graph.as_ref()))) {
-        let quad = quad.map_err(std::io::Error::other)?;
-        let keep = match &quad.subject {
-            NamedOrBlankNode::NamedNode(s) => whole_graph || own(s.as_str()),
-            NamedOrBlankNode::BlankNode(_) => whole_graph,
-        };
-        if keep {
-            triples.push(public_triple(Triple::new(quad.subject, quad.predicate, quad.object)));
-        }
-    }
-    Ok(triples)
+    graph_triples(store, graph)
+        .filter(|t| match t {
+            Ok(t) => match &t.subject {
+                NamedOrBlankNode::NamedNode(s) => whole_graph || own(s.as_str()),
+                NamedOrBlankNode::BlankNode(_) => whole_graph,
+            },
+            Err(_) => true,
+        })
+        .collect()
 }
 
 /// A public graph that says something about `subject` (a node several dataset graphs share, such

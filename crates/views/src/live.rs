@@ -53,10 +53,13 @@ impl DatasetParts {
         self.docs.remove(&iri);
         let Some(d) = dataset else { return Ok(()) };
         if let Some((mut entry, countries)) = CatalogIndex::entry_of(store, base, &NamedNode::new_unchecked(&iri))? {
-            let graph: Vec<Triple> = graph_triples(store, &entry.dataset).collect::<std::io::Result<_>>()?;
-            if self.cached + graph.len() <= CATALOG_CACHE_TRIPLES {
-                self.cached += graph.len();
-                entry.graph = Some(graph.into());
+            // a full cache takes no graph: do not read one only to drop it
+            if self.cached < CATALOG_CACHE_TRIPLES {
+                let graph: Vec<Triple> = graph_triples(store, &entry.dataset).collect::<std::io::Result<_>>()?;
+                if self.cached + graph.len() <= CATALOG_CACHE_TRIPLES {
+                    self.cached += graph.len();
+                    entry.graph = Some(graph.into());
+                }
             }
             self.entries.insert(iri.clone(), (entry, countries));
         }
