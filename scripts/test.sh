@@ -13,4 +13,17 @@ export CIREG_PYTHON="$(scripts/ensure-python.sh)"
 echo "test.sh: python judges: $CIREG_PYTHON"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# the supply chain (deny.toml): licences, duplicate versions, sources; then the RustSec advisories
+deny="$(scripts/ensure-cargo-deny.sh)"
+echo "test.sh: cargo deny ($("$deny" --version)): licences, duplicate versions, sources"
+"$deny" --color never --locked check bans licenses sources
+if "$deny" --color never fetch db >/dev/null 2>&1; then
+  echo "test.sh: cargo deny: RustSec advisories"
+  "$deny" --color never --offline check advisories
+else
+  # said loudly, never passed over in silence: this machine cannot reach github.com
+  echo "test.sh: *** RustSec advisories NOT CHECKED: the advisory database (github.com/RustSec/advisory-db)" >&2
+  echo "test.sh: *** cannot be fetched from this machine; run scripts/test.sh (or cargo deny check advisories)" >&2
+  echo "test.sh: *** where it can. Known exceptions are listed, with reasons, in deny.toml." >&2
+fi
 cargo test --workspace --locked

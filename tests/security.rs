@@ -37,36 +37,41 @@ async fn post_raw(c: &Cireg, event: &Value, authorization: Option<&str>) -> (u16
 #[tokio::test]
 async fn http_ingest_takes_only_valid_tokens_of_the_events_provider() {
     let dir = tempfile::tempdir().unwrap();
-    // a second key, RSA, minted by `cireg token` from a key openssl made: the node trusts both
+    // a second key, RSA, as identity providers (LS-AAI, Keycloak) sign with: openssl makes it and
+    // signs the token (cireg itself never signs with RSA), the node trusts both keys
     let rsa_key = dir.path().join("rsa.pem");
-    let made = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
-        .arg(&rsa_key)
-        .output()
-        .expect("openssl (Debian package openssl) makes the test's RSA key");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let rsa_jwks = dir.path().join("rsa-jwks.json");
-    let (ok, rs256_token, err) = support::run_cli(&[
-        "token",
-        "--key",
-        rsa_key.to_str().unwrap(),
-        "--jwks",
-        rsa_jwks.to_str().unwrap(),
-        "--issuer",
-        support::ISSUER,
-        "--audience",
-        support::AUDIENCE,
-        "--subject",
-        "rsa-publisher",
-        "--provider",
-        PROVIDER,
-    ]);
-    assert!(ok, "{err}");
-    let rs256_token = rs256_token.trim().to_owned();
-    let header: Value = serde_json::from_slice(&base64_url(rs256_token.split('.').next().unwrap())).unwrap();
-    assert_eq!(header["alg"], "RS256");
+    let openssl = |args: &[&str], input: Option<&[u8]>| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl (Debian package openssl) makes and uses the test's RSA key");
+        child.stdin.take().unwrap().write_all(input.unwrap_or_default()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let rsa_path = rsa_key.to_str().unwrap();
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", rsa_path], None);
+    let modulus = String::from_utf8(openssl(&["rsa", "-in", rsa_path, "-noout", "-modulus"], None)).unwrap();
+    let modulus: Vec<u8> = (0..modulus.trim().trim_start_matches("Modulus=").len() / 2)
+        .map(|i| u8::from_str_radix(&modulus.trim().trim_start_matches("Modulus=")[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    // `cireg token` refuses the RSA key, saying why
+    let (ok, _, err) = support::run_cli(&["token", "--key", rsa_path, "--provider", PROVIDER]);
+    assert!(!ok && err.contains("RSA") && err.contains("P-256"), "{err}");
+    // the claims of a token of the tests' key, under an RS256 header, signed by openssl
+    let claims_of = key_token(&token_claims("rsa-publisher", &[PROVIDER], false));
+    let header = base64_url_encode(br#"{"alg":"RS256","typ":"JWT","kid":"openssl-rsa"}"#);
+    let signing_input = format!("{header}.{}", claims_of.split('.').nth(1).unwrap());
+    let signature = openssl(&["dgst", "-sha256", "-sign", rsa_path], Some(signing_input.as_bytes()));
+    let rs256_token = format!("{signing_input}.{}", base64_url_encode(&signature));
+    let rsa = json!({"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "openssl-rsa",
+        "n": base64_url_encode(&modulus), "e": "AQAB"}]});
     let mut jwks: Value = serde_json::from_slice(&std::fs::read(&test_key().jwks).unwrap()).unwrap();
-    let rsa: Value = serde_json::from_slice(&std::fs::read(&rsa_jwks).unwrap()).unwrap();
     jwks["keys"].as_array_mut().unwrap().push(rsa["keys"][0].clone());
     let both = dir.path().join("both.jwks.json");
     std::fs::write(&both, serde_json::to_vec(&jwks).unwrap()).unwrap();
@@ -174,9 +179,14 @@ async fn http_ingest_takes_only_valid_tokens_of_the_events_provider() {
     }
 }
 
-fn base64_url(text: &str) -> Vec<u8> {
+fn base64_url_encode(bytes: &[u8]) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A token of the tests' own key with these claims.
+fn key_token(claims: &cireg_auth::DevToken) -> String {
+    test_key().key.mint(claims).unwrap()
 }
 
 #[tokio::test]

@@ -41,7 +41,7 @@ pub struct DevToken {
 }
 
 impl DevKey {
-    /// Loads the PKCS#8 PEM key at `path` (P-256 signs ES256, RSA signs RS256), or makes a new
+    /// Loads the PKCS#8 PEM P-256 key at `path` (it signs ES256), or makes a new
     /// P-256 key there (readable by its owner only). The flag says whether it was made.
     pub fn load_or_create(path: &Path) -> Result<(DevKey, bool), String> {
         let created = !path.exists();
@@ -51,13 +51,21 @@ impl DevKey {
             write_private(path, pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (key, alg) = match EncodingKey::from_ec_pem(&pem) {
-            Ok(key) => (key, Algorithm::ES256),
-            Err(_) => match EncodingKey::from_rsa_pem(&pem) {
-                Ok(key) => (key, Algorithm::RS256),
-                Err(_) => return Err(format!("{}: not a P-256 or RSA private key in PEM", path.display())),
-            },
+        // RSA keys are refused: signing with one would be a private-key operation of the `rsa`
+        // crate, whose timing leaks the key (RUSTSEC-2023-0071); cireg only verifies RSA
+        // signatures (public-key operations, which do not leak), and signs with P-256
+        let key = match EncodingKey::from_ec_pem(&pem) {
+            Ok(key) => key,
+            Err(_) if EncodingKey::from_rsa_pem(&pem).is_ok() => {
+                return Err(format!(
+                    "{}: an RSA key; cireg signs development tokens with P-256 keys only (ES256): \
+                     leave --key out to make one, or use `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`",
+                    path.display()
+                ))
+            }
+            Err(_) => return Err(format!("{}: not a P-256 private key in PEM (PKCS#8)", path.display())),
         };
+        let alg = Algorithm::ES256;
         let mut jwk = Jwk::from_encoding_key(&key, alg).map_err(|e| format!("{}: {e}", path.display()))?;
         let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| e.to_string())?;
         jwk.common.key_id = Some(kid);

@@ -8,7 +8,7 @@ use cireg_auth::{DevKey, DevToken};
 
 #[derive(clap::Args)]
 pub struct TokenArgs {
-    /// The signing key (PKCS#8 PEM: P-256 signs ES256, RSA signs RS256); a new P-256 key is made
+    /// The signing key (PKCS#8 PEM, P-256: it signs ES256; RSA keys are refused); a new one is made
     /// here when the file does not exist.
     #[arg(long, default_value = "cireg-dev-key.pem")]
     key: PathBuf,
