@@ -66,7 +66,7 @@ fn peak_resident_bytes() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
-fn mib(bytes: Option<u64>) -> String {
+pub(crate) fn mib(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "?".to_owned(), |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)))
 }
 
@@ -426,7 +426,7 @@ struct CatalogueTimings {
     pages: Vec<(String, Vec<f64>)>,
 }
 
-fn percentile(times: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(times: &[f64], p: f64) -> f64 {
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -540,11 +540,11 @@ async fn search_http_timings(
     Ok(out)
 }
 
-const BENCH_ISSUER: &str = "urn:cireg:bench";
-const BENCH_AUDIENCE: &str = "cireg";
+pub(crate) const BENCH_ISSUER: &str = "urn:cireg:bench";
+pub(crate) const BENCH_AUDIENCE: &str = "cireg";
 
 /// A researcher's token of the benchmark's key.
-fn bench_token(subject: &str) -> cireg_auth::DevToken {
+pub(crate) fn bench_token(subject: &str) -> cireg_auth::DevToken {
     cireg_auth::DevToken {
         issuer: BENCH_ISSUER.into(),
         audience: BENCH_AUDIENCE.into(),
@@ -659,14 +659,14 @@ impl BenchServer {
 }
 
 /// Studies per subject in the generated cohort: 1 M studies of 100,000 subjects, as the Atlas.
-const STUDIES_PER_SUBJECT: usize = 10;
+pub(crate) const STUDIES_PER_SUBJECT: usize = 10;
 
 /// A dataset as (provider id, dataset id).
 pub(crate) type ProviderDataset = (String, String);
 
 /// What the generated studies build on: the demo catalogue's providers and its 40 datasets (as
 /// events, in order), and each dataset as (provider, dataset id).
-fn atlas_setup() -> anyhow::Result<(Vec<Vec<u8>>, Vec<ProviderDataset>)> {
+pub(crate) fn atlas_setup() -> anyhow::Result<(Vec<Vec<u8>>, Vec<ProviderDataset>)> {
     let mut events = Vec::new();
     let mut datasets = Vec::new();
     for e in crate::demo::demo_events() {
@@ -688,7 +688,7 @@ fn atlas_setup() -> anyhow::Result<(Vec<Vec<u8>>, Vec<ProviderDataset>)> {
 }
 
 /// The providers of `datasets`, once each (what a provider's token of the benchmark names).
-fn providers_of(datasets: &[ProviderDataset]) -> Vec<String> {
+pub(crate) fn providers_of(datasets: &[ProviderDataset]) -> Vec<String> {
     let mut providers: Vec<String> = datasets.iter().map(|(p, _)| p.clone()).collect();
     providers.sort();
     providers.dedup();
@@ -698,7 +698,10 @@ fn providers_of(datasets: &[ProviderDataset]) -> Vec<String> {
 /// Study registrations `range` of a cohort like the Atlas: ten studies per subject, each
 /// subject in one of `datasets` (round robin, so every dataset and provider gets its share),
 /// modalities and body sites from the demo's patterns, dates over ten years.
-fn generated_studies(range: std::ops::Range<usize>, datasets: &[ProviderDataset]) -> anyhow::Result<Vec<Vec<u8>>> {
+pub(crate) fn generated_studies(
+    range: std::ops::Range<usize>,
+    datasets: &[ProviderDataset],
+) -> anyhow::Result<Vec<Vec<u8>>> {
     let template: Value =
         serde_json::from_str(include_str!("../../../schemas/examples/eu.cancerimage.study.registered.v1.json"))?;
     let kinds: [(&[&str], &str); 5] = [
@@ -1166,7 +1169,7 @@ fn fhir_cases(search_at: usize) -> [(&'static str, PathOf); 4] {
 }
 
 /// Resident and peak resident memory of process `pid` (Linux), in bytes.
-fn process_memory(pid: u32) -> (Option<u64>, Option<u64>) {
+pub(crate) fn process_memory(pid: u32) -> (Option<u64>, Option<u64>) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status

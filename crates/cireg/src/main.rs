@@ -4,6 +4,7 @@
 mod bench;
 mod connect;
 mod demo;
+mod load;
 mod publish;
 mod serve;
 mod token;
@@ -69,6 +70,10 @@ enum Command {
     },
     /// Measure ingest and projection against raw JetStream publish and raw Oxigraph bulk load.
     Bench(bench::BenchArgs),
+    /// Run a sustained mixed load (harvesters, searchers, FHIR and SPARQL clients, publishing
+    /// providers) against a node of its own on loopback, and print latencies, refusals and the
+    /// node's memory over the run.
+    Load(load::LoadArgs),
     /// Mint a signed bearer token from a local key, for development and the demo (made on first
     /// use; --jwks writes its public key for `serve --jwks`).
     Token(token::TokenArgs),
@@ -98,6 +103,7 @@ fn main() -> std::process::ExitCode {
             Command::Validate { files } => validate(files),
             Command::Dump { data, public } => serve::dump(&data, if public { "public" } else { "store" }),
             Command::Bench(args) => bench::bench(args).await,
+            Command::Load(args) => load::load(args).await,
             Command::Token(args) => token::token(args),
         }
     });
