@@ -5,10 +5,13 @@
 //! answer, as a careful client does. After each fault the node must be ready again; every tenth
 //! fault and at the end the node is stopped and checked: every acknowledged event is in the log
 //! exactly once, and the store equals what `cireg rebuild` makes of the log. During faults a
-//! client may get a 503 or no connection, never a 500 nor any other refusal.
+//! client may get a 503 or no connection, never a 500 nor any other refusal. Two campaigns
+//! (root only) also take the node's disk: filled up (a small tmpfs), or made slow (the node's
+//! process put in a blkio cgroup that allows it a few writes per second).
 //!
 //! `FAULT_POINTS` (default 50) faults per log, `FAULT_SEED` to repeat a run, `FAULT_ONLY` (a
-//! row's label: `embedded`, `JetStream`, `embedded, full disk`) to run one campaign.
+//! row's label: `embedded`, `JetStream`, `embedded, full disk`, `embedded, slow disk`) to run
+//! one campaign.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -36,6 +39,8 @@ struct Seen {
     wrong: Vec<String>,
     /// "Try again" answers and failed connections, by kind.
     retries: HashMap<String, u64>,
+    /// The longest an acknowledgement took.
+    slowest_ack: Duration,
 }
 
 /// The `i`-th event of client `c`: its dataset first, then studies of one subject after another,
@@ -148,6 +153,7 @@ async fn client(
                 continue;
             }
             let base = url.read().unwrap().clone();
+            let sending = Instant::now();
             // with NATS, every other event goes over a NATS request
             let sent = match &nats {
                 Some(client) if i % 2 == 1 => send_nats(client, &e).await,
@@ -158,6 +164,7 @@ async fn client(
                 match sent {
                     Sent::Acked => {
                         seen.acked.insert(id.clone());
+                        seen.slowest_ack = seen.slowest_ack.max(sending.elapsed());
                         true
                     }
                     Sent::Wrong(why) => {
@@ -187,8 +194,10 @@ struct Outcome {
     checks: usize,
     /// Checks whose store equalled its rebuild.
     equal: usize,
-    /// Faults that were a full disk.
+    /// Faults that were a full disk, or a slow one.
     full_disks: usize,
+    slow_disks: usize,
+    slowest_ack: Duration,
     /// Times the node stopped itself and was started again.
     restarted: usize,
     slowest_ready: Duration,
@@ -266,6 +275,82 @@ enum Faults {
     JetStream,
     /// kill -9 of the node, or its disk (a small tmpfs) filled up, held full, then freed.
     EmbeddedFullDisk,
+    /// kill -9 of the node, or its disk made slow for a while (a few writes per second).
+    EmbeddedSlowDisk,
+}
+
+/// A blkio cgroup (cgroup v1, root only) that throttles the writes of the processes put in it to
+/// the block device under a path; the limits are lifted and the cgroup removed when dropped.
+struct SlowDisk {
+    cgroup: std::path::PathBuf,
+    /// The device's `major:minor` (the whole disk: throttling applies to disks, not partitions).
+    device: String,
+}
+
+impl SlowDisk {
+    const BLKIO: &'static str = "/sys/fs/cgroup/blkio";
+
+    fn new(under: &std::path::Path) -> Result<SlowDisk, String> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::create_dir_all(under).map_err(|e| e.to_string())?;
+        let dev = std::fs::metadata(under).map_err(|e| e.to_string())?.dev();
+        let (major, minor) = (libc_major(dev), libc_minor(dev));
+        let sys = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+        if !sys.exists() {
+            return Err(format!(
+                "{} is not on a block device ({major}:{minor}): nothing to slow down",
+                under.display()
+            ));
+        }
+        // a partition: its disk is the directory above
+        let device = if sys.join("partition").exists() {
+            std::fs::read_to_string(sys.join("../dev")).map_err(|e| e.to_string())?.trim().to_owned()
+        } else {
+            format!("{major}:{minor}")
+        };
+        let cgroup = std::path::Path::new(Self::BLKIO).join(format!("cireg-faults-{}", std::process::id()));
+        std::fs::create_dir_all(&cgroup)
+            .map_err(|e| format!("{}: {e} (cgroup v1 blkio, as root)", cgroup.display()))?;
+        Ok(SlowDisk { cgroup, device })
+    }
+
+    fn write(&self, file: &str, value: &str) {
+        std::fs::write(self.cgroup.join(file), value).unwrap_or_else(|e| panic!("{file} <- {value}: {e}"));
+    }
+
+    /// Lets process `pid` write `iops` times and `bps` bytes a second to the disk.
+    fn slow(&self, pid: u32, iops: u64, bps: u64) {
+        self.write("blkio.throttle.write_iops_device", &format!("{} {iops}", self.device));
+        self.write("blkio.throttle.write_bps_device", &format!("{} {bps}", self.device));
+        self.write("cgroup.procs", &pid.to_string());
+    }
+
+    /// Lifts the limits (and moves every process of the cgroup back to the root).
+    fn lift(&self) {
+        self.write("blkio.throttle.write_iops_device", &format!("{} 0", self.device));
+        self.write("blkio.throttle.write_bps_device", &format!("{} 0", self.device));
+        let procs = std::fs::read_to_string(self.cgroup.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines() {
+            // a process that ended meanwhile is no longer there to move
+            let _ = std::fs::write(std::path::Path::new(Self::BLKIO).join("cgroup.procs"), pid);
+        }
+    }
+}
+
+impl Drop for SlowDisk {
+    fn drop(&mut self) {
+        self.lift();
+        let _ = std::fs::remove_dir(&self.cgroup);
+    }
+}
+
+/// `major(3)` and `minor(3)` of a Linux `dev_t`.
+fn libc_major(dev: u64) -> u64 {
+    ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)
+}
+
+fn libc_minor(dev: u64) -> u64 {
+    ((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)
 }
 
 /// A tmpfs mounted for the campaign (root only), unmounted when dropped.
@@ -316,6 +401,12 @@ async fn campaign(faults: Faults, points: usize, random: &mut Rng) -> Outcome {
         }
         _ => None,
     };
+    let slow_disk = match faults {
+        Faults::EmbeddedSlowDisk => {
+            Some(SlowDisk::new(&dir.path().join("node")).expect("a blkio cgroup for the slow disk"))
+        }
+        _ => None,
+    };
     let mut args = vec!["--public-base", "http://registry.test", "--ingest-rate", "100000"];
     let nats_url = nats.as_ref().map(|n| n.url());
     if let Some(url) = &nats_url {
@@ -341,6 +432,8 @@ async fn campaign(faults: Faults, points: usize, random: &mut Rng) -> Outcome {
         checks: 0,
         equal: 0,
         full_disks: 0,
+        slow_disks: 0,
+        slowest_ack: Duration::ZERO,
         restarted: 0,
         slowest_ready: Duration::ZERO,
         retries: HashMap::new(),
@@ -348,13 +441,23 @@ async fn campaign(faults: Faults, points: usize, random: &mut Rng) -> Outcome {
     };
     for point in 1..=points {
         tokio::time::sleep(Duration::from_millis(200 + random.below(1300))).await;
-        match (&mut nats, &tmpfs, random.below(2)) {
-            (Some(nats), _, 1) => nats.restart(),
-            (_, Some(tmpfs), 1) => {
+        match (&mut nats, &tmpfs, &slow_disk, random.below(2)) {
+            (Some(nats), _, _, 1) => nats.restart(),
+            (_, Some(tmpfs), _, 1) => {
                 let ballast = tmpfs.fill();
                 tokio::time::sleep(Duration::from_millis(500 + random.below(1500))).await;
                 std::fs::remove_file(ballast).unwrap();
                 outcome.full_disks += 1;
+            }
+            (_, _, Some(slow), 1) => {
+                // a few writes a second, for 1–4 s; sometimes the node is killed while it lasts
+                slow.slow(node.pid(), 4 + random.below(12), 256 * 1024);
+                tokio::time::sleep(Duration::from_millis(1000 + random.below(3000))).await;
+                if random.below(4) == 0 {
+                    node.restart();
+                }
+                slow.lift();
+                outcome.slow_disks += 1;
             }
             _ => node.restart(),
         }
@@ -399,6 +502,7 @@ async fn campaign(faults: Faults, points: usize, random: &mut Rng) -> Outcome {
     let seen = seen.lock().unwrap();
     outcome.acked = seen.acked.len();
     outcome.retries = seen.retries.clone();
+    outcome.slowest_ack = seen.slowest_ack;
     outcome.wrong = seen.wrong.clone();
     node.stop();
     outcome
@@ -418,6 +522,7 @@ async fn fault_campaign() {
         ("embedded", Faults::Embedded),
         ("JetStream", Faults::JetStream),
         ("embedded, full disk", Faults::EmbeddedFullDisk),
+        ("embedded, slow disk", Faults::EmbeddedSlowDisk),
     ] {
         if std::env::var("FAULT_ONLY").is_ok_and(|only| only != label) {
             eprintln!("not run: {label} (FAULT_ONLY)");
@@ -430,18 +535,25 @@ async fn fault_campaign() {
                 continue;
             }
         }
+        if faults == Faults::EmbeddedSlowDisk {
+            if let Err(e) = SlowDisk::new(&tempfile::tempdir().unwrap().path().join("probe")) {
+                eprintln!("the slow-disk campaign needs a blkio cgroup (cgroup v1, root) over a block device: {e}");
+                continue;
+            }
+        }
         let outcome = campaign(faults, points, &mut random).await;
         rows.push((label, outcome));
     }
-    println!("\n| log | faults (full disk) | node stopped itself | acknowledged | lost | doubled | checks: store == rebuild | slowest back to ready | client retries |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("\n| log | faults (full disk, slow disk) | node stopped itself | acknowledged | lost | doubled | checks: store == rebuild | slowest back to ready | slowest acknowledgement | client retries |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (label, o) in &rows {
         let mut retries: Vec<_> = o.retries.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         retries.sort();
         println!(
-            "| {label} | {} ({}) | {} | {} | {} | {} | {} of {} | {:.1} s | {} |",
+            "| {label} | {} ({}, {}) | {} | {} | {} | {} | {} of {} | {:.1} s | {:.1} s | {} |",
             o.faults,
             o.full_disks,
+            o.slow_disks,
             o.restarted,
             o.acked,
             o.lost,
@@ -449,6 +561,7 @@ async fn fault_campaign() {
             o.equal,
             o.checks,
             o.slowest_ready.as_secs_f64(),
+            o.slowest_ack.as_secs_f64(),
             retries.join(", ")
         );
     }
