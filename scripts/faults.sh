@@ -3,6 +3,8 @@
 # the JetStream log nats-server, are killed at random points; then every acknowledged event must
 # be in the log once and the store equal its rebuild. Prints the README's table.
 #   FAULT_POINTS=50 (faults per log)   FAULT_SEED=<n> (repeat a run)
+#   FAULT_ONLY=<label> (one campaign: embedded, JetStream, "embedded, full disk", "embedded, slow disk")
+# The full-disk and slow-disk campaigns need root (a tmpfs; a blkio cgroup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh --tests
