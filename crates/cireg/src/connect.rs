@@ -73,12 +73,19 @@ impl NatsArgs {
         if let Some(prefix) = inbox_prefix {
             options = options.custom_inbox_prefix(prefix);
         }
-        options.connect(url).await.with_context(|| format!("connecting to NATS at {}", redacted(url)))
+        // a cluster's servers, comma-separated: the client starts with any that answers (it then
+        // learns the others from the cluster, and moves to one when its server goes away)
+        let servers: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        options.connect(servers).await.with_context(|| format!("connecting to NATS at {}", redacted(url)))
     }
 }
 
-/// `url` with any password in it replaced, for messages and logs.
+/// `url` (or a comma-separated list of them) with any password in it replaced, for messages and
+/// logs.
 pub fn redacted(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(|u| redacted(u.trim())).collect::<Vec<_>>().join(",");
+    }
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
@@ -99,5 +106,6 @@ mod tests {
         assert_eq!(redacted("nats://cireg:s3cret@nats.example.eu:4222"), "nats://cireg:***@nats.example.eu:4222");
         assert_eq!(redacted("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         assert!(!redacted("nats://u:s3cret@[bad").contains("s3cret"));
+        assert_eq!(redacted("nats://a:x@n1:4222, nats://a:y@n2:4222"), "nats://a:***@n1:4222,nats://a:***@n2:4222");
     }
 }

@@ -26,10 +26,16 @@ pub struct LogArgs {
     /// Directory for the store (and the embedded log when --nats is not given).
     #[arg(long, default_value = "cireg-data", env = "CIREG_DATA")]
     pub data: PathBuf,
-    /// NATS server URL (nats:// or tls://); the event log is then the JetStream stream
-    /// CIREG_EVENTS. Put credentials in --nats-user/--nats-password, not in the URL.
+    /// NATS server URL (nats:// or tls://), or a cluster's servers comma-separated; the event log
+    /// is then the JetStream stream CIREG_EVENTS. Put credentials in --nats-user/--nats-password,
+    /// not in the URL.
     #[arg(long, env = "CIREG_NATS")]
     pub nats: Option<String>,
+    /// Replicas of cireg's JetStream streams: 1 on a single server, 3 on a cluster of three (or
+    /// more), so that the log survives the loss of a server. Streams that exist with another
+    /// number are scaled to this one.
+    #[arg(long, default_value_t = 1, env = "CIREG_NATS_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: u8,
     #[command(flatten)]
     pub nats_args: connect::NatsArgs,
 }

@@ -182,7 +182,8 @@ pub async fn open_log(args: &LogArgs) -> anyhow::Result<(Arc<dyn EventLog>, Opti
     match &args.nats {
         Some(url) => {
             let client = args.nats_args.connect(url, "cireg", None).await?;
-            let log = JetStreamLog::open(client.clone(), &JetStreamOptions::default()).await.with_context(|| {
+            let options = JetStreamOptions { replicas: args.nats_replicas.into(), ..JetStreamOptions::default() };
+            let log = JetStreamLog::open(client.clone(), &options).await.with_context(|| {
                 format!(
                     "opening the JetStream event log at {} (is JetStream enabled, nats-server -js? may this user use it?)",
                     crate::connect::redacted(url)
@@ -320,7 +321,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(client) = &nats {
         let js = async_nats::jetstream::new(client.clone());
-        cireg_ingest::nats::ensure_streams(&js, 1).await.map_err(anyhow::Error::msg)?;
+        cireg_ingest::nats::ensure_streams(&js, args.log.nats_replicas.into()).await.map_err(anyhow::Error::msg)?;
         let (i, c, s) = (ingest.clone(), client.clone(), shutdown_rx.clone());
         tasks.spawn(async move {
             if let Err(e) = cireg_ingest::nats::run_submissions(i, c, s).await {

@@ -92,31 +92,43 @@ async fn handle(
     (outcome_subject, body, is_final)
 }
 
-/// Creates the submission and outcome streams if missing.
+/// Creates the submission and outcome streams if missing, with `replicas` (an existing one is
+/// scaled to it).
 pub async fn ensure_streams(js: &jetstream::Context, replicas: usize) -> Result<(), String> {
-    js.get_or_create_stream(stream::Config {
-        name: SUBMISSIONS_STREAM.to_owned(),
-        description: Some("cireg: events submitted by providers, not yet validated".to_owned()),
-        subjects: vec!["cireg.submit.>".to_owned()],
-        retention: RetentionPolicy::WorkQueue,
-        storage: StorageType::File,
-        num_replicas: replicas,
-        duplicate_window: Duration::from_secs(3600),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("submission stream: {e}"))?;
-    js.get_or_create_stream(stream::Config {
-        name: OUTCOMES_STREAM.to_owned(),
-        description: Some("cireg: the outcome of every submission, kept for a week".to_owned()),
-        subjects: vec!["cireg.outcome.>".to_owned()],
-        storage: StorageType::File,
-        num_replicas: replicas,
-        max_age: Duration::from_secs(7 * 24 * 3600),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("outcome stream: {e}"))?;
+    let submissions = js
+        .get_or_create_stream(stream::Config {
+            name: SUBMISSIONS_STREAM.to_owned(),
+            description: Some("cireg: events submitted by providers, not yet validated".to_owned()),
+            subjects: vec!["cireg.submit.>".to_owned()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("submission stream: {e}"))?;
+    let outcomes = js
+        .get_or_create_stream(stream::Config {
+            name: OUTCOMES_STREAM.to_owned(),
+            description: Some("cireg: the outcome of every submission, kept for a week".to_owned()),
+            subjects: vec!["cireg.outcome.>".to_owned()],
+            storage: StorageType::File,
+            num_replicas: replicas,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("outcome stream: {e}"))?;
+    for stream in [submissions, outcomes] {
+        let config = stream.cached_info().config.clone();
+        if config.num_replicas != replicas {
+            let name = config.name.clone();
+            js.update_stream(&stream::Config { num_replicas: replicas, ..config })
+                .await
+                .map_err(|e| format!("scaling {name} to {replicas} replicas: {e}"))?;
+        }
+    }
     Ok(())
 }
 

@@ -49,10 +49,11 @@ fn unavailable<E: std::fmt::Display>(e: E) -> LogError {
 }
 
 impl JetStreamLog {
-    /// Uses `client`'s JetStream, creating the event stream if it does not exist.
+    /// Uses `client`'s JetStream, creating the event stream if it does not exist (and scaling it
+    /// to `options.replicas` if it exists with another number).
     pub async fn open(client: async_nats::Client, options: &JetStreamOptions) -> Result<Self, LogError> {
         let context = jetstream::new(client.clone());
-        let stream = context
+        let mut stream = context
             .get_or_create_stream(stream::Config {
                 name: EVENTS_STREAM.to_owned(),
                 description: Some("cireg canonical event log: validated provider events".to_owned()),
@@ -65,6 +66,12 @@ impl JetStreamLog {
             })
             .await
             .map_err(unavailable)?;
+        if stream.cached_info().config.num_replicas != options.replicas {
+            let config = stream::Config { num_replicas: options.replicas, ..stream.cached_info().config.clone() };
+            tracing::info!(replicas = options.replicas, "scaling the event stream");
+            context.update_stream(&config).await.map_err(unavailable)?;
+            stream = context.get_stream(EVENTS_STREAM).await.map_err(unavailable)?;
+        }
         let config = &stream.cached_info().config;
         let direct = config.allow_direct && config.num_replicas <= 1;
         Ok(JetStreamLog { client, context, stream, direct })

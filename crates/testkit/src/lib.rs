@@ -167,6 +167,50 @@ impl Drop for NatsServer {
     }
 }
 
+/// A NATS cluster of three servers started from one configuration (`deploy/nats/cluster/node.conf`),
+/// each server's own values (name, cluster port, routes to the other two) in its environment, as
+/// the deployment's `node-N.env` files give them; all on loopback, on free ports.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts the three servers; `env` adds to each one's environment (passwords).
+    pub fn start(config: &str, env: &[(&str, &str)]) -> Self {
+        let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let servers = (0..3)
+            .map(|i| {
+                let routes: Vec<String> = (0..3)
+                    .filter(|j| *j != i)
+                    .map(|j| format!("nats-route://127.0.0.1:{}", cluster_ports[j]))
+                    .collect();
+                let own = [
+                    ("CIREG_NATS_NAME".to_owned(), format!("nats-{}", i + 1)),
+                    ("CIREG_NATS_HOST".to_owned(), "127.0.0.1".to_owned()),
+                    ("CIREG_NATS_CLUSTER_PORT".to_owned(), cluster_ports[i].to_string()),
+                    ("CIREG_NATS_ROUTE_1".to_owned(), routes[0].clone()),
+                    ("CIREG_NATS_ROUTE_2".to_owned(), routes[1].clone()),
+                ];
+                let mut all: Vec<(&str, &str)> = own.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                all.extend_from_slice(env);
+                NatsServer::start_with_config_and_env(config, &all)
+            })
+            .collect();
+        NatsCluster { servers }
+    }
+
+    /// Every server's client URL, comma-separated (what `cireg --nats` takes for a cluster).
+    pub fn urls(&self) -> String {
+        self.servers.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// The server named `name` (`nats-1`…), as JetStream names a stream's leader.
+    pub fn by_name(&mut self, name: &str) -> Option<&mut NatsServer> {
+        let i = name.strip_prefix("nats-")?.parse::<usize>().ok()?.checked_sub(1)?;
+        self.servers.get_mut(i)
+    }
+}
+
 /// xorshift64*: enough randomness for choosing test events and fault points, and replayable from
 /// its seed (which a test prints).
 pub struct Rng(pub u64);
