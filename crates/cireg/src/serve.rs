@@ -97,6 +97,12 @@ pub struct ServeArgs {
     /// Name of this node's projector (its JetStream durable consumer); one per store.
     #[arg(long, default_value = "cireg-projector", env = "CIREG_READER")]
     reader: String,
+    /// Run as the central node: fold the catalogue-level events (providers, datasets; never
+    /// studies) of the national nodes whose JetStream domains are given (comma-separated), which
+    /// JetStream sources into this node's stream over leaf node connections; take no events.
+    /// Needs --nats and nats-server 2.10 or later (deploy/nats/federation/).
+    #[arg(long, value_delimiter = ',', env = "CIREG_CENTRAL", requires = "nats")]
+    central: Vec<String>,
 }
 
 /// Bearer tokens: who may publish over HTTP and who may read study-level data.
@@ -176,6 +182,32 @@ impl CatalogArgs {
         info.countries = self.catalog_countries.clone();
         info
     }
+}
+
+/// The central node's log, sourced from the national nodes' JetStream domains.
+async fn open_central_log(
+    args: &LogArgs,
+    domains: &[String],
+) -> anyhow::Result<(Arc<dyn EventLog>, Option<async_nats::Client>)> {
+    for domain in domains {
+        anyhow::ensure!(
+            !domain.is_empty() && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "--central: {domain:?} is not a JetStream domain name (letters, digits, '-', '_')"
+        );
+    }
+    let url = args.nats.as_deref().context(
+        "--central needs --nats: the central NATS server, which reaches the national ones as leaf nodes (deploy/nats/federation/)",
+    )?;
+    let client = args.nats_args.connect(url, "cireg-central", None).await?;
+    let options = JetStreamOptions { replicas: args.nats_replicas.into(), ..JetStreamOptions::default() };
+    let log = JetStreamLog::open_central(client.clone(), domains, &options).await.with_context(|| {
+        format!(
+            "making the central log at {}, sourced from the JetStream domains {} (nats-server 2.10 or later, leaf nodes connected?)",
+            crate::connect::redacted(url),
+            domains.join(", ")
+        )
+    })?;
+    Ok((Arc::new(log), Some(client)))
 }
 
 pub async fn open_log(args: &LogArgs) -> anyhow::Result<(Arc<dyn EventLog>, Option<async_nats::Client>)> {
@@ -267,7 +299,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
-    let (log, nats) = open_log(&args.log).await?;
+    let central = !args.central.is_empty();
+    anyhow::ensure!(!(central && args.demo), "--demo loads events into the log, and the central node takes none");
+    let (log, nats) =
+        if central { open_central_log(&args.log, &args.central).await? } else { open_log(&args.log).await? };
     let journal = Arc::new(cireg_projector::ChangeJournal::default());
     // without --public-base, the base the store was built for: a restart that leaves the option
     // out (or listens elsewhere) must not fail, nor move the catalogue's IRIs
@@ -319,7 +354,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    if let Some(client) = &nats {
+    // the central node takes no events: providers publish to their national nodes
+    if let Some(client) = nats.as_ref().filter(|_| !central) {
         let js = async_nats::jetstream::new(client.clone());
         cireg_ingest::nats::ensure_streams(&js, args.log.nats_replicas.into()).await.map_err(anyhow::Error::msg)?;
         let (i, c, s) = (ingest.clone(), client.clone(), shutdown_rx.clone());
@@ -362,6 +398,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => machine_memory().map(|bytes| bytes / 4 * 3),
         },
         history_max_events: args.history_max_events,
+        central,
         backups: Some(cireg_server::Backups::new(
             args.backup_dir.clone().unwrap_or_else(|| args.log.data.join("backups")),
         )),

@@ -18,6 +18,11 @@ pub const EVENTS_STREAM: &str = "CIREG_EVENTS";
 
 /// The subjects of the canonical stream: every aggregate subject.
 pub const EVENTS_SUBJECTS: &str = "cireg.events.>";
+/// The central node's stream (see [`JetStreamLog::open_central`]).
+pub const CENTRAL_STREAM: &str = "CIREG_CENTRAL";
+/// What the central node takes from a national node's log: its providers and datasets. Never
+/// `cireg.events.<provider>.subject.>`, a pseudonymous subject's consent and studies.
+pub const CATALOGUE_SUBJECTS: [&str; 2] = ["cireg.events.*.provider", "cireg.events.*.dataset.*"];
 
 /// How the JetStream log is set up.
 #[derive(Debug, Clone)]
@@ -39,6 +44,8 @@ pub struct JetStreamLog {
     client: async_nats::Client,
     context: jetstream::Context,
     stream: stream::Stream,
+    /// The central node's log: sourced from the national nodes' logs, never appended to here.
+    read_only: bool,
     /// Whether a subject's last message may be read by direct get (which any replica answers):
     /// only when the stream has one replica, so that what it answers is never behind the leader.
     direct: bool,
@@ -74,7 +81,53 @@ impl JetStreamLog {
         }
         let config = &stream.cached_info().config;
         let direct = config.allow_direct && config.num_replicas <= 1;
-        Ok(JetStreamLog { client, context, stream, direct })
+        Ok(JetStreamLog { client, context, stream, direct, read_only: false })
+    }
+
+    /// The central node's log: the stream [`CENTRAL_STREAM`], which JetStream itself fills from
+    /// the event streams of the national nodes (their JetStream domains, reached over leaf node
+    /// connections) with their catalogue-level events only: providers and datasets, never a
+    /// pseudonymous subject's consent or studies. Created, or its sources set, as `domains` say.
+    /// Read-only: the national nodes are where events are published.
+    pub async fn open_central(
+        client: async_nats::Client,
+        domains: &[String],
+        options: &JetStreamOptions,
+    ) -> Result<Self, LogError> {
+        let context = jetstream::new(client.clone());
+        let sources: Vec<stream::Source> = domains
+            .iter()
+            .flat_map(|domain| {
+                CATALOGUE_SUBJECTS.iter().map(move |filter| stream::Source {
+                    name: EVENTS_STREAM.to_owned(),
+                    filter_subject: Some((*filter).to_owned()),
+                    external: Some(stream::External { api_prefix: format!("$JS.{domain}.API"), delivery_prefix: None }),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let config = stream::Config {
+            name: CENTRAL_STREAM.to_owned(),
+            description: Some(format!(
+                "cireg central log: the catalogue events of the national nodes {}",
+                domains.join(", ")
+            )),
+            subjects: Vec::new(),
+            sources: Some(sources.clone()),
+            storage: StorageType::File,
+            num_replicas: options.replicas,
+            allow_direct: true,
+            ..Default::default()
+        };
+        let mut stream = context.get_or_create_stream(config.clone()).await.map_err(unavailable)?;
+        let existing = &stream.cached_info().config;
+        if existing.sources.as_ref() != Some(&sources) || existing.num_replicas != options.replicas {
+            tracing::info!(domains = ?domains, replicas = options.replicas, "setting the central stream's sources");
+            context.update_stream(&config).await.map_err(unavailable)?;
+            stream = context.get_stream(CENTRAL_STREAM).await.map_err(unavailable)?;
+        }
+        let direct = options.replicas <= 1;
+        Ok(JetStreamLog { client, context, stream, direct, read_only: true })
     }
 
     /// Reads through an ordered consumer until `max` events, the sequence `last` (the end when the
@@ -125,6 +178,11 @@ fn stored(message: &jetstream::Message) -> Result<StoredEvent, LogError> {
 #[async_trait::async_trait]
 impl EventLog for JetStreamLog {
     async fn append(&self, request: AppendRequest) -> Result<Appended, LogError> {
+        if self.read_only {
+            return Err(LogError::Unavailable(
+                "the central node's log is filled from the national nodes' logs: publish there".into(),
+            ));
+        }
         let publish = jetstream::message::PublishMessage::build()
             .payload(request.payload)
             .message_id(&request.event_id)

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use embedded::EmbeddedLog;
-pub use jetstream::{JetStreamLog, JetStreamOptions, EVENTS_STREAM};
+pub use jetstream::{JetStreamLog, JetStreamOptions, CATALOGUE_SUBJECTS, CENTRAL_STREAM, EVENTS_STREAM};
 
 /// One event as the log holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,6 +31,15 @@ pub async fn post_events(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    if state.central {
+        return problem(
+            403,
+            "central-node",
+            "The central node takes no events",
+            "this is the central node: it shows the catalogues of the national nodes, folded from their logs; publish to your national node",
+        )
+        .into_response();
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return crate::problem::body_rejected(rejection).into_response(),

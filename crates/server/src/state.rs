@@ -55,6 +55,8 @@ pub struct AppState {
     pub limits: crate::RequestLimits,
     /// Where `POST /admin/backup` writes (none: the node keeps no backups).
     pub backups: Option<crate::Backups>,
+    /// The central node: it folds the national nodes' catalogues and takes no events itself.
+    pub central: bool,
 }
 
 /// How long a request waits for the read models to include what the projector had applied when

