@@ -540,8 +540,8 @@ async fn search_http_timings(
     Ok(out)
 }
 
-pub(crate) const BENCH_ISSUER: &str = "urn:cireg:bench";
-pub(crate) const BENCH_AUDIENCE: &str = "cireg";
+const BENCH_ISSUER: &str = "urn:cireg:bench";
+const BENCH_AUDIENCE: &str = "cireg";
 
 /// A researcher's token of the benchmark's key.
 pub(crate) fn bench_token(subject: &str) -> cireg_auth::DevToken {
@@ -1182,19 +1182,24 @@ pub(crate) fn process_memory(pid: u32) -> (Option<u64>, Option<u64>) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// `cireg serve` itself over the store under `data` (with its own empty embedded log): time to
-/// ready (the read models built), its resident memory then, FHIR search as a client sees it,
-/// and its resident and peak memory after.
-async fn measure_serve(
+/// `cireg serve` as a process of its own over `data` (`extra`: more of its arguments), trusting
+/// the benchmark's key (`jwks`), its log to `stderr`: started, then waited for until its
+/// `/readyz` says ready. Its process and base URL; a process that did not start listening within
+/// `start_within`, or got no readier within `ready_within`, is stopped.
+pub(crate) async fn start_serve(
     data: &std::path::Path,
-    search_at: usize,
     jwks: &std::path::Path,
-    token: &str,
-) -> anyhow::Result<()> {
+    extra: &[&str],
+    stderr: std::process::Stdio,
+    start_within: std::time::Duration,
+    ready_within: std::time::Duration,
+) -> anyhow::Result<(std::process::Child, String)> {
     use std::io::BufRead;
     let start = Instant::now();
     let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["serve", "--listen", "127.0.0.1:0", "--public-base", "http://bench.invalid", "--data"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--data")
         .arg(data)
         .arg("--jwks")
         .arg(jwks)
@@ -1202,8 +1207,8 @@ async fn measure_serve(
         .env("CIREG_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
         .spawn()?;
-    let pid = child.id();
     let stdout = child.stdout.take().context("the server's output")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -1214,15 +1219,52 @@ async fn measure_serve(
             }
         }
     });
-    let outcome = async {
-        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(600)))
+    let ready = async {
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(start_within))
             .await?
-            .context("cireg serve did not start")?;
+            .with_context(|| format!("cireg serve did not start within {start_within:?}"))?;
+        let base = format!("http://{addr}");
         let client = reqwest::Client::new();
-        while !client.get(format!("http://{addr}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-            anyhow::ensure!(start.elapsed().as_secs() < 3600, "cireg serve was not ready within an hour");
+        while !client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            anyhow::ensure!(start.elapsed() < ready_within, "cireg serve was not ready within {ready_within:?}");
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
+        anyhow::Ok(base)
+    }
+    .await;
+    match ready {
+        Ok(base) => Ok((child, base)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// `cireg serve` itself over the store under `data` (with its own empty embedded log): time to
+/// ready (the read models built), its resident memory then, FHIR search as a client sees it,
+/// and its resident and peak memory after.
+async fn measure_serve(
+    data: &std::path::Path,
+    search_at: usize,
+    jwks: &std::path::Path,
+    token: &str,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let (mut child, base) = start_serve(
+        data,
+        jwks,
+        &["--public-base", "http://bench.invalid"],
+        std::process::Stdio::inherit(),
+        std::time::Duration::from_secs(600),
+        std::time::Duration::from_secs(3600),
+    )
+    .await?;
+    let pid = child.id();
+    let addr = base.trim_start_matches("http://").to_owned();
+    let outcome = async {
+        let client = reqwest::Client::new();
         let ready = start.elapsed().as_secs_f64();
         let (rss_ready, _) = process_memory(pid);
         println!(

@@ -14,12 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::bench::{
-    atlas_setup, bench_token, generated_studies, mib, percentile, process_memory, providers_of, BENCH_AUDIENCE,
-    BENCH_ISSUER,
+use crate::{
+    bench::{atlas_setup, bench_token, generated_studies, mib, percentile, process_memory, providers_of, start_serve},
+    demo::Rng,
 };
 
 #[derive(clap::Args)]
@@ -123,18 +122,6 @@ impl Client {
 
     fn running(&self) -> bool {
         Instant::now() < self.deadline
-    }
-}
-
-/// A small deterministic generator (each client its own), so a run can be repeated.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
     }
 }
 
@@ -335,47 +322,6 @@ fn provider_token(key: &cireg_auth::DevKey, subject: &str, providers: Vec<String
     key.mint(&token).map_err(anyhow::Error::msg)
 }
 
-/// Starts `cireg serve --demo` over `data`; its process and base URL, once ready.
-async fn start_node(
-    data: &std::path::Path,
-    jwks: &std::path::Path,
-    log: &std::path::Path,
-) -> anyhow::Result<(std::process::Child, String)> {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--public-base", "http://load.invalid", "--data"])
-        .arg(data)
-        .arg("--jwks")
-        .arg(jwks)
-        .args(["--token-issuer", BENCH_ISSUER, "--token-audience", BENCH_AUDIENCE])
-        .env("CIREG_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        // its log (each 503 of the flood, among others) would drown the report
-        .stderr(std::fs::File::create(log)?)
-        .spawn()?;
-    let stdout = child.stdout.take().context("the node's output")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on http://").nth(1).and_then(|r| r.split(',').next()) {
-                let _ = tx.send(addr.trim().to_owned());
-            }
-        }
-    });
-    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(120)))
-        .await?
-        .context("cireg serve did not start within 2 minutes")?;
-    let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
-    let start = Instant::now();
-    while !http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(300), "cireg serve was not ready within 5 minutes");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Ok((child, base))
-}
-
 /// Studies the node holds (FHIR `_count=0` total).
 async fn studies_held(base: &str, token: &str) -> Option<u64> {
     let r = reqwest::Client::new().get(format!("{base}/fhir/ImagingStudy?_count=0")).bearer_auth(token).send().await;
@@ -394,7 +340,16 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let (key, _) = cireg_auth::DevKey::load_or_create(&dir.path().join("key.pem")).map_err(anyhow::Error::msg)?;
     key.write_jwks(&dir.path().join("jwks.json")).map_err(anyhow::Error::msg)?;
     let log = dir.path().join("node.log");
-    let (mut child, base) = start_node(&dir.path().join("data"), &dir.path().join("jwks.json"), &log).await?;
+    let (mut child, base) = start_serve(
+        &dir.path().join("data"),
+        &dir.path().join("jwks.json"),
+        &["--demo", "--public-base", "http://load.invalid"],
+        // its log (each 503 of the flood, among others) would drown the report
+        std::fs::File::create(&log)?.into(),
+        Duration::from_secs(120),
+        Duration::from_secs(300),
+    )
+    .await?;
     let pid = child.id();
     let outcome = run(&args, &key, &base, pid).await;
     if outcome.is_err() {
