@@ -1,13 +1,17 @@
 //! Black-box: the federation on NATS's own mechanisms, with real processes. Two national nodes
 //! (their NATS from `deploy/nats/federation/national.conf`, each its own JetStream domain) and the
 //! central NATS (`central.conf`), which reaches them as leaf nodes; a `cireg serve` on each
-//! national NATS and `cireg serve --central de,fr` on the central one. JetStream sources the
+//! national NATS and `cireg serve --central de=…,fr=…` on the central one. JetStream sources the
 //! national logs' catalogue events into the central stream; the central node folds and serves
-//! them and takes no events. Checked: both countries' datasets reach the central catalogue,
-//! their study events never reach the central log, a withdrawal propagates, and a national node
-//! that is down stops nothing (its events arrive once it is back).
+//! them and takes no events. Checked: both countries' datasets reach the central catalogue, each
+//! saying which node it came from (a sub-catalogue per node, the node as publisher of its records,
+//! a node facet in search) and identified by its IRI at that node; pySHACL accepts the central
+//! catalogue; their study events never reach the central log, a withdrawal propagates, a
+//! national node that is down stops nothing (its datasets stay, marked with when it was last
+//! confirmed; its events arrive once it is back), and a central node rebuilt from nothing gets
+//! everything again.
 //!
-//! Needs nats-server 2.10 or later (a stream sourcing one stream with two filters);
+//! Needs nats-server 2.10 or later (subject transforms of sourced streams);
 //! `scripts/ensure-python.sh` installs it into the tests' venv.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -42,7 +46,7 @@ fn national_nats(domain: &str) -> (NatsServer, u16) {
     (NatsServer::start_with_config_env_and_bin(&config, &env, nats_server_2_10_bin()), leaf)
 }
 
-fn central_nats(leaf_ports: [u16; 2]) -> NatsServer {
+fn central_nats_server(leaf_ports: [u16; 2]) -> NatsServer {
     let config = std::fs::read_to_string(support::repo_root().join("deploy/nats/federation/central.conf")).unwrap();
     let remotes: Vec<String> =
         leaf_ports.iter().map(|p| format!("nats-leaf://central:{LEAF_PASSWORD}@127.0.0.1:{p}")).collect();
@@ -90,16 +94,116 @@ async fn central_datasets(central: &Cireg, n: usize) -> Vec<String> {
     }
 }
 
+/// The values of `?x` that `query` selects from the central catalogue document (`/catalog.ttl`).
+async fn in_catalogue(central: &Cireg, query: &str) -> Vec<String> {
+    let turtle = reqwest::get(central.url("/catalog.ttl")).await.unwrap().text().await.unwrap();
+    let store = oxigraph::store::Store::new().unwrap();
+    store.load_from_reader(oxigraph::io::RdfFormat::Turtle, turtle.as_bytes()).unwrap();
+    let oxigraph::sparql::QueryResults::Solutions(rows) =
+        oxigraph::sparql::SparqlEvaluator::new().parse_query(query).unwrap().on_store(&store).execute().unwrap()
+    else {
+        panic!("not a SELECT")
+    };
+    rows.map(|r| r.unwrap().get("x").unwrap().to_string()).collect()
+}
+
+/// Waits until the central node sees national node `node` as `reachable`; returns its status.
+async fn node_status(central: &Cireg, node: &str, reachable: bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let all: Value = reqwest::get(central.url("/api/v1/nodes")).await.unwrap().json().await.unwrap();
+        let status = all["nodes"].as_array().unwrap().iter().find(|n| n["node"] == node).cloned();
+        if let Some(s) = status.filter(|s| s["reachable"] == reachable) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "node {node} is not reachable={reachable}: {all}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What the central catalogue says of where its datasets came from, and of their identity.
+async fn provenance_and_identity(central: &Cireg) {
+    // the dataset graph: identified by its IRI at its node, its record published by the node
+    let query = r#"PREFIX dct: <http://purl.org/dc/terms/> PREFIX adms: <http://www.w3.org/ns/adms#>
+        PREFIX foaf: <http://xmlns.com/foaf/0.1/> PREFIX skos: <http://www.w3.org/2004/02/skos/core#>
+        SELECT ?x WHERE {
+          ?d dct:identifier ?id ; adms:identifier [ skos:notation ?n ] .
+          ?r foaf:primaryTopic ?d ; dct:publisher ?node .
+          BIND(CONCAT(STR(?d), " ", ?id, " ", STR(?n), " ", STR(?node)) AS ?x)
+        } ORDER BY ?x"#;
+    assert_eq!(
+        central.select(query, "x").await,
+        [
+            "https://registry.eu.test/datasets/de-imaging/lung-ct https://registry.de.test/datasets/de-imaging/lung-ct \
+             https://registry.de.test/datasets/de-imaging/lung-ct https://registry.eu.test/nodes/de",
+            "https://registry.eu.test/datasets/fr-imaging/prostate-mr https://registry.fr.test/datasets/fr-imaging/prostate-mr \
+             https://registry.fr.test/datasets/fr-imaging/prostate-mr https://registry.eu.test/nodes/fr"
+        ]
+    );
+    // the catalogue: a sub-catalogue per node, published by it, listing that node's datasets
+    let query = r#"PREFIX dct: <http://purl.org/dc/terms/> PREFIX dcat: <http://www.w3.org/ns/dcat#>
+        SELECT ?x WHERE {
+          <https://registry.eu.test/catalog> dct:hasPart ?sub ; dcat:catalog ?sub .
+          ?sub a dcat:Catalog ; dct:publisher ?node ; dcat:dataset ?d ; dcat:record ?r .
+          ?r <http://xmlns.com/foaf/0.1/primaryTopic> ?d .
+          BIND(CONCAT(STR(?sub), " ", STR(?node), " ", STR(?d)) AS ?x)
+        } ORDER BY ?x"#;
+    assert_eq!(
+        in_catalogue(central, query).await,
+        [
+            "\"https://registry.eu.test/catalog#node-de https://registry.eu.test/nodes/de \
+             https://registry.eu.test/datasets/de-imaging/lung-ct\"",
+            "\"https://registry.eu.test/catalog#node-fr https://registry.eu.test/nodes/fr \
+             https://registry.eu.test/datasets/fr-imaging/prostate-mr\""
+        ]
+    );
+    // the search API's node facet and filter
+    let found: Value = reqwest::get(central.url("/api/v1/datasets?node=fr")).await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = found["results"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["prostate-mr"], "{found}");
+    assert_eq!(found["results"][0]["node"], "fr", "{found}");
+    let nodes: Vec<(&str, u64)> = found["facets"]["node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["value"].as_str().unwrap(), f["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(nodes, [("de", 1), ("fr", 1)], "{found}");
+    let page = reqwest::get(central.url("/search")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("<legend>Node</legend>"), "the search page shows no node facet");
+    // the node's IRI dereferences (the sub-catalogue's is a fragment of the catalogue's)
+    let node =
+        reqwest::Client::new().get(central.url("/nodes/de")).header("accept", "text/turtle").send().await.unwrap();
+    assert_eq!(node.status(), 200);
+    assert!(node.text().await.unwrap().contains("cireg node de"));
+    assert_eq!(reqwest::get(central.url("/nodes/xx")).await.unwrap().status(), 404);
+    // and pySHACL, with the official shapes, accepts the central catalogue
+    let python = std::env::var("CIREG_PYTHON").unwrap_or_else(|_| "/var/tmp/cireg-pyenv/bin/python".to_owned());
+    let out = std::process::Command::new(&python)
+        .arg(support::repo_root().join("tests/python/judge.py"))
+        .arg(central.url(""))
+        .arg(support::repo_root().join("shapes"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {python} (scripts/test.sh installs it; set CIREG_PYTHON): {e}"));
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("2 datasets"), "{report}");
+}
+
 #[tokio::test]
 async fn the_central_node_folds_the_national_catalogues_and_nothing_else() {
     let (de_nats, de_leaf) = national_nats("de");
     let (mut fr_nats, fr_leaf) = national_nats("fr");
-    let central_nats = central_nats([de_leaf, fr_leaf]);
+    let central_nats = central_nats_server([de_leaf, fr_leaf]);
     let dir = tempfile::tempdir().unwrap();
     let de = registry(&dir.path().join("de"), &de_nats, "https://registry.de.test", &[]);
     let fr = registry(&dir.path().join("fr"), &fr_nats, "https://registry.fr.test", &[]);
-    let central =
-        registry(&dir.path().join("central"), &central_nats, "https://registry.eu.test", &["--central", "de,fr"]);
+    let central = registry(
+        &dir.path().join("central"),
+        &central_nats,
+        "https://registry.eu.test",
+        &["--central", "de=https://registry.de.test,fr=https://registry.fr.test"],
+    );
 
     // each country's provider publishes a dataset; the German one also a study
     for (node, provider, dataset) in [(&de, "de-imaging", "lung-ct"), (&fr, "fr-imaging", "prostate-mr")] {
@@ -119,6 +223,24 @@ async fn the_central_node_folds_the_national_catalogues_and_nothing_else() {
         ]
     );
 
+    // the German node's counts of its studies reach the central node as a fact, not as studies
+    let counts = |base: &str| {
+        format!(
+            "PREFIX h: <http://healthdataportal.eu/ns/health#> SELECT ?x WHERE {{ <{base}/datasets/de-imaging/lung-ct> \
+             h:numberOfUniqueIndividuals ?s ; h:numberOfRecords ?n BIND(CONCAT(STR(?s), \" \", STR(?n)) AS ?x) }}"
+        )
+    };
+    assert_eq!(de.select(&counts("https://registry.de.test"), "x").await, ["1 1"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = central.select(&counts("https://registry.eu.test"), "x").await;
+        if seen == ["1 1"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the central node shows {seen:?} subjects and studies, the German node 1 1");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     // the central log holds the catalogue events and no study or consent event
     let client = async_nats::ConnectOptions::with_user_and_password("cireg".into(), REGISTRY_PASSWORD.into())
         .connect(central_nats.url())
@@ -126,9 +248,23 @@ async fn the_central_node_folds_the_national_catalogues_and_nothing_else() {
         .unwrap();
     let options = JetStreamOptions::default();
     let log = JetStreamLog::open_central(client, &["de".to_owned(), "fr".to_owned()], &options).await.unwrap();
-    let subjects: Vec<String> = log.read_range(1, usize::MAX).await.unwrap().into_iter().map(|e| e.subject).collect();
+    let events = log.read_range(1, usize::MAX).await.unwrap();
+    let (facts, subjects): (Vec<(String, Option<String>)>, Vec<_>) =
+        events.into_iter().map(|e| (e.subject, e.node)).partition(|(s, _)| s.contains(".counts."));
     assert_eq!(subjects.len(), 4, "{subjects:?}");
-    assert!(subjects.iter().all(|s| !s.contains(".subject.")), "{subjects:?}");
+    assert!(!facts.is_empty());
+    for fact in &facts {
+        assert_eq!(fact, &("cireg.events.de-imaging.counts.lung-ct".to_owned(), Some("de".to_owned())));
+    }
+    assert!(subjects.iter().all(|(s, _)| !s.contains(".subject.")), "{subjects:?}");
+    // each says which node's log it came from (JetStream rewrote its subject as it sourced it)
+    for (subject, node) in &subjects {
+        let country = if subject.starts_with("cireg.events.de-imaging.") { "de" } else { "fr" };
+        assert_eq!(node.as_deref(), Some(country), "{subject}");
+    }
+
+    // provenance and identity in the central catalogue
+    provenance_and_identity(&central).await;
     // nor does the central node serve it; the German node does
     let total = |node: &Cireg| {
         let url = node.url("/fhir/ImagingStudy?_count=0");
@@ -148,12 +284,48 @@ async fn the_central_node_folds_the_national_catalogues_and_nothing_else() {
 
     // a national node that is down stops nothing: the others' events arrive, and its own once
     // it is back
+    node_status(&central, "fr", true).await;
     fr_nats.stop();
+    let stopped = time::OffsetDateTime::now_utc();
     assert_eq!(post(&de, &event("dataset.published", "de-imaging", "brain-mr", "de-imaging-4")).await, 201);
     central_datasets(&central, 2).await;
     assert_eq!(reqwest::get(central.url("/readyz")).await.unwrap().status(), 200);
+    // its datasets stay, marked with when the node was last confirmed
+    let down = node_status(&central, "fr", false).await;
+    let confirmed = time::OffsetDateTime::parse(
+        down["lastConfirmed"].as_str().unwrap_or_else(|| panic!("{down}")),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(confirmed <= stopped + Duration::from_secs(1), "{down}, stopped at {stopped}");
+    assert!(confirmed >= stopped - Duration::from_secs(60), "{down}, stopped at {stopped}");
+    assert_eq!(node_status(&central, "de", true).await["reachable"], true);
+    let marked = in_catalogue(
+        &central,
+        r#"SELECT ?x WHERE { ?sub <urn:cireg:vocab#lastConfirmed> ?t ; <http://www.w3.org/ns/dcat#dataset> ?d .
+           BIND(CONCAT(STR(?sub), " ", STR(?d), " ", STR(?t)) AS ?x) }"#,
+    )
+    .await;
+    assert_eq!(
+        marked,
+        [format!(
+            "\"https://registry.eu.test/catalog#node-fr https://registry.eu.test/datasets/fr-imaging/prostate-mr {}\"",
+            down["lastConfirmed"].as_str().unwrap()
+        )]
+    );
+    let page = reqwest::Client::new()
+        .get(central.url("/datasets/fr-imaging/prostate-mr"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("cannot be reached now; last confirmed"), "the dataset page does not say its node is down");
     fr_nats.restart();
     fr.wait_ready().await;
+    node_status(&central, "fr", true).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = post(&fr, &event("dataset.published", "fr-imaging", "colon-ct", "fr-imaging-3")).await;
@@ -163,5 +335,20 @@ async fn the_central_node_folds_the_national_catalogues_and_nothing_else() {
         assert!(Instant::now() < deadline, "the French node did not take events again: {status}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    central_datasets(&central, 3).await;
+    let before = central_datasets(&central, 3).await;
+
+    // a central node rebuilt from nothing (new NATS storage, new store) gets everything again
+    // from the nodes' logs, withdrawal included
+    drop(central);
+    drop(central_nats);
+    let central_nats = central_nats_server([de_leaf, fr_leaf]);
+    let central = registry(
+        &dir.path().join("central-again"),
+        &central_nats,
+        "https://registry.eu.test",
+        &["--central", "de=https://registry.de.test,fr=https://registry.fr.test"],
+    );
+    assert_eq!(central_datasets(&central, 3).await, before);
+    node_status(&central, "de", true).await;
+    node_status(&central, "fr", true).await;
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use support::Cireg;
 
 /// The routes the server answers (from its router), as OpenAPI paths.
-const ROUTES: [&str; 33] = [
+const ROUTES: [&str; 35] = [
     "/",
     "/search",
     "/api/v1/datasets",
@@ -44,6 +44,8 @@ const ROUTES: [&str; 33] = [
     "/records/{provider}/{dataset}",
     "/providers/{provider}",
     "/manufacturers/{slug}",
+    "/nodes/{domain}",
+    "/api/v1/nodes",
     "/events",
     "/admin/backup",
 ];

@@ -194,7 +194,7 @@ async fn openapi_documents_every_search_parameter() {
     let (status, spec) = get_json(&c, "/api/openapi.json").await;
     assert_eq!(status, 200);
     assert_eq!(spec["openapi"], json!("3.1.0"));
-    for path in ["/api/v1/datasets", "/api/v1/datasets/{provider}/{id}", "/api/eucaim/search"] {
+    for path in ["/api/v1/datasets", "/api/v1/datasets/{provider}/{id}", "/api/v1/nodes", "/api/eucaim/search"] {
         assert!(spec["paths"][path].is_object(), "{path} undocumented");
     }
     let documented: BTreeSet<&str> = spec["paths"]["/api/v1/datasets"]["get"]["parameters"]
@@ -204,8 +204,8 @@ async fn openapi_documents_every_search_parameter() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     let accepted = [
-        "q", "cancer", "modality", "bodyPart", "country", "provider", "access", "sex", "size", "ageMin", "ageMax",
-        "sort", "page", "pageSize",
+        "q", "cancer", "modality", "bodyPart", "country", "provider", "node", "access", "sex", "size", "ageMin",
+        "ageMax", "sort", "page", "pageSize",
     ];
     assert_eq!(documented, accepted.into_iter().collect());
     // every documented parameter is really taken: a bad value is refused or a value changes the answer

@@ -451,7 +451,7 @@ fn catalogue_timings(store: &Store) -> anyhow::Result<CatalogueTimings> {
     let start = Instant::now();
     let index = cireg_views::CatalogIndex::build(store, &base)?;
     let all: Vec<_> = index.select(None);
-    let page = cireg_views::CatalogPage { index: &index, datasets: &all, paging: None };
+    let page = cireg_views::CatalogPage { index: &index, datasets: &all, paging: None, nodes: &[] };
     cireg_views::write_catalog(store, &base, &info, &page, RdfFormat::NTriples, std::io::sink())?;
     let whole = start.elapsed().as_secs_f64();
 
@@ -463,7 +463,7 @@ fn catalogue_timings(store: &Store) -> anyhow::Result<CatalogueTimings> {
         for _ in 0..50 {
             let start = Instant::now();
             let slice = &all[(page - 1) * size..(page * size).min(all.len())];
-            let page = cireg_views::CatalogPage { index: &index, datasets: slice, paging: None };
+            let page = cireg_views::CatalogPage { index: &index, datasets: slice, paging: None, nodes: &[] };
             cireg_views::write_catalog(store, &base, &info, &page, RdfFormat::Turtle, std::io::sink())?;
             times.push(start.elapsed().as_secs_f64());
         }
@@ -643,6 +643,7 @@ impl BenchServer {
             limits: cireg_server::RequestLimits::default(),
             backups: None,
             central: false,
+            nodes: std::sync::Arc::default(),
             sparql_max_results: 100_000,
             sparql_memory_limit: None,
         };
@@ -1009,6 +1010,7 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
             subject: event.subject(),
             payload: Bytes::from(bytes),
             appended_at_nanos: time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
+            node: None,
         };
         let uid = format!("2.25.{}", 1_000_000_000 + search_at + i);
         let start = Instant::now();

@@ -100,9 +100,31 @@ pub struct ServeArgs {
     /// Run as the central node: fold the catalogue-level events (providers, datasets; never
     /// studies) of the national nodes whose JetStream domains are given (comma-separated), which
     /// JetStream sources into this node's stream over leaf node connections; take no events.
-    /// Needs --nats and nats-server 2.10 or later (deploy/nats/federation/).
-    #[arg(long, value_delimiter = ',', env = "CIREG_CENTRAL", requires = "nats")]
-    central: Vec<String>,
+    /// Each as DOMAIN=PUBLIC-BASE (e.g. de=https://registry.de.example) to identify its datasets
+    /// by their IRIs there, or DOMAIN alone. Needs --nats and nats-server 2.10 or later
+    /// (deploy/nats/federation/).
+    #[arg(long, value_delimiter = ',', env = "CIREG_CENTRAL", requires = "nats", value_parser = parse_national_node)]
+    central: Vec<NationalNode>,
+}
+
+/// A national node as the central node knows it.
+#[derive(Debug, Clone)]
+struct NationalNode {
+    /// Its JetStream domain.
+    domain: String,
+    /// Its public base, when given.
+    base: Option<PublicBase>,
+}
+
+fn parse_national_node(text: &str) -> Result<NationalNode, String> {
+    let (domain, base) = match text.split_once('=') {
+        Some((domain, base)) => (domain, Some(PublicBase::new(base).map_err(|e| e.to_string())?)),
+        None => (text, None),
+    };
+    if domain.is_empty() || !domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!("{domain:?} is not a JetStream domain name (letters, digits, '-', '_')"));
+    }
+    Ok(NationalNode { domain: domain.to_owned(), base })
 }
 
 /// Bearer tokens: who may publish over HTTP and who may read study-level data.
@@ -185,29 +207,120 @@ impl CatalogArgs {
 }
 
 /// The central node's log, sourced from the national nodes' JetStream domains.
-async fn open_central_log(
-    args: &LogArgs,
-    domains: &[String],
-) -> anyhow::Result<(Arc<dyn EventLog>, Option<async_nats::Client>)> {
-    for domain in domains {
-        anyhow::ensure!(
-            !domain.is_empty() && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-            "--central: {domain:?} is not a JetStream domain name (letters, digits, '-', '_')"
-        );
-    }
+async fn open_central_log(args: &LogArgs, nodes: &[NationalNode]) -> anyhow::Result<Arc<JetStreamLog>> {
+    let domains: Vec<String> = nodes.iter().map(|n| n.domain.clone()).collect();
     let url = args.nats.as_deref().context(
         "--central needs --nats: the central NATS server, which reaches the national ones as leaf nodes (deploy/nats/federation/)",
     )?;
     let client = args.nats_args.connect(url, "cireg-central", None).await?;
     let options = JetStreamOptions { replicas: args.nats_replicas.into(), ..JetStreamOptions::default() };
-    let log = JetStreamLog::open_central(client.clone(), domains, &options).await.with_context(|| {
+    let log = JetStreamLog::open_central(client.clone(), &domains, &options).await.with_context(|| {
         format!(
             "making the central log at {}, sourced from the JetStream domains {} (nats-server 2.10 or later, leaf nodes connected?)",
             crate::connect::redacted(url),
             domains.join(", ")
         )
     })?;
-    Ok((Arc::new(log), Some(client)))
+    Ok(Arc::new(log))
+}
+
+/// A national node's log counts as reachable while JetStream's source of it was active within
+/// this (a source gets a heartbeat every few seconds over a live leaf node connection).
+const NODE_SILENCE: Duration = Duration::from_secs(30);
+
+/// On the central node: looks at the national nodes' sources every few seconds and keeps what
+/// it sees in `nodes` (for /api/v1/nodes, the catalogue and the dataset pages).
+async fn watch_national_nodes(
+    log: Arc<JetStreamLog>,
+    domains: Vec<String>,
+    nodes: Arc<std::sync::RwLock<Vec<cireg_views::NodeStatus>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // whole seconds: what a reader needs, and the same text in RDF (xsd:dateTime) and JSON
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.replace_nanosecond(0).ok()?.format(&time::format_description::well_known::Rfc3339).ok()
+    };
+    loop {
+        match log.source_activity().await {
+            Ok(sources) => {
+                let now = time::OffsetDateTime::now_utc();
+                let mut seen = nodes.read().map(|n| n.clone()).unwrap_or_default();
+                for domain in &domains {
+                    let source = sources.iter().find(|s| &s.domain == domain);
+                    let active = source.and_then(|s| s.active);
+                    let i = match seen.iter().position(|s| &s.node == domain) {
+                        Some(i) => i,
+                        None => {
+                            seen.push(cireg_views::NodeStatus {
+                                node: domain.clone(),
+                                reachable: false,
+                                last_confirmed: None,
+                                lag: 0,
+                            });
+                            seen.len() - 1
+                        }
+                    };
+                    let status = &mut seen[i];
+                    status.reachable = active.is_some_and(|a| a < NODE_SILENCE);
+                    status.lag = source.map_or(0, |s| s.lag);
+                    // a source JetStream reloaded knows no activity yet: keep what was seen
+                    if let Some(at) = active.and_then(|a| rfc3339(now - a)) {
+                        status.last_confirmed = Some(at);
+                    }
+                }
+                if let Ok(mut n) = nodes.write() {
+                    *n = seen;
+                }
+            }
+            Err(e) => warn!(error = %e, "reading the central stream's sources"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// On a national node: publishes each live dataset's study counts to the facts stream whenever
+/// they change (all of them once at start), so that a central node shows the counts this node
+/// computed from studies it never sees.
+async fn publish_study_counts(facts: cireg_log::FactsPublisher, store: Store, mut shutdown: watch::Receiver<bool>) {
+    let mut published: std::collections::HashMap<(String, String), cireg_projector::StudyCounts> =
+        std::collections::HashMap::new();
+    loop {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || cireg_projector::projected_datasets(&s)).await {
+            Ok(Ok(datasets)) => {
+                for d in datasets {
+                    let Some(counts) = d.counts else { continue };
+                    let key = (d.provider, d.id);
+                    if published.get(&key) == Some(&counts) {
+                        continue;
+                    }
+                    let json = match serde_json::to_vec(&counts) {
+                        Ok(j) => j,
+                        Err(e) => {
+                            warn!(error = %e, "encoding study counts");
+                            continue;
+                        }
+                    };
+                    match facts.publish_counts(&key.0, &key.1, json).await {
+                        Ok(()) => {
+                            published.insert(key, counts);
+                        }
+                        // tried again at the next look
+                        Err(e) => warn!(error = %e, dataset = %key.1, "publishing a dataset's study counts"),
+                    }
+                }
+            }
+            Ok(Err(e)) => warn!(error = %e, "reading the datasets' study counts"),
+            Err(e) => warn!(error = %e, "reading the datasets' study counts"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 pub async fn open_log(args: &LogArgs) -> anyhow::Result<(Arc<dyn EventLog>, Option<async_nats::Client>)> {
@@ -301,14 +414,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let central = !args.central.is_empty();
     anyhow::ensure!(!(central && args.demo), "--demo loads events into the log, and the central node takes none");
-    let (log, nats) =
-        if central { open_central_log(&args.log, &args.central).await? } else { open_log(&args.log).await? };
+    let central_log = if central { Some(open_central_log(&args.log, &args.central).await?) } else { None };
+    let (log, nats): (Arc<dyn EventLog>, _) = match &central_log {
+        Some(log) => (log.clone(), Some(log.client().clone())),
+        None => open_log(&args.log).await?,
+    };
     let journal = Arc::new(cireg_projector::ChangeJournal::default());
     // without --public-base, the base the store was built for: a restart that leaves the option
     // out (or listens elsewhere) must not fail, nor move the catalogue's IRIs
+    let origins = args.central.iter().filter_map(|n| Some((n.domain.clone(), n.base.clone()?))).collect();
     let projector =
         open_projector(&args.log.data, PROJECTION_FILES, args.public_base.as_deref(), &format!("http://{local}"))?
-            .with_journal(journal.clone());
+            .with_journal(journal.clone())
+            .with_origins(origins);
     let base = projector.base().clone();
     let store = projector.store().clone();
     let read_models = Arc::new(cireg_views::ReadModels::new(store.clone(), base.clone(), journal));
@@ -371,6 +489,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 error!(error = %e, "the NATS request handler stopped");
             }
         });
+        // the counts of each dataset's studies, for a central node (which never sees the studies)
+        let options = JetStreamOptions { replicas: args.log.nats_replicas.into(), ..JetStreamOptions::default() };
+        let facts = cireg_log::FactsPublisher::open(client.clone(), &options).await.context("the facts stream")?;
+        tasks.spawn(publish_study_counts(facts, store.clone(), shutdown_rx.clone()));
     }
     if args.demo {
         if log.last_seq().await? == 0 {
@@ -399,6 +521,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         history_max_events: args.history_max_events,
         central,
+        nodes: Arc::default(),
         backups: Some(cireg_server::Backups::new(
             args.backup_dir.clone().unwrap_or_else(|| args.log.data.join("backups")),
         )),
@@ -413,6 +536,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             request_timeout: Duration::from_secs_f64(args.request_timeout),
         },
     };
+    if let Some(log) = central_log {
+        let domains = args.central.iter().map(|n| n.domain.clone()).collect();
+        tokio::spawn(watch_national_nodes(log, domains, state.nodes.clone(), shutdown_rx.clone()));
+    }
     {
         // the read models: built once at start-up in the background (/readyz waits for them),
         // then following the projector (detached: shutdown does not wait for a build)

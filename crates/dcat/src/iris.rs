@@ -65,6 +65,18 @@ impl PublicBase {
         format!("{}/providers/{provider}", self.0)
     }
 
+    /// A national node of the federation, as the central node names it (an agent: the publisher
+    /// of its records); `domain` is its JetStream domain.
+    pub fn node(&self, domain: &str) -> String {
+        format!("{}/nodes/{domain}", self.0)
+    }
+
+    /// The central catalogue's sub-catalogue of one national node's datasets: described in the
+    /// catalogue document, so a fragment of it (it dereferences to that document).
+    pub fn node_catalog(&self, domain: &str) -> String {
+        format!("{}#node-{domain}", self.catalog())
+    }
+
     /// Whether `iri` was minted here for a dataset (or something of it) or a provider: the
     /// public catalogue's graphs are named so.
     pub fn is_catalogue_iri(&self, iri: &str) -> bool {

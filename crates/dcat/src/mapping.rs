@@ -227,6 +227,26 @@ pub struct Dates<'a> {
     pub recorded: Option<(&'a str, &'a str)>,
 }
 
+/// Where a dataset of the central node's catalogue came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The national node's JetStream domain (e.g. `de`): its name in the federation.
+    pub node: &'a str,
+    /// The national node's public base, when the central node is told it: the IRIs the dataset
+    /// has there, which stay its identity.
+    pub base: Option<&'a PublicBase>,
+}
+
+impl Origin<'_> {
+    /// The agent of node `domain` (the publisher of its records and of its sub-catalogue).
+    pub fn describe_node(g: &mut GraphBuilder, base: &PublicBase, domain: &str) -> NamedNode {
+        let agent = iri(base.node(domain));
+        g.a(&agent, term(FOAF, "Agent"));
+        g.lang(&agent, term(FOAF, "name"), &LangMap::from([("en".to_owned(), format!("cireg node {domain}"))]));
+        agent
+    }
+}
+
 pub fn dataset_graph(
     base: &PublicBase,
     provider: &str,
@@ -234,6 +254,7 @@ pub fn dataset_graph(
     status: DatasetStatus,
     dataset: &Dataset,
     dates: Dates<'_>,
+    origin: Option<Origin<'_>>,
 ) -> Option<GraphBuilder> {
     let Dates { issued, modified, recorded } = dates;
     if status == DatasetStatus::Withdrawn {
@@ -242,7 +263,17 @@ pub fn dataset_graph(
     let d = iri(base.dataset(provider, dataset_id));
     let mut g = GraphBuilder::new(&d);
     g.a(&d, term(DCAT, "Dataset"));
-    g.text(&d, term(DCT, "identifier"), d.as_str());
+    // One identity across the federation: on the central node, the dataset's IRI at its own
+    // node is its identifier (and an adms:Identifier), the IRI it has here being where this
+    // catalogue serves it.
+    let home = origin.and_then(|o| o.base).map(|b| b.dataset(provider, dataset_id));
+    g.text(&d, term(DCT, "identifier"), home.as_deref().unwrap_or(d.as_str()));
+    if let Some(home) = &home {
+        let id = iri(format!("{}#identifier-at-node", d.as_str()));
+        g.add(&d, term(ADMS, "identifier"), id.clone());
+        g.a(&id, term(ADMS, "Identifier"));
+        g.typed(&id, term(SKOS, "notation"), home.clone(), xsd::ANY_URI);
+    }
     g.lang(&d, term(DCT, "title"), &dataset.title);
     g.lang(&d, term(DCT, "description"), &dataset.description);
     g.text(&d, term(DCAT, "version"), &dataset.version);
@@ -407,6 +438,11 @@ pub fn dataset_graph(
     g.typed_link(&record, term(DCT, "conformsTo"), DCAT_AP_3, term(DCT, "Standard"));
     let record_status = if status == DatasetStatus::Deprecated { "Deprecated" } else { "Completed" };
     g.concept(&record, term(ADMS, "status"), &format!("http://purl.org/adms/status/{record_status}"));
+    if let Some(origin) = origin {
+        // the national node published the record; the central catalogue lists it
+        let node = Origin::describe_node(&mut g, base, origin.node);
+        g.add(&record, term(DCT, "publisher"), node);
+    }
 
     let parts = [
         ("distribution", DCAT, "distribution", &dataset.distributions),
@@ -455,18 +491,20 @@ pub fn provider_graph(
 /// The graph of an aggregate as it stands: a dataset's (none once withdrawn) or a provider's.
 /// `subject_parts` are the provider and aggregate id of its log subject.
 /// `recorded`: when the log accepted the aggregate's first and latest event, once it has.
+/// `origin`: on the central node, the national node the aggregate came from.
 pub fn aggregate_graph(
     base: &PublicBase,
     provider: &str,
     id: &str,
     state: &cireg_model::AggregateState,
     recorded: Option<(&str, &str)>,
+    origin: Option<Origin<'_>>,
 ) -> Result<Option<GraphBuilder>, String> {
     use cireg_model::AggregateState;
     Ok(match state {
         AggregateState::Dataset { status, document, issued, modified, .. } => {
             let dataset: Dataset = serde_json::from_value(document.clone()).map_err(|e| e.to_string())?;
-            dataset_graph(base, provider, id, *status, &dataset, Dates { issued, modified, recorded })
+            dataset_graph(base, provider, id, *status, &dataset, Dates { issued, modified, recorded }, origin)
         }
         AggregateState::Provider { provider: p, modified, .. } => Some(provider_graph(base, provider, p, modified)),
         AggregateState::Empty | AggregateState::Subject { .. } | AggregateState::Study { .. } => None,
@@ -573,10 +611,13 @@ pub struct CatalogExtent<'a> {
     pub modified: Option<&'a str>,
     /// The countries the datasets cover (ISO 3166-1 alpha-3), used when the operator names none.
     pub countries: &'a [String],
+    /// On the central node: the national nodes its datasets came from (JetStream domains), each
+    /// a sub-catalogue, with when it was last confirmed if it cannot be reached now.
+    pub nodes: &'a [(String, Option<String>)],
 }
 
 pub fn catalog_graph(base: &PublicBase, info: &CatalogInfo, extent: CatalogExtent<'_>) -> GraphBuilder {
-    let CatalogExtent { issued, modified, countries } = extent;
+    let CatalogExtent { issued, modified, countries, nodes } = extent;
     let c = iri(base.catalog());
     let mut g = GraphBuilder::new(&c);
     g.a(&c, term(DCAT, "Catalog"));
@@ -621,6 +662,29 @@ pub fn catalog_graph(base: &PublicBase, info: &CatalogInfo, extent: CatalogExten
     }
     if let Some(modified) = modified {
         g.add(&c, term(DCT, "modified"), datetime_literal(modified));
+    }
+    // on the central node, one sub-catalogue per national node, published by it
+    for (node, last_confirmed) in nodes {
+        let sub = iri(base.node_catalog(node));
+        g.add(&c, term(DCT, "hasPart"), sub.clone());
+        g.add(&c, term(DCAT, "catalog"), sub.clone());
+        g.a(&sub, term(DCAT, "Catalog"));
+        g.lang(&sub, term(DCT, "title"), &LangMap::from([("en".to_owned(), format!("{} — node {node}", info.title))]));
+        g.lang(
+            &sub,
+            term(DCT, "description"),
+            &LangMap::from([("en".to_owned(), format!("The datasets of the catalogue that cireg node {node} holds."))]),
+        );
+        let agent = Origin::describe_node(&mut g, base, node);
+        g.add(&sub, term(DCT, "publisher"), agent);
+        // a node that cannot be reached keeps its datasets here, marked with when it was last
+        // confirmed (its sub-catalogue, and so each of its datasets)
+        if let Some(at) = last_confirmed {
+            g.add(&sub, term(CIREG, "lastConfirmed"), datetime_literal(at));
+        }
+        for eli in &info.applicable_legislation {
+            g.typed_link(&sub, term(DCATAP, "applicableLegislation"), eli, iri(ELI_LEGAL_RESOURCE));
+        }
     }
     // the SPARQL endpoint, as the catalogue's data service
     let service = iri(format!("{}/sparql", base.as_str()));

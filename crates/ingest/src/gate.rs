@@ -37,7 +37,7 @@ impl ProfileGate {
                 format!("{access:?} is not an access right the profile knows"),
             )));
         };
-        let graph = aggregate_graph(&self.base, provider, id, state, None).map_err(GateError::Engine)?;
+        let graph = aggregate_graph(&self.base, provider, id, state, None, None).map_err(GateError::Engine)?;
         let Some(graph) = graph else { return Ok(()) };
         let triples: Vec<Triple> = graph.quads.into_iter().map(Triple::from).collect();
         let report = self.shapes.validate(level, &triples).map_err(|e| GateError::Engine(e.to_string()))?;

@@ -181,7 +181,13 @@ fn last_on_subject(index: &impl ReadableTable<(&'static str, u64), ()>, subject:
 
 /// An `EVENTS` row as a [`StoredEvent`].
 fn stored_event(seq: u64, (subject, at, payload): (&str, i128, &[u8])) -> StoredEvent {
-    StoredEvent { seq, subject: subject.to_owned(), payload: Bytes::copy_from_slice(payload), appended_at_nanos: at }
+    StoredEvent {
+        seq,
+        subject: subject.to_owned(),
+        payload: Bytes::copy_from_slice(payload),
+        appended_at_nanos: at,
+        node: None,
+    }
 }
 
 fn read_range(db: &Database, from: u64, max: usize) -> Result<Vec<StoredEvent>, LogError> {

@@ -23,6 +23,85 @@ pub const CENTRAL_STREAM: &str = "CIREG_CENTRAL";
 /// What the central node takes from a national node's log: its providers and datasets. Never
 /// `cireg.events.<provider>.subject.>`, a pseudonymous subject's consent and studies.
 pub const CATALOGUE_SUBJECTS: [&str; 2] = ["cireg.events.*.provider", "cireg.events.*.dataset.*"];
+/// A national node's catalogue-level facts it computes itself (not events anyone sent): the
+/// counts of each dataset's registered studies, `cireg.facts.<provider>.counts.<dataset>`, the
+/// latest per dataset. The central node sources them beside the catalogue events.
+pub const FACTS_STREAM: &str = "CIREG_FACTS";
+/// The subjects of [`FACTS_STREAM`].
+pub const FACTS_SUBJECTS: &str = "cireg.facts.>";
+/// The facts the central node takes from a national node.
+const COUNTS_FACTS: &str = "cireg.facts.*.counts.*";
+
+/// Where the central stream keeps a national node's events: `cireg.nodes.<domain>.` in place of
+/// `cireg.events.`, so that each event says which node it came from (JetStream rewrites the
+/// subjects as it sources them).
+pub const CENTRAL_SUBJECT_PREFIX: &str = "cireg.nodes";
+
+/// The subject transforms of one national node's sources: each catalogue subject of its log, and
+/// each counts fact, under the node (`cireg.nodes.<domain>.<provider>.counts.<dataset>` for a fact).
+fn central_transforms(domain: &str) -> [Vec<stream::SubjectTransform>; 2] {
+    let transform = |filter: &str, rest: &str| stream::SubjectTransform {
+        source: filter.to_owned(),
+        destination: format!("{CENTRAL_SUBJECT_PREFIX}.{domain}.{{{{wildcard(1)}}}}.{rest}"),
+    };
+    [
+        vec![transform(CATALOGUE_SUBJECTS[0], "provider"), transform(CATALOGUE_SUBJECTS[1], "dataset.{{wildcard(2)}}")],
+        vec![transform(COUNTS_FACTS, "counts.{{wildcard(2)}}")],
+    ]
+}
+
+/// A subject of the central stream as its national log has it, and the node's domain.
+pub fn national_subject(subject: &str) -> Option<(&str, String)> {
+    let rest = subject.strip_prefix(CENTRAL_SUBJECT_PREFIX)?.strip_prefix('.')?;
+    let (domain, rest) = rest.split_once('.')?;
+    Some((domain, format!("{}.{rest}", EVENTS_SUBJECTS.trim_end_matches(".>"))))
+}
+
+/// Where a national node publishes the facts it computes ([`FACTS_STREAM`]).
+#[derive(Clone)]
+pub struct FactsPublisher {
+    context: jetstream::Context,
+}
+
+impl FactsPublisher {
+    /// Uses `client`'s JetStream, creating the facts stream if it does not exist.
+    pub async fn open(client: async_nats::Client, options: &JetStreamOptions) -> Result<Self, LogError> {
+        let context = jetstream::new(client);
+        context
+            .get_or_create_stream(stream::Config {
+                name: FACTS_STREAM.to_owned(),
+                description: Some("cireg facts a node computes: each dataset's study counts, the latest".to_owned()),
+                subjects: vec![FACTS_SUBJECTS.to_owned()],
+                storage: StorageType::File,
+                num_replicas: options.replicas,
+                // a fact replaces the one before it: only the latest per dataset is kept
+                max_messages_per_subject: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(FactsPublisher { context })
+    }
+
+    /// Publishes the study counts of dataset `dataset` of `provider` (JSON), waiting for the ack.
+    pub async fn publish_counts(&self, provider: &str, dataset: &str, counts: Vec<u8>) -> Result<(), LogError> {
+        let subject = format!("cireg.facts.{provider}.counts.{dataset}");
+        self.context.publish(subject, counts.into()).await.map_err(unavailable)?.await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// A national node's source of the central stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceActivity {
+    /// The node's JetStream domain.
+    pub domain: String,
+    /// Messages the central stream has yet to copy from it.
+    pub lag: u64,
+    /// How long ago the source was last active (a message or a heartbeat over the leaf node
+    /// connection); `None`: never since the stream was loaded.
+    pub active: Option<Duration>,
+}
 
 /// How the JetStream log is set up.
 #[derive(Debug, Clone)]
@@ -95,15 +174,21 @@ impl JetStreamLog {
         options: &JetStreamOptions,
     ) -> Result<Self, LogError> {
         let context = jetstream::new(client.clone());
+        // two sources per node (its log and its facts), their filters the transforms' sources
         let sources: Vec<stream::Source> = domains
             .iter()
             .flat_map(|domain| {
-                CATALOGUE_SUBJECTS.iter().map(move |filter| stream::Source {
-                    name: EVENTS_STREAM.to_owned(),
-                    filter_subject: Some((*filter).to_owned()),
-                    external: Some(stream::External { api_prefix: format!("$JS.{domain}.API"), delivery_prefix: None }),
-                    ..Default::default()
-                })
+                [EVENTS_STREAM, FACTS_STREAM].into_iter().zip(central_transforms(domain)).map(
+                    move |(name, transforms)| stream::Source {
+                        name: name.to_owned(),
+                        subject_transforms: transforms,
+                        external: Some(stream::External {
+                            api_prefix: format!("$JS.{domain}.API"),
+                            delivery_prefix: None,
+                        }),
+                        ..Default::default()
+                    },
+                )
             })
             .collect();
         let config = stream::Config {
@@ -128,6 +213,24 @@ impl JetStreamLog {
         }
         let direct = options.replicas <= 1;
         Ok(JetStreamLog { client, context, stream, direct, read_only: true })
+    }
+
+    /// On the central node: how each national node's source is doing, as JetStream sees it.
+    pub async fn source_activity(&self) -> Result<Vec<SourceActivity>, LogError> {
+        let stream = self.context.get_stream(CENTRAL_STREAM).await.map_err(unavailable)?;
+        let info = stream.cached_info();
+        Ok(info
+            .sources
+            .iter()
+            // the log's source (its facts' would do as well: the same leaf node connection)
+            .filter(|s| s.name == EVENTS_STREAM)
+            .filter_map(|s| {
+                // the node is named in the transforms' destinations (the info omits the API prefix)
+                let t = s.subject_transforms.first()?;
+                let (domain, _) = national_subject(&t.destination)?;
+                Some(SourceActivity { domain: domain.to_owned(), lag: s.lag, active: s.active })
+            })
+            .collect())
     }
 
     /// Reads through an ordered consumer until `max` events, the sequence `last` (the end when the
@@ -167,11 +270,16 @@ impl JetStreamLog {
 
 fn stored(message: &jetstream::Message) -> Result<StoredEvent, LogError> {
     let info = message.info().map_err(unavailable)?;
+    let (subject, node) = match national_subject(&message.subject) {
+        Some((domain, subject)) => (subject, Some(domain.to_owned())),
+        None => (message.subject.to_string(), None),
+    };
     Ok(StoredEvent {
         seq: info.stream_sequence,
-        subject: message.subject.to_string(),
+        subject,
         payload: message.payload.clone(),
         appended_at_nanos: info.published.unix_timestamp_nanos(),
+        node,
     })
 }
 

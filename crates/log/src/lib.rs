@@ -16,7 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use embedded::EmbeddedLog;
-pub use jetstream::{JetStreamLog, JetStreamOptions, CATALOGUE_SUBJECTS, CENTRAL_STREAM, EVENTS_STREAM};
+pub use jetstream::{
+    national_subject, FactsPublisher, JetStreamLog, JetStreamOptions, SourceActivity, CATALOGUE_SUBJECTS,
+    CENTRAL_STREAM, CENTRAL_SUBJECT_PREFIX, EVENTS_STREAM,
+};
 
 /// One event as the log holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,9 @@ pub struct StoredEvent {
     pub payload: Bytes,
     /// When the log appended it (Unix time, nanoseconds).
     pub appended_at_nanos: i128,
+    /// On the central node: the JetStream domain of the national node whose log the event came
+    /// from (`subject` is then as that log has it). `None` on a national node.
+    pub node: Option<String>,
 }
 
 /// An event to append.

@@ -101,8 +101,58 @@ pub struct Aggregate {
     /// Log sequence of the last event folded (0 when none).
     pub last_seq: u64,
     pub state: AggregateState,
-    /// Event id → (log sequence, the event as stored), to recognise re-sends.
-    seen: HashMap<String, (u64, Value)>,
+    /// Event id → (log sequence, digest of the event as stored), to recognise re-sends. A digest,
+    /// not the event: the ingest cache holds up to 100,000 aggregates, and a study event kept as a
+    /// `Value` was ~50 KB of heap each (the growth `cireg load` measured).
+    seen: HashMap<String, (u64, EventDigest)>,
+}
+
+/// SHA-256 of an event's JSON in a canonical form (object members by key, whatever order they
+/// came in): equal digests for events equal as JSON values, as the re-send check compared them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventDigest([u8; 32]);
+
+impl EventDigest {
+    pub fn of(value: &Value) -> Self {
+        use sha2::{Digest, Sha256};
+        fn feed(h: &mut Sha256, v: &Value) {
+            // a tag per kind and a length before each string: no two values feed the same bytes
+            match v {
+                Value::Null => h.update([0]),
+                Value::Bool(b) => h.update([1, u8::from(*b)]),
+                Value::Number(n) => {
+                    let text = n.to_string();
+                    h.update([2]);
+                    h.update((text.len() as u64).to_le_bytes());
+                    h.update(text);
+                }
+                Value::String(s) => {
+                    h.update([3]);
+                    h.update((s.len() as u64).to_le_bytes());
+                    h.update(s);
+                }
+                Value::Array(items) => {
+                    h.update([4]);
+                    h.update((items.len() as u64).to_le_bytes());
+                    items.iter().for_each(|i| feed(h, i));
+                }
+                Value::Object(members) => {
+                    let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+                    sorted.sort_unstable_by_key(|(k, _)| *k);
+                    h.update([5]);
+                    h.update((sorted.len() as u64).to_le_bytes());
+                    for (k, v) in sorted {
+                        h.update((k.len() as u64).to_le_bytes());
+                        h.update(k);
+                        feed(h, v);
+                    }
+                }
+            }
+        }
+        let mut h = Sha256::new();
+        feed(&mut h, value);
+        EventDigest(h.finalize().into())
+    }
 }
 
 impl Default for Aggregate {
@@ -123,7 +173,7 @@ impl Aggregate {
     pub fn apply(&mut self, seq: u64, event: &Event) {
         self.version += 1;
         self.last_seq = seq;
-        self.seen.insert(event.id.clone(), (seq, event.raw.clone()));
+        self.seen.insert(event.id.clone(), (seq, EventDigest::of(&event.raw)));
         let time = event.time.clone();
         match (&mut self.state, &event.payload) {
             (state @ AggregateState::Empty, Payload::StudyRegistered(study)) => {
@@ -194,8 +244,8 @@ impl Aggregate {
     /// Decides whether `event` may be appended after the events folded so far, given what the
     /// rules need to know of other aggregates.
     pub fn decide(&self, event: &Event, related: &Related) -> Result<Decision, Rejection> {
-        if let Some((seq, raw)) = self.seen.get(&event.id) {
-            return if *raw == event.raw {
+        if let Some((seq, digest)) = self.seen.get(&event.id) {
+            return if *digest == EventDigest::of(&event.raw) {
                 Ok(Decision::Duplicate { seq: *seq })
             } else {
                 Err(Rejection::conflict_at(
@@ -439,6 +489,28 @@ mod tests {
         v["id"] = json!(id);
         v.as_object_mut().unwrap().remove("expectedversion");
         v
+    }
+
+    #[test]
+    fn event_digests_are_equal_exactly_for_equal_json() {
+        let a = json!({"id": "e1", "data": {"x": [1, "two", null, true], "y": 1.5}});
+        let reordered: Value =
+            serde_json::from_str(r#"{"data": {"y": 1.5, "x": [1, "two", null, true]}, "id": "e1"}"#).unwrap();
+        assert_eq!(a, reordered);
+        assert_eq!(EventDigest::of(&a), EventDigest::of(&reordered), "member order is not content");
+        for different in [
+            json!({"id": "e1", "data": {"x": [1, "two", null, false], "y": 1.5}}),
+            json!({"id": "e1", "data": {"x": [1, "two", null, true], "y": 1.0}}),
+            json!({"id": "e1", "data": {"x": [1, "two", null, true], "y": 1.5, "z": null}}),
+            json!({"id": "e1", "data": {"x": [1, "two", null, true, null], "y": 1.5}}),
+            json!({"id": "e1", "data": {"x": ["1", "two", null, true], "y": 1.5}}),
+            // the same characters split differently between keys and values
+            json!({"id": "e1", "data": {"x": [1, "tw", "o", null, true], "y": 1.5}}),
+            json!({"i": "de1", "data": {"x": [1, "two", null, true], "y": 1.5}}),
+        ] {
+            assert_ne!(a, different);
+            assert_ne!(EventDigest::of(&a), EventDigest::of(&different), "{different}");
+        }
     }
 
     #[test]

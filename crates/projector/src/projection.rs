@@ -11,7 +11,7 @@ use oxigraph::{
 };
 use serde::{Deserialize, Serialize};
 
-use cireg_dcat::{aggregate_graph, iri, PublicBase};
+use cireg_dcat::{aggregate_graph, iri, Origin, PublicBase};
 
 use crate::{
     history::{second_of, CatalogueHistory, HistoryError},
@@ -68,6 +68,10 @@ struct StoredState {
     /// For a dataset with registered studies: what they add up to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     studies: Option<StudyCounts>,
+    /// On the central node: the national node (JetStream domain) whose log the aggregate's
+    /// events come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
 
 /// What the available studies of a dataset add up to; when a dataset has any, these replace the
@@ -107,6 +111,8 @@ struct Touched {
     counts: Option<StudyCounts>,
     /// A study erased by its subject's consent withdrawal: no graph, no state, nothing left.
     erased: bool,
+    /// The national node its events come from (central node only).
+    node: Option<String>,
 }
 
 /// An aggregate as projected before a batch.
@@ -137,6 +143,9 @@ pub struct Projector {
     /// (`cireg rebuild`): a batch need not survive a crash between its two writes, so what it
     /// adds goes through the bulk loader, with no pending marks.
     scratch: bool,
+    /// On the central node: the public bases of the national nodes (by JetStream domain), for
+    /// the identity a dataset keeps across the federation.
+    origins: HashMap<String, PublicBase>,
 }
 
 /// Every quad of a public mirror's named graphs (its checkpoint left out).
@@ -251,7 +260,15 @@ impl Projector {
                 ))?;
             }
         }
-        Ok(Projector { store, public: None, base, journal: None, history: None, scratch: false })
+        Ok(Projector {
+            store,
+            public: None,
+            base,
+            journal: None,
+            history: None,
+            scratch: false,
+            origins: HashMap::new(),
+        })
     }
 
     /// Keeps `public` a mirror of the store's public graphs (datasets', providers') from now on.
@@ -314,6 +331,13 @@ impl Projector {
         self
     }
 
+    /// On the central node: the public bases of the national nodes, by JetStream domain. A dataset
+    /// from a node named here is identified by its IRI there (`dct:identifier`, `adms:identifier`).
+    pub fn with_origins(mut self, origins: HashMap<String, PublicBase>) -> Self {
+        self.origins = origins;
+        self
+    }
+
     /// Records every committed batch's changed aggregates in `journal` from now on.
     pub fn with_journal(mut self, journal: Arc<ChangeJournal>) -> Self {
         self.journal = Some(journal);
@@ -366,6 +390,7 @@ impl Projector {
                     recorded: s.recorded.clone(),
                     counts: s.studies,
                     erased: false,
+                    node: s.node,
                     before: Some(Before {
                         term: l.into(),
                         state: s.state,
@@ -381,6 +406,7 @@ impl Projector {
                 recorded: None,
                 counts: None,
                 erased: false,
+                node: None,
             }),
         }
     }
@@ -438,6 +464,7 @@ impl Projector {
         state: &AggregateState,
         recorded: &Option<(String, String)>,
         counts: Option<StudyCounts>,
+        node: Option<&str>,
     ) -> Result<Option<Vec<Quad>>, ProjectionError> {
         let (provider, _, id) = split_subject(subject);
         match state {
@@ -462,7 +489,8 @@ impl Projector {
             }
             state => state,
         };
-        let graph = aggregate_graph(&self.base, provider, id, state, recorded)
+        let origin = node.map(|node| Origin { node, base: self.origins.get(node) });
+        let graph = aggregate_graph(&self.base, provider, id, state, recorded, origin)
             .map_err(|e| ProjectionError::Other(format!("dataset document of {subject}: {e}")))?;
         Ok(graph.map(|g| g.quads))
     }
@@ -504,6 +532,11 @@ impl Projector {
         let mut last = checkpoint;
         for stored in batch.iter().filter(|e| e.seq > checkpoint) {
             last = stored.seq;
+            if let (provider, "counts", dataset) = split_subject(&stored.subject) {
+                // on the central node: what a national node counted of a dataset's studies
+                self.take_counts(stored, provider, dataset, &mut touched, &mut order)?;
+                continue;
+            }
             let event = Event::parse_stored(&stored.payload)
                 .map_err(|e| ProjectionError::UnreadableEvent { seq: stored.seq, detail: e.to_string() })?;
             let consent = cireg_model::consent_subject(&event.provider, &event.aggregate);
@@ -514,6 +547,9 @@ impl Projector {
             }
             self.touch(&stored.subject, &mut touched, &mut order)?;
             if let Some(t) = touched.get_mut(&stored.subject) {
+                if !belongs(&mut t.node, &stored.node, stored) {
+                    continue;
+                }
                 t.aggregate.apply(stored.seq, &event);
                 let at = log_time(stored.appended_at_nanos);
                 let listed = t.recorded.take().map(|(listed, _)| listed).unwrap_or_else(|| at.clone());
@@ -549,7 +585,11 @@ impl Projector {
         // the public graphs the batch may change, for the mirror
         let mut public_graphs: Vec<NamedNode> = Vec::new();
         for subject in &order {
-            let Some(Touched { aggregate, before, recorded, counts, erased }) = touched.get(subject) else { continue };
+            let Some(Touched { aggregate, before, recorded, counts, erased, node: origin }) = touched.get(subject)
+            else {
+                continue;
+            };
+            let origin = origin.as_deref();
             if self.public.is_some() {
                 let graphs = before.iter().map(|b| &b.state).chain([&aggregate.state]);
                 public_graphs.extend(
@@ -569,7 +609,7 @@ impl Projector {
                 }
                 continue;
             }
-            let new_quads = self.graph_quads(subject, &aggregate.state, recorded, *counts)?;
+            let new_quads = self.graph_quads(subject, &aggregate.state, recorded, *counts, origin)?;
             let old_graph = before.as_ref().and_then(|b| self.graph_iri(subject, &b.state));
             // a new aggregate whose graph the store already holds: what a crash left between the
             // bulk load of new study graphs and the transaction of their batch (below)
@@ -589,10 +629,12 @@ impl Projector {
                 // new aggregate
                 (None, Some(quads)) => insert.extend(quads),
                 (_, None) => drop_graphs.extend(old_graph),
-                // changed, graph written by this mapping: write only the difference
-                (Some(old), Some(quads)) if old.mapping == MAPPING_VERSION => {
+                // changed, graph written by this mapping: write only the difference (not on the
+                // central node, whose graphs also follow --central's node bases, which may have
+                // changed since: its few dataset graphs are replaced whole)
+                (Some(old), Some(quads)) if old.mapping == MAPPING_VERSION && origin.is_none() => {
                     let old: HashSet<Quad> = self
-                        .graph_quads(subject, &old.state, &old.recorded, old.counts)?
+                        .graph_quads(subject, &old.state, &old.recorded, old.counts, None)?
                         .unwrap_or_default()
                         .into_iter()
                         .collect();
@@ -619,6 +661,7 @@ impl Projector {
                 mapping: MAPPING_VERSION,
                 recorded: recorded.clone(),
                 studies: *counts,
+                node: origin.map(str::to_owned),
             })
             .map_err(|e| ProjectionError::Other(e.to_string()))?;
             insert.push(bookkeeping(&node, STATE, Literal::new_simple_literal(json).into()));
@@ -815,7 +858,59 @@ impl Projector {
     }
 }
 
+/// Whether an event of national node `theirs` may change an aggregate held by `mine` (central
+/// node): an aggregate belongs to the first node that sent its events, since the IRIs minted here
+/// name the provider and dataset, not the node, and another node's events for the same subject
+/// would overwrite its graph. Takes the aggregate for `theirs` when it has no node yet.
+fn belongs(mine: &mut Option<String>, theirs: &Option<String>, stored: &StoredEvent) -> bool {
+    match (&*mine, theirs) {
+        (Some(m), Some(t)) if m != t => {
+            tracing::warn!(
+                seq = stored.seq,
+                subject = %stored.subject,
+                node = %t,
+                held_by = %m,
+                "skipping what a national node sent for an aggregate another node holds \
+                 (provider ids must be unique across the federation)"
+            );
+            false
+        }
+        (None, Some(t)) => {
+            *mine = Some(t.clone());
+            true
+        }
+        _ => true,
+    }
+}
+
 impl Projector {
+    /// A national node's counts of a dataset's studies (central node): they stand for the
+    /// dataset's counts here, as the node's own studies do there.
+    fn take_counts(
+        &self,
+        stored: &StoredEvent,
+        provider: &str,
+        dataset: &str,
+        touched: &mut HashMap<String, Touched>,
+        order: &mut Vec<String>,
+    ) -> Result<(), ProjectionError> {
+        let counts: StudyCounts = match serde_json::from_slice(&stored.payload) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(seq = stored.seq, subject = %stored.subject, error = %e, "skipping unreadable study counts");
+                return Ok(());
+            }
+        };
+        let subject = format!("{}.{provider}.dataset.{dataset}", cireg_model::SUBJECT_PREFIX);
+        self.touch(&subject, touched, order)?;
+        if let Some(t) = touched.get_mut(&subject) {
+            if belongs(&mut t.node, &stored.node, stored) {
+                t.counts = Some(counts);
+            }
+        }
+        Ok(())
+    }
+
     /// Loads `subject`'s aggregate into the batch, once.
     fn touch(
         &self,
@@ -922,6 +1017,11 @@ pub struct ProjectedDataset {
     pub dataset: Dataset,
     /// When the log accepted the dataset's first and latest event (RFC 3339).
     pub recorded: Option<(String, String)>,
+    /// On the central node: the national node it came from (JetStream domain).
+    pub node: Option<String>,
+    /// What its registered studies add up to, when it has any (on the central node: as its
+    /// national node counted them).
+    pub counts: Option<StudyCounts>,
 }
 
 /// Every dataset in the store that is not withdrawn.
@@ -957,6 +1057,8 @@ fn dataset_of(subject: &str, stored: StoredState) -> Result<Option<ProjectedData
         status,
         dataset,
         recorded: stored.recorded,
+        node: stored.node,
+        counts: stored.studies,
     }))
 }
 
@@ -1089,7 +1191,7 @@ mod tests {
 
     fn stored(seq: u64, event: &serde_json::Value) -> StoredEvent {
         let e = cireg_model::validate_event(&serde_json::to_vec(event).unwrap()).unwrap();
-        StoredEvent { seq, subject: e.subject(), payload: Bytes::from(e.to_bytes()), appended_at_nanos: 0 }
+        StoredEvent { seq, subject: e.subject(), payload: Bytes::from(e.to_bytes()), appended_at_nanos: 0, node: None }
     }
 
     fn projector() -> Projector {

@@ -247,11 +247,12 @@ async fn respond(
         }
     };
     let since = params.modified_since.as_ref().map(|(_, t)| *t);
-    let (base, info) = (state.base.clone(), state.catalog.clone());
+    let (base, info, nodes) = (state.base.clone(), state.catalog.clone(), state.nodes.clone());
     let deadline = std::time::Instant::now() + state.limits.request_timeout;
     streamed(content_type(media), deadline, move |writer| {
         let selected = index.select(since);
-        let page = CatalogPage { index: &index, datasets: &selected[range], paging: paging.as_ref() };
+        let nodes = nodes.read().map(|n| n.clone()).unwrap_or_default();
+        let page = CatalogPage { index: &index, datasets: &selected[range], paging: paging.as_ref(), nodes: &nodes };
         cireg_views::write_catalog(&store, &base, &info, &page, format, writer)
     })
 }

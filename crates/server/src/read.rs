@@ -538,6 +538,21 @@ pub async fn manufacturer(State(state): State<AppState>, Path(slug): Path<String
     }
 }
 
+/// `GET /nodes/{domain}`: on the central node, a national node (the agent that published its
+/// records), as the datasets' graphs describe it.
+pub async fn node(State(state): State<AppState>, Path(domain): Path<String>, headers: HeaderMap) -> Response {
+    let iri = state.base.node(&domain);
+    let not_found = || problem(404, "not-found", "Not found", format!("no dataset came from a node {domain}"));
+    let Ok(subject) = oxigraph::model::NamedNode::new(iri.clone()) else { return not_found().into_response() };
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || cireg_views::graph_about(&store, &subject)).await {
+        Ok(Ok(Some(graph))) => resource(state, &headers, graph.into_string(), iri).await,
+        Ok(Ok(None)) => not_found().into_response(),
+        Ok(Err(e)) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),
+        Err(e) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),
+    }
+}
+
 /// `GET /records/{provider}/{dataset}`: the catalogue record of a dataset.
 pub async fn record(
     State(state): State<AppState>,

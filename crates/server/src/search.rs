@@ -46,6 +46,7 @@ pub fn parse_query(query: Option<&str>) -> Result<SearchQuery, Response> {
             "bodyPart" => q.body_part.push(v),
             "country" => q.country.push(v),
             "provider" => q.provider.push(v),
+            "node" => q.node.push(v),
             "access" => q.access.push(v),
             "sex" => q.sex.push(v),
             "size" => {
@@ -102,6 +103,14 @@ pub async fn datasets(State(state): State<AppState>, RawQuery(query): RawQuery) 
         Ok(index) => Json(index.search(&q)).into_response(),
         Err(response) => response,
     }
+}
+
+/// `GET /api/v1/nodes`: on the central node, the national nodes as last seen (whether their
+/// logs can be reached, when they were last confirmed, what JetStream has yet to copy); empty
+/// on a national node.
+pub async fn nodes(State(state): State<AppState>) -> Response {
+    let nodes = state.nodes.read().map(|n| n.clone()).unwrap_or_default();
+    Json(serde_json::json!({ "nodes": nodes })).into_response()
 }
 
 /// `GET /api/v1/datasets/{provider}/{id}`: one dataset as search sees it.

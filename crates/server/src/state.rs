@@ -57,6 +57,8 @@ pub struct AppState {
     pub backups: Option<crate::Backups>,
     /// The central node: it folds the national nodes' catalogues and takes no events itself.
     pub central: bool,
+    /// On the central node: the national nodes as last seen (empty on a national node).
+    pub nodes: Arc<std::sync::RwLock<Vec<cireg_views::NodeStatus>>>,
 }
 
 /// How long a request waits for the read models to include what the projector had applied when
@@ -203,6 +205,7 @@ fn read_routes() -> Router<AppState> {
         .route("/", get(crate::web::landing))
         .route("/search", get(crate::web::search))
         .route("/api/v1/datasets", get(crate::search::datasets))
+        .route("/api/v1/nodes", get(crate::search::nodes))
         .route("/api/v1/datasets/{provider}/{id}", get(crate::search::dataset))
         .route("/api/openapi.json", get(crate::search::openapi))
         .route("/api/eucaim/search", post(crate::search::eucaim))
@@ -236,6 +239,7 @@ fn minted_resources() -> Router<AppState> {
         .route("/records/{provider}/{dataset}", get(crate::read::record))
         .route("/providers/{provider}", get(crate::read::provider))
         .route("/manufacturers/{slug}", get(crate::read::manufacturer))
+        .route("/nodes/{domain}", get(crate::read::node))
         .route("/feed/{seq}", get(crate::catalog::feed_activity))
         .layer(axum::middleware::from_fn(crate::read::format_parameter))
 }

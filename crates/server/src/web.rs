@@ -199,6 +199,7 @@ fn facet_title(facet: &str) -> &'static str {
         "bodyPart" => "Body part",
         "country" => "Country",
         "provider" => "Provider / project",
+        "node" => "Node",
         "access" => "Access",
         "sex" => "Sex",
         "size" => "Size (individuals)",
@@ -347,7 +348,10 @@ fn result_item(d: &SearchDoc) -> String {
         title = escape(&d.title),
         subjects = group(d.subjects),
         studies = group(d.studies),
-        provider = escape(&d.provider_name),
+        provider = match &d.node {
+            Some(node) => format!("{} (node {})", escape(&d.provider_name), escape(node)),
+            None => escape(&d.provider_name),
+        },
     )
 }
 
@@ -387,6 +391,17 @@ pub fn dataset_page(state: &AppState, d: &SearchDoc) -> Response {
     }
     facts.push(("Countries", list(&d.countries)));
     facts.push(("Provider", escape(&d.provider_name)));
+    if let Some(node) = &d.node {
+        let statuses = state.nodes.read().map(|n| n.clone()).unwrap_or_default();
+        let text = match statuses.iter().find(|s| &s.node == node) {
+            Some(s) if !s.reachable => format!(
+                "{node} (cannot be reached now; last confirmed {})",
+                s.last_confirmed.as_deref().unwrap_or("before this node started")
+            ),
+            _ => node.clone(),
+        };
+        facts.push(("Node", escape(&text)));
+    }
     facts.push(("Equipment", escape(&d.manufacturers.join(", "))));
     facts.push(("Access", escape(access_label(&d.access))));
     if !d.keywords.is_empty() {

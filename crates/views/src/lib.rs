@@ -20,7 +20,7 @@ mod summary;
 
 pub use catalog::{
     graph_about, parse_instant, resource_triples, write_catalog, write_resource, CatalogIndex, CatalogPage, IndexEntry,
-    PageLinks,
+    NodeStatus, PageLinks,
 };
 pub use cireg_dcat::{label as vocabulary_label, CatalogInfo};
 pub use eucaim::{eucaim_search, AstError, EucaimAnswer, EucaimQuery};

@@ -33,6 +33,9 @@ pub struct SearchDoc {
     pub iri: String,
     pub provider: String,
     pub provider_name: String,
+    /// On the central node: the national node (JetStream domain) the dataset came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub id: String,
     pub title: String,
     pub description: String,
@@ -81,6 +84,7 @@ impl SearchDoc {
             iri: base.dataset(&p.provider, &p.id),
             provider_name: english(&d.publisher.name),
             provider: p.provider,
+            node: p.node,
             id: p.id,
             title: english(&d.title),
             description: english(&d.description),
@@ -201,6 +205,8 @@ pub struct SearchQuery {
     pub body_part: Vec<String>,
     pub country: Vec<String>,
     pub provider: Vec<String>,
+    /// On the central node: the national nodes (JetStream domains) the datasets came from.
+    pub node: Vec<String>,
     pub access: Vec<String>,
     pub sex: Vec<String>,
     pub size: Vec<String>,
@@ -214,7 +220,8 @@ pub struct SearchQuery {
 }
 
 /// The facets, in the order pages show them.
-pub const FACETS: [&str; 8] = ["cancer", "modality", "bodyPart", "country", "provider", "access", "sex", "size"];
+pub const FACETS: [&str; 9] =
+    ["cancer", "modality", "bodyPart", "country", "provider", "node", "access", "sex", "size"];
 
 impl SearchQuery {
     /// The values selected for `facet` (one of [`FACETS`]).
@@ -225,6 +232,7 @@ impl SearchQuery {
             "bodyPart" => &self.body_part,
             "country" => &self.country,
             "provider" => &self.provider,
+            "node" => &self.node,
             "access" => &self.access,
             "sex" => &self.sex,
             "size" => &self.size,
@@ -242,6 +250,8 @@ fn facet_values<'a>(doc: &'a SearchDoc, facet: &str) -> Vec<(&'a str, &'a str)> 
         "bodyPart" => labels(&doc.body_parts),
         "country" => labels(&doc.countries),
         "provider" => vec![(doc.provider.as_str(), doc.provider_name.as_str())],
+        // a national node has none: the facet shows on the central node only
+        "node" => doc.node.iter().map(|n| (n.as_str(), n.as_str())).collect(),
         "access" => vec![(doc.access.as_str(), access_label(&doc.access))],
         "sex" => labels(&doc.sex),
         "size" => {

@@ -62,6 +62,7 @@ impl Events {
             subject: e.subject(),
             payload: Bytes::from(e.to_bytes()),
             appended_at_nanos: 1_800_000_000_000_000_000 + i128::from(self.seq) * 1_000_000_000,
+            node: None,
         }
     }
 
@@ -154,7 +155,7 @@ fn catalog_view(index: &CatalogIndex) -> (Vec<(String, String, String)>, Vec<Str
 /// The whole catalogue in N-Triples as written from `index` (from the graphs it keeps, or the store).
 fn catalog_page(store: &Store, base: &PublicBase, index: &CatalogIndex) -> String {
     let datasets: Vec<&IndexEntry> = index.entries.iter().collect();
-    let page = CatalogPage { index, datasets: &datasets, paging: None };
+    let page = CatalogPage { index, datasets: &datasets, paging: None, nodes: &[] };
     let info = CatalogInfo::default();
     let written = write_catalog(store, base, &info, &page, RdfFormat::NTriples, Vec::new()).unwrap();
     String::from_utf8(written).unwrap()

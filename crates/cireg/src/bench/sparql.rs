@@ -92,6 +92,7 @@ pub async fn bench_sparql(datasets: usize, studies: usize, runs: usize, patholog
             subject: event.subject(),
             payload: Bytes::from(bytes.to_vec()),
             appended_at_nanos: time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
+            node: None,
         })
     };
     let start = Instant::now();
