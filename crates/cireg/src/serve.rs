@@ -244,30 +244,24 @@ async fn watch_national_nodes(
         match log.source_activity().await {
             Ok(sources) => {
                 let now = time::OffsetDateTime::now_utc();
-                let mut seen = nodes.read().map(|n| n.clone()).unwrap_or_default();
-                for domain in &domains {
-                    let source = sources.iter().find(|s| &s.domain == domain);
-                    let active = source.and_then(|s| s.active);
-                    let i = match seen.iter().position(|s| &s.node == domain) {
-                        Some(i) => i,
-                        None => {
-                            seen.push(cireg_views::NodeStatus {
-                                node: domain.clone(),
-                                reachable: false,
-                                last_confirmed: None,
-                                lag: 0,
-                            });
-                            seen.len() - 1
+                let before = nodes.read().map(|n| n.clone()).unwrap_or_default();
+                let seen = domains
+                    .iter()
+                    .map(|domain| {
+                        let source = sources.iter().find(|s| &s.domain == domain);
+                        let active = source.and_then(|s| s.active);
+                        // a source JetStream reloaded knows no activity yet: keep what was seen
+                        let last_confirmed = active.and_then(|a| rfc3339(now - a)).or_else(|| {
+                            before.iter().find(|s| &s.node == domain).and_then(|s| s.last_confirmed.clone())
+                        });
+                        cireg_views::NodeStatus {
+                            node: domain.clone(),
+                            reachable: active.is_some_and(|a| a < NODE_SILENCE),
+                            last_confirmed,
+                            lag: source.map_or(0, |s| s.lag),
                         }
-                    };
-                    let status = &mut seen[i];
-                    status.reachable = active.is_some_and(|a| a < NODE_SILENCE);
-                    status.lag = source.map_or(0, |s| s.lag);
-                    // a source JetStream reloaded knows no activity yet: keep what was seen
-                    if let Some(at) = active.and_then(|a| rfc3339(now - a)) {
-                        status.last_confirmed = Some(at);
-                    }
-                }
+                    })
+                    .collect();
                 if let Ok(mut n) = nodes.write() {
                     *n = seen;
                 }

@@ -901,7 +901,11 @@ impl Projector {
                 return Ok(());
             }
         };
-        let subject = format!("{}.{provider}.dataset.{dataset}", cireg_model::SUBJECT_PREFIX);
+        let Some(provider) = cireg_model::ProviderId::parse(provider) else {
+            tracing::warn!(seq = stored.seq, subject = %stored.subject, "skipping study counts of no provider");
+            return Ok(());
+        };
+        let subject = cireg_model::dataset_subject(&provider, dataset);
         self.touch(&subject, touched, order)?;
         if let Some(t) = touched.get_mut(&subject) {
             if belongs(&mut t.node, &stored.node, stored) {

@@ -527,26 +527,24 @@ pub async fn dataset_part(
 /// `GET /manufacturers/{slug}`: an imaging equipment manufacturer the datasets name.
 pub async fn manufacturer(State(state): State<AppState>, Path(slug): Path<String>, headers: HeaderMap) -> Response {
     let iri = state.base.manufacturer(&slug);
-    let not_found = || problem(404, "not-found", "Not found", format!("no dataset names the manufacturer {slug}"));
-    let Ok(subject) = oxigraph::model::NamedNode::new(iri.clone()) else { return not_found().into_response() };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || cireg_views::graph_about(&store, &subject)).await {
-        Ok(Ok(Some(graph))) => resource(state, &headers, graph.into_string(), iri).await,
-        Ok(Ok(None)) => not_found().into_response(),
-        Ok(Err(e)) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),
-        Err(e) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),
-    }
+    described_in_some_graph(state, &headers, iri, format!("no dataset names the manufacturer {slug}")).await
 }
 
 /// `GET /nodes/{domain}`: on the central node, a national node (the agent that published its
 /// records), as the datasets' graphs describe it.
 pub async fn node(State(state): State<AppState>, Path(domain): Path<String>, headers: HeaderMap) -> Response {
     let iri = state.base.node(&domain);
-    let not_found = || problem(404, "not-found", "Not found", format!("no dataset came from a node {domain}"));
+    described_in_some_graph(state, &headers, iri, format!("no dataset came from a node {domain}")).await
+}
+
+/// A resource that no graph of its own holds but the datasets' graphs describe: answered from the
+/// first graph that does; 404 with `missing` when none does.
+async fn described_in_some_graph(state: AppState, headers: &HeaderMap, iri: String, missing: String) -> Response {
+    let not_found = || problem(404, "not-found", "Not found", missing.clone());
     let Ok(subject) = oxigraph::model::NamedNode::new(iri.clone()) else { return not_found().into_response() };
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || cireg_views::graph_about(&store, &subject)).await {
-        Ok(Ok(Some(graph))) => resource(state, &headers, graph.into_string(), iri).await,
+        Ok(Ok(Some(graph))) => resource(state, headers, graph.into_string(), iri).await,
         Ok(Ok(None)) => not_found().into_response(),
         Ok(Err(e)) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),
         Err(e) => problem(500, "internal", "Could not read the resource", e.to_string()).into_response(),

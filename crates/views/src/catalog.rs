@@ -241,16 +241,17 @@ impl CatalogIndex {
     ) -> std::io::Result<Option<(IndexEntry, Vec<String>)>> {
         let graph = oxigraph::model::GraphNameRef::NamedNode(dataset.as_ref());
         let record = NamedNode::new_unchecked(record_of(base, dataset));
-        let date = |local: &str| -> std::io::Result<Option<String>> {
+        // what the record says of `dct:<local>`, in the dataset's graph
+        let of_record = |local: &str| -> std::io::Result<Option<Term>> {
             let p = n(ns::DCT, local);
-            match store.quads_for_pattern(Some(record.as_ref().into()), Some(p.as_ref()), None, Some(graph)).next() {
-                Some(Ok(q)) => Ok(match q.object {
-                    Term::Literal(l) => Some(l.value().to_owned()),
-                    _ => None,
-                }),
-                Some(Err(e)) => Err(std::io::Error::other(e)),
-                None => Ok(None),
-            }
+            let mut found = store.quads_for_pattern(Some(record.as_ref().into()), Some(p.as_ref()), None, Some(graph));
+            Ok(found.next().transpose().map_err(std::io::Error::other)?.map(|q| q.object))
+        };
+        let date = |local: &str| -> std::io::Result<Option<String>> {
+            Ok(match of_record(local)? {
+                Some(Term::Literal(l)) => Some(l.value().to_owned()),
+                _ => None,
+            })
         };
         let (issued, modified) = (date("issued")?, date("modified")?);
         if issued.is_none() && modified.is_none() {
@@ -258,17 +259,9 @@ impl CatalogIndex {
         }
         let issued = issued.unwrap_or_default();
         let modified = modified.unwrap_or_else(|| issued.clone());
-        let publisher = n(ns::DCT, "publisher");
-        let node = match store
-            .quads_for_pattern(Some(record.as_ref().into()), Some(publisher.as_ref()), None, Some(graph))
-            .next()
-        {
-            Some(Ok(q)) => match &q.object {
-                Term::NamedNode(o) => node_of_agent(base, o),
-                _ => None,
-            },
-            Some(Err(e)) => return Err(std::io::Error::other(e)),
-            None => None,
+        let node = match of_record("publisher")? {
+            Some(Term::NamedNode(o)) => node_of_agent(base, &o),
+            _ => None,
         };
         let entry = IndexEntry {
             modified_at: parse_instant(&modified),
