@@ -19,6 +19,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use cireg_log::{EventLog, JetStreamLog, JetStreamOptions};
 use cireg_testkit::{free_port, nats_server_2_10_bin, NatsServer};
 use serde_json::{json, Value};
@@ -353,4 +355,147 @@ async fn the_central_node_folds_the_national_catalogues_and_nothing_else() {
     assert_eq!(central_datasets(&central, 3).await, before);
     node_status(&central, "de", true).await;
     node_status(&central, "fr", true).await;
+}
+
+/// The national NATS's permissions for the central node's leaf connection
+/// (`national.conf`, user `central`), tried from a rogue leaf node that holds those credentials:
+/// it can source the node's catalogue events and counts exactly as `cireg serve --central` does,
+/// and nothing else. It cannot make a consumer of study events (by the create subject, or by a
+/// body that asks for another filter than the subject names, or for several), read a message,
+/// look at or delete a stream, publish an event into the national log, or receive what the
+/// national node's own clients publish.
+#[tokio::test]
+async fn a_central_node_can_source_the_catalogue_of_a_national_node_and_nothing_else() {
+    let (de_nats, de_leaf) = national_nats("de");
+    let national = async_nats::ConnectOptions::with_user_and_password("cireg".into(), REGISTRY_PASSWORD.into())
+        .connect(de_nats.url())
+        .await
+        .unwrap();
+    // the national node's log and facts streams, as its registry makes them, and one message of each kind
+    JetStreamLog::open(national.clone(), &JetStreamOptions::default()).await.unwrap();
+    cireg_log::FactsPublisher::open(national.clone(), &JetStreamOptions::default()).await.unwrap();
+    let js = async_nats::jetstream::new(national.clone());
+    for subject in [
+        "cireg.events.de-imaging.provider",
+        "cireg.events.de-imaging.dataset.lung-ct",
+        "cireg.events.de-imaging.subject.patient-1",
+        "cireg.facts.de-imaging.counts.lung-ct",
+    ] {
+        js.publish(subject, format!("{{\"from\":\"{subject}\"}}").into()).await.unwrap().await.unwrap();
+    }
+    let national_messages = |name: &'static str| {
+        let js = js.clone();
+        async move { js.get_stream(name).await.unwrap().get_info().await.unwrap().state.messages }
+    };
+    assert_eq!(national_messages("CIREG_EVENTS").await, 3);
+
+    // a leaf node of its own, with the central node's credentials and no restrictions on its side
+    let remote = format!("nats-leaf://central:{LEAF_PASSWORD}@127.0.0.1:{de_leaf}");
+    let rogue_config = "server_name: rogue\njetstream {\n  domain: rogue\n  store_dir: x\n}\n\
+                        leafnodes {\n  remotes: [ {url: $CIREG_NATIONAL_1} ]\n}\n";
+    let rogue_nats = NatsServer::start_with_config_env_and_bin(
+        rogue_config,
+        &[("CIREG_NATIONAL_1", &remote)],
+        nats_server_2_10_bin(),
+    );
+    let rogue = async_nats::connect(rogue_nats.url()).await.unwrap();
+
+    // what it may do: source the catalogue events and counts, as the central node's log does
+    let central =
+        JetStreamLog::open_central(rogue.clone(), &["de".to_owned()], &JetStreamOptions::default()).await.unwrap();
+    let rogue_js = async_nats::jetstream::new(rogue.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sourced = Vec::new();
+    while sourced.len() < 3 {
+        assert!(Instant::now() < deadline, "the central stream sourced only {sourced:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let stream = rogue_js.get_stream(cireg_log::CENTRAL_STREAM).await.unwrap();
+        let n = stream.get_info().await.unwrap().state.messages;
+        sourced = Vec::new();
+        for seq in 1..=n {
+            sourced.push(stream.direct_get(seq).await.unwrap().subject.to_string());
+        }
+    }
+    sourced.sort();
+    assert_eq!(
+        sourced,
+        [
+            "cireg.nodes.de.de-imaging.counts.lung-ct",
+            "cireg.nodes.de.de-imaging.dataset.lung-ct",
+            "cireg.nodes.de.de-imaging.provider"
+        ]
+    );
+    let activity = central.source_activity().await.unwrap();
+    assert_eq!(activity.len(), 1, "{activity:?}");
+    assert_eq!(activity[0].domain, "de");
+
+    // what it may not: each request gets an answer from the national JetStream only if the
+    // permissions let it through (the answer comes back under $JSC.R, which the leaf may receive)
+    let mut n = 0;
+    let mut ask = |subject: String, body: Value| {
+        n += 1;
+        let reply = format!("$JSC.R.rogue{n}");
+        let rogue = rogue.clone();
+        async move {
+            let mut answers = rogue.subscribe(reply.clone()).await.unwrap();
+            rogue.flush().await.unwrap();
+            rogue.publish_with_reply(subject, reply, body.to_string().into()).await.unwrap();
+            rogue.flush().await.unwrap();
+            match tokio::time::timeout(Duration::from_secs(2), answers.next()).await {
+                // no answer, or the server's own "no responders" status (no payload)
+                Err(_) | Ok(None) => None,
+                Ok(Some(m)) if m.payload.is_empty() => None,
+                Ok(Some(m)) => Some(serde_json::from_slice::<Value>(&m.payload).unwrap()),
+            }
+        }
+    };
+    let study_filter = "cireg.events.*.subject.>";
+    let consumer = |name: &str, config: Value| {
+        let mut config = config;
+        config["name"] = json!(name);
+        config["ack_policy"] = json!("none");
+        config["deliver_subject"] = json!("$JS.S.rogue");
+        json!({"stream_name": "CIREG_EVENTS", "config": config})
+    };
+    for (subject, body) in [
+        ("$JS.de.API.STREAM.MSG.GET.CIREG_EVENTS".to_owned(), json!({"seq": 3})),
+        ("$JS.de.API.DIRECT.GET.CIREG_EVENTS".to_owned(), json!({"seq": 3})),
+        ("$JS.de.API.STREAM.INFO.CIREG_EVENTS".to_owned(), json!({})),
+        ("$JS.de.API.STREAM.LIST".to_owned(), json!({})),
+        ("$JS.de.API.CONSUMER.CREATE.CIREG_EVENTS".to_owned(), consumer("all", json!({}))),
+        (
+            format!("$JS.de.API.CONSUMER.CREATE.CIREG_EVENTS.studies.{study_filter}"),
+            consumer("studies", json!({"filter_subject": study_filter})),
+        ),
+        ("$JS.de.API.CONSUMER.DELETE.CIREG_EVENTS.studies".to_owned(), json!({})),
+        ("$JS.de.API.STREAM.PURGE.CIREG_EVENTS".to_owned(), json!({})),
+        ("$JS.de.API.STREAM.DELETE.CIREG_EVENTS".to_owned(), json!({})),
+        ("$JS.de.API.STREAM.DELETE.CIREG_FACTS".to_owned(), json!({})),
+    ] {
+        let answer = ask(subject.clone(), body).await;
+        assert_eq!(answer, None, "{subject} was let through: {answer:?}");
+    }
+    // the create subject names an allowed filter; JetStream refuses a body that asks for another
+    let allowed = "$JS.de.API.CONSUMER.CREATE.CIREG_EVENTS.{}.cireg.events.*.provider";
+    for (name, config) in [
+        ("other", json!({"filter_subject": study_filter})),
+        ("several", json!({"filter_subjects": ["cireg.events.*.provider", study_filter]})),
+        ("unfiltered", json!({})),
+    ] {
+        let answer = ask(allowed.replace("{}", name), consumer(name, config)).await;
+        let answer = answer.unwrap_or_else(|| panic!("no answer to the consumer {name}"));
+        assert!(answer["error"]["code"] == 400, "the consumer {name} was made: {answer}");
+    }
+    // it cannot publish into the national log, nor hear what the node's own clients publish
+    rogue.publish("cireg.events.de-imaging.provider", "{\"forged\":true}".into()).await.unwrap();
+    rogue.flush().await.unwrap();
+    let mut overheard = rogue.subscribe("cireg.>").await.unwrap();
+    rogue.flush().await.unwrap();
+    national.publish("cireg.outcome.de-imaging", "{\"accepted\":true}".into()).await.unwrap();
+    national.flush().await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(2), overheard.next()).await;
+    assert!(heard.is_err(), "the leaf received {:?}", heard.unwrap().map(|m| m.subject));
+    // the national log holds what its node published, no more and no less
+    assert_eq!(national_messages("CIREG_EVENTS").await, 3);
+    assert_eq!(national_messages("CIREG_FACTS").await, 1);
 }

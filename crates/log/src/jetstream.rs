@@ -37,16 +37,26 @@ const COUNTS_FACTS: &str = "cireg.facts.*.counts.*";
 /// subjects as it sources them).
 pub const CENTRAL_SUBJECT_PREFIX: &str = "cireg.nodes";
 
-/// The subject transforms of one national node's sources: each catalogue subject of its log, and
-/// each counts fact, under the node (`cireg.nodes.<domain>.<provider>.counts.<dataset>` for a fact).
-fn central_transforms(domain: &str) -> [Vec<stream::SubjectTransform>; 2] {
-    let transform = |filter: &str, rest: &str| stream::SubjectTransform {
-        source: filter.to_owned(),
-        destination: format!("{CENTRAL_SUBJECT_PREFIX}.{domain}.{{{{wildcard(1)}}}}.{rest}"),
+/// The sources of one national node: each catalogue subject of its log, and each counts fact, put
+/// under the node (`cireg.nodes.<domain>.<provider>.counts.<dataset>` for a fact). One source per
+/// filter, never one with several: JetStream then names the filter in the subject of the consumer
+/// it creates at the node (`$JS.<domain>.API.CONSUMER.CREATE.<stream>.<name>.<filter>`), so the
+/// national NATS can allow exactly these consumers and nothing else
+/// (`deploy/nats/federation/national.conf`).
+fn central_sources(domain: &str) -> Vec<stream::Source> {
+    let source = |stream: &str, filter: &str, rest: &str| stream::Source {
+        name: stream.to_owned(),
+        subject_transforms: vec![stream::SubjectTransform {
+            source: filter.to_owned(),
+            destination: format!("{CENTRAL_SUBJECT_PREFIX}.{domain}.{{{{wildcard(1)}}}}.{rest}"),
+        }],
+        external: Some(stream::External { api_prefix: format!("$JS.{domain}.API"), delivery_prefix: None }),
+        ..Default::default()
     };
-    [
-        vec![transform(CATALOGUE_SUBJECTS[0], "provider"), transform(CATALOGUE_SUBJECTS[1], "dataset.{{wildcard(2)}}")],
-        vec![transform(COUNTS_FACTS, "counts.{{wildcard(2)}}")],
+    vec![
+        source(EVENTS_STREAM, CATALOGUE_SUBJECTS[0], "provider"),
+        source(EVENTS_STREAM, CATALOGUE_SUBJECTS[1], "dataset.{{wildcard(2)}}"),
+        source(FACTS_STREAM, COUNTS_FACTS, "counts.{{wildcard(2)}}"),
     ]
 }
 
@@ -174,23 +184,7 @@ impl JetStreamLog {
         options: &JetStreamOptions,
     ) -> Result<Self, LogError> {
         let context = jetstream::new(client.clone());
-        // two sources per node (its log and its facts), their filters the transforms' sources
-        let sources: Vec<stream::Source> = domains
-            .iter()
-            .flat_map(|domain| {
-                [EVENTS_STREAM, FACTS_STREAM].into_iter().zip(central_transforms(domain)).map(
-                    move |(name, transforms)| stream::Source {
-                        name: name.to_owned(),
-                        subject_transforms: transforms,
-                        external: Some(stream::External {
-                            api_prefix: format!("$JS.{domain}.API"),
-                            delivery_prefix: None,
-                        }),
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect();
+        let sources: Vec<stream::Source> = domains.iter().flat_map(|d| central_sources(d)).collect();
         let config = stream::Config {
             name: CENTRAL_STREAM.to_owned(),
             description: Some(format!(
@@ -219,18 +213,26 @@ impl JetStreamLog {
     pub async fn source_activity(&self) -> Result<Vec<SourceActivity>, LogError> {
         let stream = self.context.get_stream(CENTRAL_STREAM).await.map_err(unavailable)?;
         let info = stream.cached_info();
-        Ok(info
-            .sources
-            .iter()
-            // the log's source (its facts' would do as well: the same leaf node connection)
-            .filter(|s| s.name == EVENTS_STREAM)
-            .filter_map(|s| {
-                // the node is named in the transforms' destinations (the info omits the API prefix)
-                let t = s.subject_transforms.first()?;
-                let (domain, _) = national_subject(&t.destination)?;
-                Some(SourceActivity { domain: domain.to_owned(), lag: s.lag, active: s.active })
-            })
-            .collect())
+        // a node's three sources share its leaf node connection: it is as active as the most
+        // recent of them, and its lag is theirs together
+        let mut nodes: Vec<SourceActivity> = Vec::new();
+        for s in &info.sources {
+            // the node is named in the transforms' destinations (the info omits the API prefix)
+            let Some((domain, _)) = s.subject_transforms.first().and_then(|t| national_subject(&t.destination)) else {
+                continue;
+            };
+            match nodes.iter_mut().find(|n| n.domain == domain) {
+                Some(node) => {
+                    node.lag += s.lag;
+                    node.active = match (node.active, s.active) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                None => nodes.push(SourceActivity { domain: domain.to_owned(), lag: s.lag, active: s.active }),
+            }
+        }
+        Ok(nodes)
     }
 
     /// Reads through an ordered consumer until `max` events, the sequence `last` (the end when the
