@@ -1184,6 +1184,30 @@ pub(crate) fn process_memory(pid: u32) -> (Option<u64>, Option<u64>) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// The process of the node that `start_serve` started as `child`: `child` itself, or under
+/// `CIREG_SERVE_WRAPPER` the wrapper's descendant that runs `cireg serve` (whose memory is the
+/// node's, and which a TERM stops; a wrapper script may not pass one on).
+pub(crate) fn node_pid(child: u32) -> u32 {
+    fn descendants(pid: u32, out: &mut Vec<u32>) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return };
+        for task in tasks.flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                out.push(c);
+                descendants(c, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    descendants(child, &mut all);
+    all.into_iter()
+        .find(|p| {
+            let command = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            command.split(|b| *b == 0).nth(1) == Some(b"serve".as_slice())
+        })
+        .unwrap_or(child)
+}
+
 /// `cireg serve` as a process of its own over `data` (`extra`: more of its arguments), trusting
 /// the benchmark's key (`jwks`), its log to `stderr`: started, then waited for until its
 /// `/readyz` says ready. Its process and base URL; a process that did not start listening within
@@ -1198,7 +1222,18 @@ pub(crate) async fn start_serve(
 ) -> anyhow::Result<(std::process::Child, String)> {
     use std::io::BufRead;
     let start = Instant::now();
-    let mut child = std::process::Command::new(std::env::current_exe()?)
+    // CIREG_SERVE_WRAPPER: a program to start the node under, for profiling it from its start
+    // (`heaptrack`: attaching one later records too little); the memory then read is the wrapper's
+    let exe = std::env::current_exe()?;
+    let mut command = match std::env::var_os("CIREG_SERVE_WRAPPER") {
+        Some(wrapper) => {
+            let mut c = std::process::Command::new(wrapper);
+            c.arg(&exe);
+            c
+        }
+        None => std::process::Command::new(&exe),
+    };
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
         .arg("--data")

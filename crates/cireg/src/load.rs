@@ -350,7 +350,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
         Duration::from_secs(300),
     )
     .await?;
-    let pid = child.id();
+    let pid = crate::bench::node_pid(child.id());
     let outcome = run(&args, &key, &base, pid).await;
     if outcome.is_err() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
