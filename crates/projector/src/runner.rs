@@ -22,6 +22,10 @@ impl Default for RunOptions {
     }
 }
 
+/// How often a following projector has the store write its memtables out (see
+/// [`Projector::flush`]): their memory is then bounded by what a node takes in this long.
+const FLUSH_EVERY: Duration = Duration::from_secs(30);
+
 async fn apply(projector: &Projector, batch: Vec<cireg_log::StoredEvent>) -> Result<u64, ProjectionError> {
     let p = projector.clone();
     tokio::task::spawn_blocking(move || p.apply_batch(&batch))
@@ -41,6 +45,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectionError> {
     let mut backoff = Duration::from_millis(200);
+    let mut flushed = std::time::Instant::now();
     'reconnect: loop {
         let checkpoint = projector.checkpoint()?;
         applied.send_replace(checkpoint);
@@ -86,6 +91,17 @@ pub async fn run(
                     tracing::debug!(events = n, checkpoint = seq, "applied batch");
                     applied.send_replace(seq);
                     backoff = Duration::from_millis(200);
+                    if flushed.elapsed() >= FLUSH_EVERY {
+                        flushed = std::time::Instant::now();
+                        let p = projector.clone();
+                        // the batch is committed: a flush that fails loses nothing (RocksDB's
+                        // write-ahead log has it), the memory just stays until the next one
+                        match tokio::task::spawn_blocking(move || p.flush()).await {
+                            Ok(Ok(())) => tracing::debug!("flushed the store's memtables"),
+                            Ok(Err(e)) => warn!(error = %e, "could not flush the store"),
+                            Err(e) => warn!(error = %e, "flush task"),
+                        }
+                    }
                 }
                 Err(e) => {
                     warn!(error = %e, "lost the log; following again");
