@@ -34,9 +34,13 @@ async fn a_backup_taken_while_serving_is_the_node_as_it_was() {
     let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
     let mut c = Cireg::start(&data, &["--backup-dir", backups.to_str().unwrap()]);
     c.wait_ready().await;
-    for e in [example("provider.registered"), example("dataset.published")] {
+    for e in [example("provider.registered"), example("dataset.published"), study(1000)] {
         assert_eq!(c.post_event(&e).await.0, 201);
     }
+    // a read of study-level data, which the audit trail records
+    c.wait_ready().await;
+    let read = support::researcher_client().get(c.url("/fhir/ImagingStudy")).send().await.unwrap();
+    assert_eq!(read.status(), 200);
 
     // operators only, and the refusal says why
     let (status, problem) = ask_for_backup(&c, None).await;
@@ -75,6 +79,8 @@ async fn a_backup_taken_while_serving_is_the_node_as_it_was() {
     assert_eq!(manifest["log"], "embedded");
     let written: Value = serde_json::from_slice(&std::fs::read(path.join("backup.json")).unwrap()).unwrap();
     assert_eq!(written, manifest);
+    let audited = manifest["auditRecords"].as_u64().unwrap();
+    assert!(audited >= 1, "{manifest}");
     c.stop();
 
     // its log is the node's log up to its last sequence
@@ -90,6 +96,15 @@ async fn a_backup_taken_while_serving_is_the_node_as_it_was() {
     let count = support::researcher_client().get(restored.url("/fhir/ImagingStudy?_summary=count")).send();
     let bundle: Value = count.await.unwrap().json().await.unwrap();
     assert_eq!(bundle["total"], json!(studies), "{bundle}");
+    // with the audit trail as it was (and the count just asked for)
+    let audit = reqwest::Client::new()
+        .get(restored.url("/api/v1/audit?limit=1000"))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap();
+    let records: Value = audit.json().await.unwrap();
+    assert_eq!(records["records"].as_array().unwrap().len() as u64, audited + 1, "{records}");
     restored.stop();
     // and its store is what a rebuild of its log gives
     let path = path.to_str().unwrap();

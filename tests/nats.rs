@@ -240,6 +240,29 @@ async fn deploy_config_runs_the_registry() {
     assert!(out.contains("\"duplicate\":true"), "{out}");
     c.wait_ready().await;
     assert_eq!(c.select(TITLES, "t").await.len(), 1);
+    // a read of the provider's studies is in the audit stream, on the provider's own subject,
+    // which its NATS user may hear
+    let provider = connect_as(&nats, "synthetic-breast-consortium", PASSWORDS[1].1).await;
+    let mut reads = provider.subscribe("cireg.audit.synthetic-breast-consortium").await.unwrap();
+    provider.flush().await.unwrap();
+    assert_eq!(c.post_event(&example("study.registered")).await.0, 201);
+    c.wait_ready().await;
+    let r = support::researcher_client().get(c.url("/fhir/ImagingStudy")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let heard = tokio::time::timeout(Duration::from_secs(10), reads.next()).await.unwrap().unwrap();
+    let record: Value = serde_json::from_slice(&heard.payload).unwrap();
+    assert_eq!((record["reader"].as_str(), record["kind"].as_str()), (Some("researcher-1"), Some("fhir-search")));
+    let listed: Value = reqwest::Client::new()
+        .get(c.url("/api/v1/audit"))
+        .bearer_auth(support::provider_token(&["synthetic-breast-consortium"]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["records"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["records"][0], record);
     // nobody connects without a user
     let anonymous =
         async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5)).connect(nats.url()).await;
@@ -276,6 +299,8 @@ async fn provider_users_only_reach_their_own_subjects() {
     let mut all_inboxes = a.subscribe("_INBOX.>").await.unwrap();
     let mut b_outcomes = a.subscribe(format!("cireg.outcome.{b_name}.>")).await.unwrap();
     let mut own_outcomes = a.subscribe(format!("cireg.outcome.{a_name}.>")).await.unwrap();
+    let mut all_reads = a.subscribe("cireg.audit.>").await.unwrap();
+    let mut b_reads = a.subscribe(format!("cireg.audit.{b_name}")).await.unwrap();
     a.flush().await.unwrap();
 
     // A publishes for itself, by request and by the durable submission stream
@@ -323,17 +348,20 @@ async fn provider_users_only_reach_their_own_subjects() {
         refused(&a, api, bytes::Bytes::from_static(b"{}")).await;
     }
     a.flush().await.unwrap();
+    // the audit record of a read of B's data, as the registry writes one
+    let registry = async_nats::ConnectOptions::with_user_and_password("cireg".into(), PASSWORDS[0].1.into())
+        .connect(nats.url())
+        .await
+        .unwrap();
+    registry.publish(format!("cireg.audit.{b_name}"), bytes::Bytes::from_static(b"{}")).await.unwrap();
+    registry.flush().await.unwrap();
     // what A's spies caught: nothing of B's
-    for spy in [&mut all_outcomes, &mut all_inboxes, &mut b_outcomes] {
+    for spy in [&mut all_outcomes, &mut all_inboxes, &mut b_outcomes, &mut all_reads, &mut b_reads] {
         let caught = tokio::time::timeout(Duration::from_millis(500), spy.next()).await;
         assert!(!matches!(caught, Ok(Some(_))), "a provider received another's messages: {caught:?}");
     }
 
     // the log holds exactly the three accepted events, and the stream is whole
-    let registry = async_nats::ConnectOptions::with_user_and_password("cireg".into(), PASSWORDS[0].1.into())
-        .connect(nats.url())
-        .await
-        .unwrap();
     let js = jetstream::new(registry);
     let mut stream = js.get_stream(cireg_log::EVENTS_STREAM).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 3);

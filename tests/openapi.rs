@@ -12,7 +12,7 @@ use serde_json::Value;
 use support::Cireg;
 
 /// The routes the server answers (from its router), as OpenAPI paths.
-const ROUTES: [&str; 35] = [
+const ROUTES: [&str; 36] = [
     "/",
     "/search",
     "/api/v1/datasets",
@@ -46,6 +46,7 @@ const ROUTES: [&str; 35] = [
     "/manufacturers/{slug}",
     "/nodes/{domain}",
     "/api/v1/nodes",
+    "/api/v1/audit",
     "/events",
     "/admin/backup",
 ];

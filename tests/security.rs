@@ -349,7 +349,9 @@ async fn study_data_reaches_researchers_only() {
     let search: Value = researcher.get(c.url("/fhir/ImagingStudy")).send().await.unwrap().json().await.unwrap();
     assert_eq!(search["total"], 1, "{search}");
     let id = search["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
-    let provider_only = provider_token(&[PROVIDER]);
+    let nobody = test_key().key.mint(&token_claims("nobody", &[], false)).unwrap();
+    let another_provider = provider_token(&["another-hospital"]);
+    let own_provider = provider_token(&[PROVIDER]);
     let full_uid = example("study.registered")["data"]["studyInstanceUid"].as_str().unwrap().to_owned();
     for path in [
         "/fhir/ImagingStudy".to_owned(),
@@ -365,12 +367,24 @@ async fn study_data_reaches_researchers_only() {
         assert_eq!(body["resourceType"], "OperationOutcome");
         assert_eq!(body["issue"][0]["code"], "login", "{body}");
         assert!(!body.to_string().contains(&pseudonym));
-        let r = anonymous.get(c.url(&path)).bearer_auth(&provider_only).send().await.unwrap();
-        assert_eq!(r.status(), 403, "{path}: a provider's token is not a researcher's");
+        // a token that can read no study at all: 403
+        let r = anonymous.get(c.url(&path)).bearer_auth(&nobody).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}: a token with no role, provider or visa");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["issue"][0]["code"], "forbidden", "{body}");
+        // another provider's token reads its own studies, not these (tests/access.rs: the rest)
+        let r = anonymous.get(c.url(&path)).bearer_auth(&another_provider).send().await.unwrap();
+        let searched = path.starts_with("/fhir/ImagingStudy?") || path == "/fhir/ImagingStudy";
+        assert_eq!(r.status(), if searched { 200 } else { 404 }, "{path}: another provider's study");
+        let body: Value = r.json().await.unwrap();
+        if searched {
+            assert!(body["total"] == 0 && body.get("entry").is_none(), "{path}: {body}");
+        }
+        assert!(!body.to_string().contains(&pseudonym), "{path}: {body}");
         let r = researcher.get(c.url(&path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
+        let r = anonymous.get(c.url(&path)).bearer_auth(&own_provider).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}: the provider reads its own studies");
     }
     let r = anonymous
         .post(c.url("/fhir/ImagingStudy/_search"))

@@ -55,7 +55,9 @@ pub fn token_claims(subject: &str, providers: &[&str], researcher: bool) -> cire
         subject: subject.into(),
         providers: providers.iter().map(|p| p.to_string()).collect(),
         researcher,
+        all_studies: false,
         operator: false,
+        visas: Vec::new(),
         claims: cireg_auth::Claims::default(),
         lifetime: Duration::from_secs(3600),
         not_before: None,
@@ -67,9 +69,10 @@ pub fn provider_token(providers: &[&str]) -> String {
     test_key().key.mint(&token_claims(&format!("publisher-{}", providers.join("+")), providers, false)).unwrap()
 }
 
-/// A researcher's token of the tests' key.
+/// A researcher's token of the tests' key that also holds the role reading every study (the
+/// tests of the study views read all of them; tests/access.rs is about who reads what).
 pub fn researcher_token() -> String {
-    test_key().key.mint(&token_claims("researcher-1", &[], true)).unwrap()
+    test_key().key.mint(&cireg_auth::DevToken { all_studies: true, ..token_claims("researcher-1", &[], true) }).unwrap()
 }
 
 /// An operator's token of the tests' key (backups).
@@ -77,7 +80,7 @@ pub fn operator_token() -> String {
     test_key().key.mint(&cireg_auth::DevToken { operator: true, ..token_claims("operator-1", &[], false) }).unwrap()
 }
 
-/// A client that sends a researcher's token with every request.
+/// A client that sends [`researcher_token`] with every request.
 pub fn researcher_client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", researcher_token()).parse().unwrap());

@@ -30,14 +30,42 @@ pub struct DevToken {
     pub providers: Vec<String>,
     /// Whether the role claim holds the researcher role.
     pub researcher: bool,
+    /// Whether the role claim holds the role that reads every study.
+    pub all_studies: bool,
     /// Whether the role claim holds the operator role.
     pub operator: bool,
+    /// Signed visas ([`DevKey::mint_visa`]) for the token's `ga4gh_passport_v1` claim (left out
+    /// when empty).
+    pub visas: Vec<String>,
     /// The claim names (a dotted role claim, `realm_access.roles`, is written as nested objects).
     pub claims: crate::Claims,
     /// `exp` is this long after now.
     pub lifetime: Duration,
     /// `nbf`, this long after now (none: no `nbf`).
     pub not_before: Option<Duration>,
+}
+
+/// What a development visa says: a GA4GH `ControlledAccessGrants` (or another type, for tests).
+#[derive(Debug, Clone)]
+pub struct DevVisa {
+    /// The visa issuer (`iss`).
+    pub issuer: String,
+    /// Whom it is about (`sub`).
+    pub subject: String,
+    /// The visa type (`ControlledAccessGrants` grants access).
+    pub kind: String,
+    /// The dataset's IRI.
+    pub value: String,
+    /// Who decided (e.g. a data access committee's URL).
+    pub source: String,
+    /// When the grant was made: this long before now.
+    pub asserted_ago: Duration,
+    /// `exp` is this long after now (zero with `expired_ago`: in the past).
+    pub lifetime: Duration,
+    /// `exp` this long before now instead (an expired visa).
+    pub expired_ago: Option<Duration>,
+    /// The visa's `conditions`, if any.
+    pub conditions: Option<Value>,
 }
 
 impl DevKey {
@@ -105,6 +133,36 @@ impl DevKey {
         self.sign(c, self.kid())
     }
 
+    /// A signed GA4GH visa.
+    pub fn mint_visa(&self, visa: &DevVisa) -> Result<String, String> {
+        self.mint_visa_with_kid(visa, self.kid())
+    }
+
+    /// A signed GA4GH visa whose header names `kid` (a forgery, in tests).
+    pub fn mint_visa_with_kid(&self, visa: &DevVisa, kid: &str) -> Result<String, String> {
+        let now = unix_now();
+        let mut assertion = Map::new();
+        assertion.insert("type".into(), visa.kind.clone().into());
+        assertion.insert("asserted".into(), now.saturating_sub(visa.asserted_ago.as_secs()).into());
+        assertion.insert("value".into(), visa.value.clone().into());
+        assertion.insert("source".into(), visa.source.clone().into());
+        assertion.insert("by".into(), "dac".into());
+        if let Some(conditions) = &visa.conditions {
+            assertion.insert("conditions".into(), conditions.clone());
+        }
+        let exp = match visa.expired_ago {
+            Some(ago) => now.saturating_sub(ago.as_secs()),
+            None => now + visa.lifetime.as_secs(),
+        };
+        let mut c = Map::new();
+        c.insert("iss".into(), visa.issuer.clone().into());
+        c.insert("sub".into(), visa.subject.clone().into());
+        c.insert("iat".into(), now.into());
+        c.insert("exp".into(), exp.into());
+        c.insert(crate::VISA_CLAIM.into(), Value::Object(assertion));
+        self.sign(c, kid)
+    }
+
     fn sign(&self, claims: Map<String, Value>, kid: &str) -> Result<String, String> {
         let mut header = Header::new(self.alg);
         header.kid = Some(kid.to_owned());
@@ -126,14 +184,20 @@ fn claims(token: &DevToken) -> Map<String, Value> {
     if !token.providers.is_empty() {
         insert_path(&mut c, &token.claims.provider_claim, Value::from(token.providers.clone()));
     }
-    let roles: Vec<String> =
-        [(token.researcher, &token.claims.researcher_role), (token.operator, &token.claims.operator_role)]
-            .into_iter()
-            .filter(|(held, _)| *held)
-            .map(|(_, role)| role.clone())
-            .collect();
+    let roles: Vec<String> = [
+        (token.researcher, &token.claims.researcher_role),
+        (token.all_studies, &token.claims.all_studies_role),
+        (token.operator, &token.claims.operator_role),
+    ]
+    .into_iter()
+    .filter(|(held, _)| *held)
+    .map(|(_, role)| role.clone())
+    .collect();
     if !roles.is_empty() {
         insert_path(&mut c, &token.claims.role_claim, Value::from(roles));
+    }
+    if !token.visas.is_empty() {
+        c.insert(crate::PASSPORT_CLAIM.into(), Value::from(token.visas.clone()));
     }
     c
 }

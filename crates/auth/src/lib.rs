@@ -1,13 +1,15 @@
 //! Who is calling: verifies bearer tokens (JWTs signed RS256 or ES256, as OIDC identity providers
 //! such as LS-AAI issue them) against configured keys, issuer and audience, and reads from their
-//! claims which providers the caller may publish for, whether it is a researcher and whether it
-//! operates the node (backups). Also mints
-//! development tokens from a local key (`cireg token`).
+//! claims which providers the caller may publish for, whether it is a researcher, whether it may
+//! read every study, whether it operates the node (backups), and which datasets the visas of its
+//! GA4GH Passport grant it access to. Also mints development tokens and visas from a local key
+//! (`cireg token`).
 //!
 //! Nothing here logs or returns a token: errors say what was wrong with it, never what it was.
 
 mod dev;
 mod keys;
+mod passport;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -20,9 +22,11 @@ use jsonwebtoken::{errors::ErrorKind, Algorithm, Validation};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-pub use dev::{DevKey, DevToken};
+pub use dev::{DevKey, DevToken, DevVisa};
 pub use keys::KeySource;
 use keys::Keys;
+use passport::VisaIssuers;
+pub use passport::{Grant, VisaIssuer, CONTROLLED_ACCESS_GRANTS, PASSPORT_CLAIM, VISA_CLAIM};
 
 /// The algorithms a token may be signed with.
 pub const ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
@@ -36,8 +40,11 @@ pub struct Claims {
     /// The claim listing the caller's roles (same forms; a dotted path such as
     /// `realm_access.roles` reaches into an object).
     pub role_claim: String,
-    /// The role that makes a caller a researcher (may read study-level data).
+    /// The role that makes a caller a researcher (may ask for access to datasets, and reads the
+    /// studies of those it holds a permit for).
     pub researcher_role: String,
+    /// The role that reads every study of the node (e.g. the staff of a provider's own node).
+    pub all_studies_role: String,
     /// The role that makes a caller an operator of the node (may ask it for a backup).
     pub operator_role: String,
 }
@@ -45,6 +52,7 @@ pub struct Claims {
 pub const DEFAULT_PROVIDER_CLAIM: &str = "cireg_providers";
 pub const DEFAULT_ROLE_CLAIM: &str = "cireg_roles";
 pub const DEFAULT_RESEARCHER_ROLE: &str = "researcher";
+pub const DEFAULT_ALL_STUDIES_ROLE: &str = "cireg-all-studies";
 pub const DEFAULT_OPERATOR_ROLE: &str = "cireg-operator";
 
 impl Default for Claims {
@@ -53,6 +61,7 @@ impl Default for Claims {
             provider_claim: DEFAULT_PROVIDER_CLAIM.into(),
             role_claim: DEFAULT_ROLE_CLAIM.into(),
             researcher_role: DEFAULT_RESEARCHER_ROLE.into(),
+            all_studies_role: DEFAULT_ALL_STUDIES_ROLE.into(),
             operator_role: DEFAULT_OPERATOR_ROLE.into(),
         }
     }
@@ -68,6 +77,8 @@ pub struct AuthConfig {
     /// A value the token's `aud` must hold.
     pub audience: String,
     pub claims: Claims,
+    /// The visa issuers whose `ControlledAccessGrants` grant access to datasets.
+    pub visa_issuers: Vec<VisaIssuer>,
 }
 
 /// A caller whose token verified.
@@ -77,10 +88,15 @@ pub struct Caller {
     pub subject: String,
     /// The providers it may publish for.
     pub providers: Vec<ProviderId>,
-    /// Whether it may read study-level data.
+    /// Whether it holds the researcher role.
     pub researcher: bool,
+    /// Whether it may read every study of the node.
+    pub all_studies: bool,
     /// Whether it operates the node.
     pub operator: bool,
+    /// The datasets its passport's visas grant access to, each with its validity (checked where
+    /// it is used: a grant expires while its token is remembered as verified).
+    pub grants: Vec<Grant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +114,7 @@ pub enum AuthError {
 pub struct Verifier {
     config: Arc<AuthConfig>,
     keys: Arc<Keys>,
+    visas: Arc<VisaIssuers>,
     /// Tokens that verified, by their SHA-256, with their caller and `exp`: a client sends the
     /// same token with every request, and a signature check costs far more than a lookup.
     verified: Arc<Mutex<VerifiedTokens>>,
@@ -120,7 +137,13 @@ impl Verifier {
             return Err("a token issuer and audience must be configured with the keys".to_owned());
         }
         let keys = Keys::load(config.keys.clone()).await?;
-        Ok(Verifier { config: Arc::new(config), keys: Arc::new(keys), verified: Arc::default() })
+        let visas = VisaIssuers::load(&config.visa_issuers).await?;
+        Ok(Verifier {
+            config: Arc::new(config),
+            keys: Arc::new(keys),
+            visas: Arc::new(visas),
+            verified: Arc::default(),
+        })
     }
 
     pub fn config(&self) -> &AuthConfig {
@@ -166,7 +189,9 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(|e| AuthError::Token(self.explain(e.kind())))?;
         let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or_default();
-        Ok((self.caller(&data.claims), exp))
+        let mut caller = self.caller(&data.claims);
+        caller.grants = self.visas.grants(&data.claims).await;
+        Ok((caller, exp))
     }
 
     fn explain(&self, kind: &ErrorKind) -> String {
@@ -193,7 +218,9 @@ impl Verifier {
             subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
             providers,
             researcher: roles.contains(&names.researcher_role),
+            all_studies: roles.contains(&names.all_studies_role),
             operator: roles.contains(&names.operator_role),
+            grants: Vec::new(),
         }
     }
 }
@@ -239,6 +266,7 @@ mod tests {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             claims: keycloak_like(),
+            visa_issuers: Vec::new(),
         }
     }
 
@@ -249,7 +277,9 @@ mod tests {
             subject: "alice@example.eu".into(),
             providers: vec!["hospital-a".into(), "hospital-b".into()],
             researcher: true,
+            all_studies: false,
             operator: false,
+            visas: Vec::new(),
             claims: keycloak_like(),
             lifetime: Duration::from_secs(300),
             not_before: None,
@@ -311,6 +341,58 @@ mod tests {
             let message = reason(verifier.verify(t).await.unwrap_err());
             assert!(!message.contains(t.as_str()) && !message.contains(t.split('.').nth(1).unwrap()));
         }
+    }
+
+    #[tokio::test]
+    async fn visas_of_trusted_issuers_grant_their_datasets_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = DevKey::load_or_create(&dir.path().join("key.pem")).unwrap();
+        let (dac, _) = DevKey::load_or_create(&dir.path().join("dac.pem")).unwrap();
+        let (rogue, _) = DevKey::load_or_create(&dir.path().join("rogue.pem")).unwrap();
+        let jwks = dir.path().join("jwks.json");
+        key.write_jwks(&jwks).unwrap();
+        let dac_jwks = dir.path().join("dac.json");
+        dac.write_jwks(&dac_jwks).unwrap();
+        let dac_iss = "https://dac.example.eu/";
+        let issuer: VisaIssuer = format!("{dac_iss}={}", dac_jwks.display()).parse().unwrap();
+        assert_eq!(issuer.issuer, dac_iss);
+        let verifier = Verifier::new(AuthConfig { visa_issuers: vec![issuer], ..config(&jwks) }).await.unwrap();
+        let visa = |n: &str| DevVisa {
+            issuer: dac_iss.into(),
+            subject: "alice@example.eu".into(),
+            kind: CONTROLLED_ACCESS_GRANTS.into(),
+            value: format!("https://r.example/datasets/p/{n}"),
+            source: "https://dac.example.eu/committee".into(),
+            asserted_ago: Duration::from_secs(60),
+            lifetime: Duration::from_secs(3600),
+            expired_ago: None,
+            conditions: None,
+        };
+        let visas = vec![
+            dac.mint_visa(&visa("granted")).unwrap(),
+            // the same visa signed by a key the issuer does not have
+            rogue.mint_visa_with_kid(&visa("forged"), dac.kid()).unwrap(),
+            // an issuer not configured
+            rogue.mint_visa(&DevVisa { issuer: "https://rogue.example/".into(), ..visa("untrusted") }).unwrap(),
+            dac.mint_visa(&DevVisa { expired_ago: Some(Duration::from_secs(600)), ..visa("expired") }).unwrap(),
+            dac.mint_visa(&DevVisa { kind: "AffiliationAndRole".into(), ..visa("affiliation") }).unwrap(),
+            dac.mint_visa(&DevVisa { conditions: Some(serde_json::json!([[{"type": "x"}]])), ..visa("conditional") })
+                .unwrap(),
+            "not-a-jwt".into(),
+        ];
+        let passport = key.mint(&DevToken { visas, ..token() }).unwrap();
+        let caller = verifier.verify(&passport).await.unwrap();
+        let granted: Vec<&str> = caller.grants.iter().map(|g| g.dataset.as_str()).collect();
+        assert_eq!(granted, ["https://r.example/datasets/p/granted"]);
+        let g = &caller.grants[0];
+        let now = unix_now();
+        assert!(g.valid_at(now) && !g.valid_at(g.until) && !g.valid_at(g.from - 1));
+        assert_eq!((g.issuer.as_str(), g.source.as_str()), (dac_iss, "https://dac.example.eu/committee"));
+        // a visa of the token issuer itself is not trusted unless configured
+        let own = key.mint_visa(&DevVisa { issuer: ISSUER.into(), ..visa("own") }).unwrap();
+        let passport = key.mint(&DevToken { visas: vec![own], ..token() }).unwrap();
+        assert!(verifier.verify(&passport).await.unwrap().grants.is_empty());
+        assert!("no-equals-sign".parse::<VisaIssuer>().is_err());
     }
 
     #[test]

@@ -543,7 +543,7 @@ async fn search_http_timings(
 const BENCH_ISSUER: &str = "urn:cireg:bench";
 const BENCH_AUDIENCE: &str = "cireg";
 
-/// A researcher's token of the benchmark's key.
+/// A researcher's token of the benchmark's key, reading every study.
 pub(crate) fn bench_token(subject: &str) -> cireg_auth::DevToken {
     cireg_auth::DevToken {
         issuer: BENCH_ISSUER.into(),
@@ -551,7 +551,9 @@ pub(crate) fn bench_token(subject: &str) -> cireg_auth::DevToken {
         subject: subject.into(),
         providers: Vec::new(),
         researcher: true,
+        all_studies: true,
         operator: false,
+        visas: Vec::new(),
         claims: cireg_auth::Claims::default(),
         lifetime: std::time::Duration::from_secs(24 * 3600),
         not_before: None,
@@ -617,6 +619,7 @@ impl BenchServer {
             issuer: issuer.into(),
             audience: audience.into(),
             claims: cireg_auth::Claims::default(),
+            visa_issuers: Vec::new(),
         })
         .await
         .map_err(anyhow::Error::msg)?;
@@ -646,6 +649,8 @@ impl BenchServer {
             nodes: std::sync::Arc::default(),
             sparql_max_results: 100_000,
             sparql_memory_limit: None,
+            // every FHIR request of the benchmark is a study-level read, recorded as in production
+            audit: cireg_log::AuditTrail::open_embedded(&keys.path().join("audit.redb"))?,
         };
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(cireg_server::serve(listener, state, Default::default(), async move {
@@ -1057,10 +1062,11 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     }
     let (jwks, token) = (tmp.path().join("bench-jwks.json"), server.token.clone());
     server.key.write_jwks(&jwks).map_err(anyhow::Error::msg)?;
+    let permits = permit_token(&server.key)?;
     server.stop().await;
     // the store is free once every handle on it is gone: then `cireg serve` opens it
     drop((projector, store, models));
-    measure_serve(&data, search_at, &jwks, &token).await?;
+    measure_serve(&data, search_at, &jwks, &token, &permits).await?;
     drop(nats);
     Ok(())
 }
@@ -1279,6 +1285,40 @@ pub(crate) async fn start_serve(
     }
 }
 
+/// The issuer of the benchmark's visas (its key signs them).
+const BENCH_VISA_ISSUER: &str = "urn:cireg:bench-visas";
+/// How many of the cohort's datasets the permit-holding researcher's visas grant.
+const PERMITTED_DATASETS: usize = 4;
+
+/// A researcher's token whose GA4GH visas grant the first [`PERMITTED_DATASETS`] datasets of the
+/// cohort (the demo's, under the benchmark's base): what permit filtering costs FHIR search.
+fn permit_token(key: &cireg_auth::DevKey) -> anyhow::Result<String> {
+    let base = PublicBase::new("http://bench.invalid")?;
+    let visas = crate::demo::demo_events()
+        .iter()
+        .filter(|e| e["type"] == "eu.cancerimage.dataset.published.v1")
+        .take(PERMITTED_DATASETS)
+        .map(|e| {
+            let provider = e["source"].as_str().unwrap_or_default().trim_start_matches("urn:cireg:provider:");
+            let dataset = base.dataset(provider, e["subject"].as_str().unwrap_or_default());
+            key.mint_visa(&cireg_auth::DevVisa {
+                issuer: BENCH_VISA_ISSUER.into(),
+                subject: "bench-permits".into(),
+                kind: cireg_auth::CONTROLLED_ACCESS_GRANTS.into(),
+                value: dataset,
+                source: "urn:cireg:bench-committee".into(),
+                asserted_ago: std::time::Duration::from_secs(60),
+                lifetime: std::time::Duration::from_secs(24 * 3600),
+                expired_ago: None,
+                conditions: None,
+            })
+            .map_err(anyhow::Error::msg)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let token = cireg_auth::DevToken { all_studies: false, visas, ..bench_token("bench-permits") };
+    key.mint(&token).map_err(anyhow::Error::msg)
+}
+
 /// `cireg serve` itself over the store under `data` (with its own empty embedded log): time to
 /// ready (the read models built), its resident memory then, FHIR search as a client sees it,
 /// and its resident and peak memory after.
@@ -1287,12 +1327,14 @@ async fn measure_serve(
     search_at: usize,
     jwks: &std::path::Path,
     token: &str,
+    permits: &str,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
+    let visa_issuer = format!("{BENCH_VISA_ISSUER}={}", jwks.display());
     let (mut child, base) = start_serve(
         data,
         jwks,
-        &["--public-base", "http://bench.invalid"],
+        &["--public-base", "http://bench.invalid", "--visa-issuer", &visa_issuer],
         std::process::Stdio::inherit(),
         std::time::Duration::from_secs(600),
         std::time::Duration::from_secs(3600),
@@ -1331,6 +1373,12 @@ async fn measure_serve(
         };
         for (label, path) in fhir_cases(search_at) {
             let times = timed(200, &path, Some(token)).await?;
+            println!("{label:<44} {:>12.2} {:>10.2}", percentile(&times, 0.5), percentile(&times, 0.99));
+        }
+        // the same searches by a researcher whose visas grant a few datasets: filtered by permit
+        println!("{:<44} {:>12} {:>10}", format!("same, visas for {PERMITTED_DATASETS} datasets"), "p50 ms", "p99 ms");
+        for (label, path) in fhir_cases(search_at) {
+            let times = timed(200, &path, Some(permits)).await?;
             println!("{label:<44} {:>12.2} {:>10.2}", percentile(&times, 0.5), percentile(&times, 0.99));
         }
         let times = timed(100, &|_| "/catalog.ttl?page=1&page_size=100".to_owned(), None).await?;

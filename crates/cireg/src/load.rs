@@ -318,7 +318,7 @@ fn now() -> anyhow::Result<String> {
 const LOAD_STUDIES: usize = 50_000_000;
 
 fn provider_token(key: &cireg_auth::DevKey, subject: &str, providers: Vec<String>) -> anyhow::Result<String> {
-    let token = cireg_auth::DevToken { researcher: false, providers, ..bench_token(subject) };
+    let token = cireg_auth::DevToken { researcher: false, all_studies: false, providers, ..bench_token(subject) };
     key.mint(&token).map_err(anyhow::Error::msg)
 }
 
@@ -400,7 +400,9 @@ async fn run(args: &LoadArgs, key: &cireg_auth::DevKey, base: &str, pid: u32) ->
         tasks.spawn(async move { Ok((searcher(c, seed).await, Published::default())) });
         let (c, t) = (client.clone(), researcher.clone());
         tasks.spawn(async move { Ok((fhir_client(c, t, seed).await, Published::default())) });
-        let token = key.mint(&bench_token(&format!("load-sparql-{i}"))).map_err(anyhow::Error::msg)?;
+        // a researcher without permits: the catalogue's graphs, its own share of the slots
+        let sparql = cireg_auth::DevToken { all_studies: false, ..bench_token(&format!("load-sparql-{i}")) };
+        let token = key.mint(&sparql).map_err(anyhow::Error::msg)?;
         let c = client.clone();
         tasks.spawn(async move { Ok((sparql_client(c, token, seed).await, Published::default())) });
         let token = provider_token(key, &format!("load-publisher-{i}"), providers.clone())?;

@@ -142,6 +142,11 @@ struct AuthArgs {
     token_audience: Option<String>,
     #[command(flatten)]
     claims: crate::token::ClaimArgs,
+    /// A GA4GH Passport visa issuer whose `ControlledAccessGrants` visas grant access to the
+    /// datasets they name: `ISSUER=JWKS` (its `iss`, then its keys' JWKS file or URL); repeat for
+    /// several.
+    #[arg(long = "visa-issuer", env = "CIREG_VISA_ISSUERS", value_delimiter = ' ', requires = "jwks")]
+    visa_issuers: Vec<cireg_auth::VisaIssuer>,
 }
 
 impl AuthArgs {
@@ -155,6 +160,7 @@ impl AuthArgs {
             issuer: issuer.clone(),
             audience: audience.clone(),
             claims: self.claims.claims(),
+            visa_issuers: self.visa_issuers.clone(),
         };
         let verifier =
             cireg_auth::Verifier::new(config).await.map_err(anyhow::Error::msg).context("loading the token keys")?;
@@ -495,7 +501,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             info!("the log is not empty: not loading the demo catalogue again");
         }
     }
+    // the audit trail of study-level reads: beside the events, on the node's own log
+    let audit = match nats.as_ref().filter(|_| !central) {
+        Some(client) => cireg_log::AuditTrail::open_jetstream(client.clone(), args.log.nats_replicas.into())
+            .await
+            .context("the audit stream")?,
+        None => cireg_log::AuditTrail::open_embedded(&args.log.data.join("audit.redb")).context("the audit trail")?,
+    };
     let state = AppState {
+        audit,
         ingest,
         store,
         public_store,

@@ -27,9 +27,21 @@ pub struct TokenArgs {
     /// A provider the token may publish for (repeat for several).
     #[arg(long = "provider")]
     providers: Vec<String>,
-    /// Grant the researcher role (study-level data).
+    /// Grant the researcher role (asks for access; reads the studies of the datasets it holds a
+    /// permit or a visa for).
     #[arg(long)]
     researcher: bool,
+    /// Grant the role that reads every study of the node.
+    #[arg(long)]
+    all_studies: bool,
+    /// Put a GA4GH Passport visa in the token granting access to this dataset (its IRI; repeat
+    /// for several), signed with the same key as issuer `--visa-issuer` (for `serve --visa-issuer
+    /// ISSUER=JWKS` with this key's JWKS).
+    #[arg(long = "visa", value_name = "DATASET_IRI")]
+    visas: Vec<String>,
+    /// The issuer of the visas of `--visa`.
+    #[arg(long, default_value = DEV_VISA_ISSUER)]
+    visa_issuer: String,
     /// Grant the operator role (backups of the node).
     #[arg(long)]
     operator: bool,
@@ -39,6 +51,9 @@ pub struct TokenArgs {
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
 }
+
+/// The visa issuer `cireg token --visa` names by default (and the demo trusts).
+pub const DEV_VISA_ISSUER: &str = "urn:cireg:dev-visa-issuer";
 
 /// Which claims say what a caller may do (the same for `serve` and `token`).
 #[derive(clap::Args)]
@@ -53,6 +68,10 @@ pub struct ClaimArgs {
     /// The role (a value of the role claim) that lets a caller read study-level data.
     #[arg(long, env = "CIREG_RESEARCHER_ROLE", default_value = cireg_auth::DEFAULT_RESEARCHER_ROLE)]
     researcher_role: String,
+    /// The role that lets a caller read every study of the node (e.g. a provider's own staff at
+    /// its own node).
+    #[arg(long, env = "CIREG_ALL_STUDIES_ROLE", default_value = cireg_auth::DEFAULT_ALL_STUDIES_ROLE)]
+    all_studies_role: String,
     /// The role that lets a caller operate the node (ask it for a backup).
     #[arg(long, env = "CIREG_OPERATOR_ROLE", default_value = cireg_auth::DEFAULT_OPERATOR_ROLE)]
     operator_role: String,
@@ -64,6 +83,7 @@ impl ClaimArgs {
             provider_claim: self.provider_claim.clone(),
             role_claim: self.role_claim.clone(),
             researcher_role: self.researcher_role.clone(),
+            all_studies_role: self.all_studies_role.clone(),
             operator_role: self.operator_role.clone(),
         }
     }
@@ -78,15 +98,36 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         key.write_jwks(path).map_err(anyhow::Error::msg).context("writing the JWKS")?;
         eprintln!("wrote its public key to {} (cireg serve --jwks {})", path.display(), path.display());
     }
+    let lifetime = Duration::from_secs(args.ttl);
+    let visas = args
+        .visas
+        .iter()
+        .map(|dataset| {
+            key.mint_visa(&cireg_auth::DevVisa {
+                issuer: args.visa_issuer.clone(),
+                subject: args.subject.clone(),
+                kind: cireg_auth::CONTROLLED_ACCESS_GRANTS.into(),
+                value: dataset.clone(),
+                source: "urn:cireg:dev-access-committee".into(),
+                asserted_ago: Duration::ZERO,
+                lifetime,
+                expired_ago: None,
+                conditions: None,
+            })
+            .map_err(anyhow::Error::msg)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let token = DevToken {
         issuer: args.issuer,
         audience: args.audience,
         subject: args.subject,
         providers: args.providers,
         researcher: args.researcher,
+        all_studies: args.all_studies,
         operator: args.operator,
+        visas,
         claims: args.claims.claims(),
-        lifetime: Duration::from_secs(args.ttl),
+        lifetime,
         not_before: None,
     };
     println!("{}", key.mint(&token).map_err(anyhow::Error::msg)?);

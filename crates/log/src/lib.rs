@@ -8,6 +8,7 @@
 //!
 //! The log stores bytes; what an event means is `cireg-model`'s business.
 
+mod audit;
 mod embedded;
 mod jetstream;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use audit::{AuditFilter, AuditRecord, AuditTrail, AUDIT_STREAM};
 pub use embedded::EmbeddedLog;
 pub use jetstream::{
     national_subject, FactsPublisher, JetStreamLog, JetStreamOptions, SourceActivity, CATALOGUE_SUBJECTS,

@@ -99,7 +99,10 @@ async fn write_backup(state: &AppState, target: &Path, now: OffsetDateTime) -> R
     .map_err(|e| Failure::of("the backup task", e))??;
     let log = state.ingest.log();
     let last = log.backup(&target.join("log.redb")).await.map_err(|e| Failure::of("copying the log", e))?;
+    let audit =
+        state.audit.backup(&target.join("audit.redb")).await.map_err(|e| Failure::of("copying the audit trail", e))?;
     let mut manifest = json!({
+        "auditRecords": audit,
         "created": now.format(&Rfc3339).unwrap_or_default(),
         "path": target.display().to_string(),
         "publicBase": state.base.as_str(),

@@ -100,12 +100,6 @@ async fn verify(state: &AppState, value: &HeaderValue) -> Result<Caller, Refusal
     })
 }
 
-/// The caller, who must be a researcher (study-level data).
-pub(crate) async fn researcher(state: &AppState, headers: &HeaderMap) -> Result<Caller, Refusal> {
-    with_role(state, headers, |c| c.researcher, |claims| &claims.researcher_role, "study-level data is for researchers")
-        .await
-}
-
 /// The caller, who must operate the node (backups).
 pub(crate) async fn operator(state: &AppState, headers: &HeaderMap) -> Result<Caller, Refusal> {
     with_role(state, headers, |c| c.operator, |claims| &claims.operator_role, "operating the node is for its operators")

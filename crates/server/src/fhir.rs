@@ -1,7 +1,8 @@
 //! The FHIR API of the study-level views: `/fhir/metadata`, ImagingStudy read, vread, history and
 //! search, in R5 (default), R4 or R4B as the `Accept` header's `fhirVersion` asks. Errors are
 //! OperationOutcomes. Study data is pseudonymised personal data: every handler but
-//! `/fhir/metadata` needs a researcher's bearer token (401 without one, 403 without the role).
+//! `/fhir/metadata` needs a bearer token (401 without one), and shows only the studies of the
+//! datasets the caller may read (crate::access); a study of another dataset is not found.
 
 use std::sync::Arc;
 
@@ -10,9 +11,12 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use cireg_auth::Caller;
 use cireg_fhir::{BundleKind, Entry, FhirVersion, Issue, Link, SearchParamInfo, StudyView, Subset};
 use cireg_model::{study_subject, Aggregate, AggregateState, Event, ProviderId, StudyStatus};
-use cireg_views::{IndexedStudy, Page, ReadModels, StudyIndex, StudyLookup, StudyQuery, SEARCH_PARAMETERS};
+use cireg_views::{
+    IndexedStudy, Page, ReadModels, StudyAccess, StudyIndex, StudyLookup, StudyQuery, SEARCH_PARAMETERS,
+};
 use serde_json::Value;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
@@ -124,35 +128,58 @@ fn version_and_parameters(
     Ok((negotiate(headers, format)?, pairs))
 }
 
-/// What every handler of study data starts with: the version, the query's parameters, and a
-/// researcher's token (`Err`: the response to give instead: 401 without a valid token, 403
-/// without the researcher role).
+/// What every handler of study data starts with: the version, the query's parameters, and what
+/// the caller's token lets it read (`Err`: the response to give instead: 401 without a valid
+/// token, 403 for a token that reads no study data at all).
 async fn begin(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<(FhirVersion, Vec<(String, String)>), Response> {
+) -> Result<(FhirVersion, Vec<(String, String)>, Caller, StudyAccess), Response> {
     let (version, pairs) = version_and_parameters(headers, query)?;
-    if let Err(refusal) = crate::auth::researcher(state, headers).await {
-        let code = match refusal.status() {
-            401 => "login",
-            403 => "forbidden",
-            _ => "transient",
-        };
-        let mut response = outcome(version, refusal.status(), code, refusal.detail().to_owned(), "");
-        if let Some(challenge) = refusal.challenge(crate::auth::token_given(headers)) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+    match crate::access::study_reader(state, headers).await {
+        Ok((caller, access)) => Ok((version, pairs, caller, access)),
+        Err(refusal) => {
+            let code = match refusal.status() {
+                401 => "login",
+                403 => "forbidden",
+                _ => "transient",
+            };
+            let mut response = outcome(version, refusal.status(), code, refusal.detail().to_owned(), "");
+            if let Some(challenge) = refusal.challenge(crate::auth::token_given(headers)) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            Err(response)
         }
-        return Err(response);
     }
-    Ok((version, pairs))
+}
+
+/// Writes the audit record of a read before its answer leaves (`Err`: the 503 to answer instead).
+async fn audited(state: &AppState, version: FhirVersion, read: crate::audit::Read<'_>) -> Result<(), Response> {
+    crate::audit::record(state, read).await.map_err(|why| outcome(version, 503, "transient", why, ""))
+}
+
+/// A request as the audit trail names it: the path and the parameters.
+fn request_text(path: &str, pairs: &[(String, String)]) -> String {
+    if pairs.is_empty() {
+        return path.to_owned();
+    }
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.extend_pairs(pairs);
+    format!("{path}?{}", query.finish())
 }
 
 /// The study `id` names, or the OperationOutcome to answer: 410 when it was retracted (or its
-/// dataset withdrawn), 404 when it never was or was erased.
+/// dataset withdrawn), 404 when it never was, was erased, or is of a dataset `access` does not
+/// reach.
 #[allow(clippy::result_large_err)]
-fn find(index: &StudyIndex, id: &str, version: FhirVersion) -> Result<Arc<IndexedStudy>, Response> {
-    match index.get(id) {
+fn find(
+    index: &StudyIndex,
+    id: &str,
+    version: FhirVersion,
+    access: &StudyAccess,
+) -> Result<Arc<IndexedStudy>, Response> {
+    match index.get(id, access) {
         Err(e) => Err(outcome(version, 503, "transient", format!("the store could not be read: {e}"), "")),
         Ok(StudyLookup::Found(s)) => Ok(s),
         Ok(StudyLookup::Gone) => Err(outcome(
@@ -162,7 +189,13 @@ fn find(index: &StudyIndex, id: &str, version: FhirVersion) -> Result<Arc<Indexe
             format!("ImagingStudy/{id} was retracted or its dataset withdrawn"),
             "",
         )),
-        Ok(StudyLookup::NotFound) => Err(outcome(version, 404, "not-found", format!("no ImagingStudy/{id}"), "")),
+        Ok(StudyLookup::NotFound) => Err(outcome(
+            version,
+            404,
+            "not-found",
+            format!("no ImagingStudy/{id} among the studies this token may read"),
+            "",
+        )),
     }
 }
 
@@ -238,7 +271,7 @@ pub async fn read(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let (version, pairs) = match begin(&state, &headers, q.as_deref()).await {
+    let (version, pairs, caller, access) = match begin(&state, &headers, q.as_deref()).await {
         Ok(begun) => begun,
         Err(r) => return r,
     };
@@ -250,7 +283,7 @@ pub async fn read(
         Ok(i) => i,
         Err(r) => return r,
     };
-    let s = match find(index.studies(), &id, version) {
+    let s = match find(index.studies(), &id, version, &access) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -266,6 +299,17 @@ pub async fn read(
         Ok(b) => b,
         Err(e) => return internal(version, e),
     };
+    let read = crate::audit::Read {
+        kind: "fhir-read",
+        request: request_text(&format!("/fhir/ImagingStudy/{id}"), &pairs),
+        datasets: [s.dataset_iri.clone()].into(),
+        providers: Default::default(),
+        results: Some(1),
+        caller: &caller,
+    };
+    if let Err(r) = audited(&state, version, read).await {
+        return r;
+    }
     let mut response = fhir_json(version, StatusCode::OK, &body);
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -311,7 +355,7 @@ fn subset_of(pairs: &[(String, String)]) -> Result<Subset, (String, String)> {
 /// `GET /fhir/ImagingStudy`: search.
 pub async fn search(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     match begin(&state, &headers, q.as_deref()).await {
-        Ok((version, pairs)) => search_pairs(state, headers, version, pairs).await,
+        Ok((version, pairs, caller, access)) => search_pairs(state, headers, version, pairs, caller, access).await,
         Err(r) => r,
     }
 }
@@ -324,9 +368,9 @@ pub async fn search_post(
     body: axum::body::Bytes,
 ) -> Response {
     match begin(&state, &headers, q.as_deref()).await {
-        Ok((version, mut pairs)) => {
+        Ok((version, mut pairs, caller, access)) => {
             pairs.extend(url::form_urlencoded::parse(&body).into_owned());
-            search_pairs(state, headers, version, pairs).await
+            search_pairs(state, headers, version, pairs, caller, access).await
         }
         Err(r) => r,
     }
@@ -337,9 +381,11 @@ async fn search_pairs(
     headers: HeaderMap,
     version: FhirVersion,
     pairs: Vec<(String, String)>,
+    caller: Caller,
+    access: StudyAccess,
 ) -> Response {
     let mut query = match StudyQuery::parse(&pairs, &state.base, strict(&headers)) {
-        Ok(q) => q,
+        Ok(q) => q.with_access(access.clone()),
         Err(e) => return outcome(version, 400, "invalid", format!("{}: {}", e.parameter, e.detail), &e.parameter),
     };
     let subset = match subset_of(&pairs) {
@@ -400,10 +446,35 @@ async fn search_pairs(
             Err(e) => return internal(version, e),
         }
     }
-    match cireg_fhir::bundle(version, BundleKind::Searchset, Some(total), &links, entries) {
-        Ok(body) => fhir_json(version, StatusCode::OK, &body),
-        Err(e) => internal(version, e),
+    let body = match cireg_fhir::bundle(version, BundleKind::Searchset, Some(total), &links, entries) {
+        Ok(body) => body,
+        Err(e) => return internal(version, e),
+    };
+    // what was read: the studies shown, or for a count alone (_summary=count, _count=0), how
+    // many of those it may read
+    let counted = query.count == 0;
+    if !studies.is_empty() || (counted && total > 0) {
+        let (datasets, providers, results) = if counted {
+            match access {
+                StudyAccess::All => (Default::default(), Default::default(), total),
+                StudyAccess::Only { datasets, providers } => (datasets, providers, total),
+            }
+        } else {
+            (studies.iter().map(|s| s.dataset_iri.clone()).collect(), Default::default(), studies.len() as u64)
+        };
+        let read = crate::audit::Read {
+            kind: "fhir-search",
+            request: request_text("/fhir/ImagingStudy", &pairs),
+            datasets,
+            providers,
+            results: Some(results),
+            caller: &caller,
+        };
+        if let Err(r) = audited(&state, version, read).await {
+            return r;
+        }
     }
+    fhir_json(version, StatusCode::OK, &body)
 }
 
 /// One version of a study, folded from its events in the log.
@@ -465,15 +536,15 @@ async fn history_inner(
     vid: Option<String>,
     q: Option<String>,
 ) -> Response {
-    let version = match begin(&state, &headers, q.as_deref()).await {
-        Ok((version, _)) => version,
+    let (version, pairs, caller, access) = match begin(&state, &headers, q.as_deref()).await {
+        Ok(begun) => begun,
         Err(r) => return r,
     };
     let index = match index(&state, version).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    let s = match find(index.studies(), &id, version) {
+    let s = match find(index.studies(), &id, version, &access) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -482,7 +553,21 @@ async fn history_inner(
         Err(e) => return outcome(version, 503, "transient", format!("the event log could not be read: {e}"), ""),
     };
     let full = Subset::Full;
-    if let Some(vid) = vid {
+    let read = |results: u64| crate::audit::Read {
+        kind: "fhir-history",
+        request: request_text(
+            &match &vid {
+                Some(v) => format!("/fhir/ImagingStudy/{id}/_history/{v}"),
+                None => format!("/fhir/ImagingStudy/{id}/_history"),
+            },
+            &pairs,
+        ),
+        datasets: [s.dataset_iri.clone()].into(),
+        providers: Default::default(),
+        results: Some(results),
+        caller: &caller,
+    };
+    if let Some(vid) = &vid {
         let Some(v) = vid.parse::<u64>().ok().and_then(|n| all.iter().find(|v| v.version == n)) else {
             return outcome(version, 404, "not-found", format!("ImagingStudy/{id} has no version {vid}"), "");
         };
@@ -491,6 +576,9 @@ async fn history_inner(
         };
         return match resource_at(version, &s, study, v.version, &v.last_updated, &full) {
             Ok(body) => {
+                if let Err(r) = audited(&state, version, read(1)).await {
+                    return r;
+                }
                 let mut response = fhir_json(version, StatusCode::OK, &body);
                 if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
                     response.headers_mut().insert(header::ETAG, etag);
@@ -517,10 +605,16 @@ async fn history_inner(
     }
     let links = [Link { relation: "self", url: format!("{}/_history", study_url(&state, &id)) }];
     let total = entries.len() as u64;
-    match cireg_fhir::bundle(version, BundleKind::History, Some(total), &links, entries) {
-        Ok(body) => fhir_json(version, StatusCode::OK, &body),
-        Err(e) => internal(version, e),
+    let body = match cireg_fhir::bundle(version, BundleKind::History, Some(total), &links, entries) {
+        Ok(body) => body,
+        Err(e) => return internal(version, e),
+    };
+    if total > 0 {
+        if let Err(r) = audited(&state, version, read(total)).await {
+            return r;
+        }
     }
+    fhir_json(version, StatusCode::OK, &body)
 }
 
 /// Anything else under `/fhir`.

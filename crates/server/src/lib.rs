@@ -2,8 +2,10 @@
 //! and a landing page. Handlers translate HTTP to calls into `cireg-ingest`, `cireg-views` and
 //! `cireg-fhir`, and say who may call what (`auth`: bearer tokens checked by `cireg-auth`).
 
+mod access;
 mod admin;
 mod admission;
+mod audit;
 mod auth;
 mod catalog;
 mod events;

@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use cireg_views::{GraphScope, ParsedQuery, QueryError, QueryStores, ResultsFormat, SparqlRequest};
+use cireg_views::{GraphScope, ParsedQuery, QueryError, QueryStores, ResultsFormat, SparqlRequest, StudyAccess};
 use oxigraph::{io::RdfFormat, sparql::results::QueryResultsFormat};
 
 use crate::{
@@ -60,20 +60,40 @@ fn update_refused() -> Response {
     .into_response()
 }
 
-/// The graphs the caller may query (the catalogue's for anyone, the studies' too for a
-/// researcher) and whom its evaluation counts for. A token that fails is refused, not read as
+/// The graphs the caller may query (the catalogue's for anyone, and the studies' of the datasets
+/// it may read: crate::access) and whom its evaluation counts for. A token that fails is refused, not read as
 /// anonymous.
 #[allow(clippy::result_large_err)]
-async fn sparql_scope(
-    state: &AppState,
-    headers: &HeaderMap,
-    client: ClientAddr,
-) -> Result<(GraphScope, CallerKey), Response> {
+async fn sparql_scope(state: &AppState, headers: &HeaderMap, client: ClientAddr) -> Result<SparqlCaller, Response> {
     let caller = crate::auth::caller(state, headers).await.map_err(|refusal| refusal.problem(true))?;
-    let scope =
-        if caller.as_ref().is_some_and(|c| c.researcher) { GraphScope::WithStudies } else { GraphScope::Public };
+    let access = caller.as_ref().map(|c| crate::access::access_of(c, crate::access::unix_now()));
+    let scope = match &access {
+        None => GraphScope::Public,
+        Some(StudyAccess::All) => GraphScope::WithStudies,
+        Some(access) if access.is_nothing() => GraphScope::Public,
+        Some(access) => {
+            // the study graphs of the datasets it may read, as the study index holds them now
+            let index = state.study_index().await.map_err(|e| {
+                problem(503, "unavailable", "Not ready", format!("the study index cannot be read: {e}")).into_response()
+            })?;
+            GraphScope::WithStudiesOf(std::sync::Arc::new(index.studies().study_graphs(access).into_iter().collect()))
+        }
+    };
     let key = CallerKey::of(caller.as_ref(), || crate::admission::client_ip(&state.trusted_proxies, headers, &client));
-    Ok((scope, key))
+    // a query that can reach study graphs is a read of them, for the audit trail
+    let reader = match (caller, access) {
+        (Some(caller), Some(access)) if scope != GraphScope::Public => Some((caller, access)),
+        _ => None,
+    };
+    Ok(SparqlCaller { scope, key, reader })
+}
+
+/// Who asks a SPARQL query, and what it may read.
+struct SparqlCaller {
+    scope: GraphScope,
+    key: CallerKey,
+    /// A caller that may read study graphs, with its access (for the audit record).
+    reader: Option<(cireg_auth::Caller, StudyAccess)>,
 }
 
 pub async fn sparql_get(
@@ -159,7 +179,7 @@ fn graph_formats() -> [(&'static str, RdfFormat); 6] {
 async fn run_sparql(
     state: AppState,
     headers: &HeaderMap,
-    (scope, caller): (GraphScope, CallerKey),
+    SparqlCaller { scope, key: caller, reader }: SparqlCaller,
     request: SparqlRequest,
 ) -> Response {
     let graph = request.query.is_graph();
@@ -191,10 +211,37 @@ async fn run_sparql(
         Ok(slot) => slot,
         Err(refused) => return not_admitted(refused),
     };
+    if let Some((reader, access)) = &reader {
+        // which graphs a solution came from is not known: the record names what the query could
+        // reach (every study: no dataset named)
+        let (datasets, providers) = match access {
+            StudyAccess::All => Default::default(),
+            StudyAccess::Only { datasets, providers } => (datasets.clone(), providers.clone()),
+        };
+        let read = crate::audit::Read {
+            kind: "sparql",
+            request: {
+                let mut text = request.query.to_string();
+                for (name, graphs) in
+                    [("default-graph-uri", &request.default_graph_uris), ("named-graph-uri", &request.named_graph_uris)]
+                {
+                    graphs.iter().for_each(|g| text.push_str(&format!("\n# {name}={g}")));
+                }
+                text
+            },
+            datasets,
+            providers,
+            results: None,
+            caller: reader,
+        };
+        if let Err(why) = crate::audit::record(&state, read).await {
+            return problem(503, "unavailable", "Audit trail unavailable", why).into_response();
+        }
+    }
     let evaluation = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let limits = cireg_views::QueryLimits { time: timeout, memory: memory_limit };
-        cireg_views::evaluate(&stores, &base, scope, &request, limits, |results| {
+        cireg_views::evaluate(&stores, &base, &scope, &request, limits, |results| {
             cireg_views::write_results(results, format, Vec::new(), max_results)
         })
     });

@@ -59,6 +59,8 @@ pub struct AppState {
     pub central: bool,
     /// On the central node: the national nodes as last seen (empty on a national node).
     pub nodes: Arc<std::sync::RwLock<Vec<cireg_views::NodeStatus>>>,
+    /// Where every read of study-level data is recorded before it is served.
+    pub audit: cireg_log::AuditTrail,
 }
 
 /// How long a request waits for the read models to include what the projector had applied when
@@ -206,6 +208,7 @@ fn read_routes() -> Router<AppState> {
         .route("/search", get(crate::web::search))
         .route("/api/v1/datasets", get(crate::search::datasets))
         .route("/api/v1/nodes", get(crate::search::nodes))
+        .route("/api/v1/audit", get(crate::audit::list))
         .route("/api/v1/datasets/{provider}/{id}", get(crate::search::dataset))
         .route("/api/openapi.json", get(crate::search::openapi))
         .route("/api/eucaim/search", post(crate::search::eucaim))

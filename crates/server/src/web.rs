@@ -432,7 +432,7 @@ pub fn dataset_page(state: &AppState, d: &SearchDoc) -> Response {
 <li>DCAT-AP: <code>{iri}</code> as <a href="{path}?format=ttl">Turtle</a>, <a href="{path}?format=jsonld">JSON-LD</a>, <a href="{path}?format=rdf">RDF/XML</a>, <a href="{path}?format=nt">N-Triples</a> (or ask the IRI with an <code>Accept</code> header)</li>
 <li><a href="{describe}">SPARQL description</a> (DESCRIBE)</li>
 <li><a href="/api/v1/datasets/{p}/{i}">As JSON (search API)</a></li>
-<li>Imaging studies (FHIR ImagingStudy, pseudonymised): for researchers, with a bearer token, at <code>/fhir/ImagingStudy?dataset={p}/{i}</code></li></ul>"#,
+<li>Imaging studies (FHIR ImagingStudy, pseudonymised): for researchers granted access to this dataset (a GA4GH Passport visa naming <code>{iri}</code>, from a visa issuer this node trusts) and for its provider, with a bearer token, at <code>/fhir/ImagingStudy?dataset={p}/{i}</code>; every read is recorded</li></ul>"#,
         title = escape(&d.title),
         description = escape(&d.description),
         parties = parties(&d.document),

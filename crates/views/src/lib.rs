@@ -35,7 +35,7 @@ pub use sparql::{
     ResultsFormat, SparqlRequest,
 };
 pub use studies::{
-    Cursor, DateParam, IndexedStudy, Page, SearchParamError, StudyIndex, StudyLookup, StudyPage, StudyQuery, StudySort,
-    DEFAULT_COUNT, MAX_COUNT, SEARCH_PARAMETERS,
+    Cursor, DateParam, IndexedStudy, Page, SearchParamError, StudyAccess, StudyIndex, StudyLookup, StudyPage,
+    StudyQuery, StudySort, DEFAULT_COUNT, MAX_COUNT, SEARCH_PARAMETERS,
 };
 pub use summary::{summary, Summary};

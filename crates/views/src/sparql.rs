@@ -1,9 +1,9 @@
 //! SPARQL 1.1 query evaluation over the graphs a caller may see (the datasets' and providers',
-//! and for a researcher the studies'), with the default graph as their union.
+//! and the studies' a caller may read), with the default graph as their union.
 //! Read-only by construction (only queries are parsed), with a time limit that cancels the
 //! evaluation.
 
-use std::{io::Write, time::Duration};
+use std::{collections::BTreeSet, io::Write, sync::Arc, time::Duration};
 
 use cireg_projector::PublicBase;
 use oxigraph::{
@@ -20,6 +20,13 @@ use oxigraph::{
 /// A parsed SPARQL 1.1 query (parsing is where syntax errors are reported).
 #[derive(Debug, Clone)]
 pub struct ParsedQuery(spargebra::Query);
+
+impl std::fmt::Display for ParsedQuery {
+    /// The query in SPARQL syntax (as parsed: prefixes expanded).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl ParsedQuery {
     pub fn parse(text: &str) -> Result<Self, QueryError> {
@@ -78,12 +85,15 @@ pub enum ResultsFormat {
 }
 
 /// Which graphs a query may see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GraphScope {
     /// The datasets' and the providers' graphs: the catalogue.
     Public,
-    /// Those and the studies' graphs (pseudonymised subject data): for a researcher.
+    /// Those and every study's graph (pseudonymised subject data): the all-studies role.
     WithStudies,
+    /// The catalogue's graphs and these studies' graphs (IRIs): a caller holding permits for
+    /// some datasets.
+    WithStudiesOf(Arc<BTreeSet<String>>),
 }
 
 /// The stores a query reads. Visibility is by construction, not by a per-graph filter (which
@@ -100,10 +110,10 @@ pub struct QueryStores {
 }
 
 impl QueryStores {
-    fn for_scope(&self, scope: GraphScope) -> &Store {
+    fn for_scope(&self, scope: &GraphScope) -> &Store {
         match scope {
             GraphScope::Public => &self.public,
-            GraphScope::WithStudies => &self.full,
+            GraphScope::WithStudies | GraphScope::WithStudiesOf(_) => &self.full,
         }
     }
 }
@@ -111,15 +121,21 @@ impl QueryStores {
 /// Whether a graph a query names may be read in `scope`: named under a prefix of the scope's
 /// kinds of graph. The stores hold nothing else, so this only keeps an explicitly named graph
 /// from ever reaching anything a later projection might add.
-fn may_name(base: &PublicBase, scope: GraphScope, graph: &NamedNode) -> bool {
-    base.is_catalogue_iri(graph.as_str()) || (scope == GraphScope::WithStudies && base.is_study_iri(graph.as_str()))
+fn may_name(base: &PublicBase, scope: &GraphScope, graph: &NamedNode) -> bool {
+    let iri = graph.as_str();
+    base.is_catalogue_iri(iri)
+        || match scope {
+            GraphScope::Public => false,
+            GraphScope::WithStudies => base.is_study_iri(iri),
+            GraphScope::WithStudiesOf(studies) => studies.contains(iri),
+        }
 }
 
 fn graph_list(
     param: &'static str,
     iris: &[String],
     base: &PublicBase,
-    scope: GraphScope,
+    scope: &GraphScope,
 ) -> Result<Vec<NamedOrBlankNode>, QueryError> {
     let mut out = Vec::new();
     for s in iris {
@@ -166,7 +182,7 @@ const WATCH_EVERY: Duration = Duration::from_millis(20);
 pub fn evaluate<T>(
     stores: &QueryStores,
     base: &PublicBase,
-    scope: GraphScope,
+    scope: &GraphScope,
     request: &SparqlRequest,
     limits: impl Into<QueryLimits>,
     write: impl FnOnce(QueryResults<'_>) -> Result<T, QueryError>,
@@ -208,7 +224,7 @@ pub fn evaluate<T>(
 fn evaluate_with_token<T>(
     stores: &QueryStores,
     base: &PublicBase,
-    scope: GraphScope,
+    scope: &GraphScope,
     request: &SparqlRequest,
     token: CancellationToken,
     write: impl FnOnce(QueryResults<'_>) -> Result<T, QueryError>,
@@ -235,6 +251,16 @@ fn evaluate_with_token<T>(
         };
         dataset.set_default_graph(allowed(from.default).into_iter().map(GraphName::from).collect());
         dataset.set_available_named_graphs(allowed(from.named.unwrap_or_default()));
+    } else if let GraphScope::WithStudiesOf(studies) = scope {
+        // no dataset given, and the store holds more than the caller may see: the catalogue's
+        // graphs (all the public mirror holds) and the caller's studies', by name
+        let mut graphs = Vec::new();
+        for g in stores.public.named_graphs() {
+            graphs.push(g.map_err(|e| QueryError::Evaluation(e.to_string()))?);
+        }
+        graphs.extend(studies.iter().map(|s| NamedOrBlankNode::from(NamedNode::new_unchecked(s.as_str()))));
+        dataset.set_default_graph(graphs.iter().cloned().map(GraphName::from).collect());
+        dataset.set_available_named_graphs(graphs);
     } else {
         // no dataset given: the default graph is the union of the store's named graphs, and
         // every named graph is available (the scope's store holds only what the scope may see)
@@ -345,7 +371,7 @@ mod tests {
             default_graph_uris: default.iter().map(|s| (*s).to_owned()).collect(),
             named_graph_uris: named.iter().map(|s| (*s).to_owned()).collect(),
         };
-        let mut out = evaluate(stores, base, scope, &request, Duration::from_secs(10), |results| {
+        let mut out = evaluate(stores, base, &scope, &request, Duration::from_secs(10), |results| {
             let QueryResults::Solutions(solutions) = results else { panic!("not a SELECT") };
             let mut out = Vec::new();
             for s in solutions {
@@ -372,6 +398,7 @@ mod tests {
             ("https://registry.example.eu/datasets/a/b", "dataset", format!("{}Dataset", ns::DCAT)),
             ("https://registry.example.eu/providers/a", "provider", format!("{}Agent", ns::FOAF)),
             ("https://registry.example.eu/studies/s1", "study", format!("{IMAGING}ImagingStudy")),
+            ("https://registry.example.eu/studies/s2", "another study", format!("{IMAGING}ImagingStudy")),
         ] {
             let g = NamedNode::new(graph).unwrap();
             let class = NamedNode::new(class).unwrap();
@@ -395,7 +422,7 @@ mod tests {
         assert_eq!(objects_in(&stores, &base, GraphScope::Public, everything, &[], &[]), ["dataset", "provider"]);
         assert_eq!(
             objects_in(&stores, &base, GraphScope::WithStudies, everything, &[], &[]),
-            ["dataset", "provider", "study"]
+            ["another study", "dataset", "provider", "study"]
         );
         // naming a study graph, by FROM, FROM NAMED, GRAPH or the protocol, reads as empty for
         // the public; the bookkeeping cannot be named at all
@@ -425,20 +452,50 @@ mod tests {
             ["study"]
         );
         // but nobody reads the bookkeeping, whatever they name
-        for scope in [GraphScope::Public, GraphScope::WithStudies] {
+        let permitted =
+            GraphScope::WithStudiesOf(Arc::new(BTreeSet::from(["https://registry.example.eu/studies/s1".into()])));
+        for scope in [GraphScope::Public, GraphScope::WithStudies, permitted] {
             for q in [
                 "SELECT ?o WHERE { ?s ?p ?o }",
                 "SELECT ?o WHERE { GRAPH ?g { ?s ?p ?o } }",
                 "SELECT ?o FROM <urn:cireg:projection> WHERE { ?s ?p ?o }",
                 "SELECT ?o FROM NAMED <urn:cireg:projection> WHERE { GRAPH ?g { ?s ?p ?o } }",
             ] {
-                let seen = objects_in(&stores, &base, scope, q, &[], &[]);
+                let seen = objects_in(&stores, &base, scope.clone(), q, &[], &[]);
                 assert!(!seen.iter().any(|o| o == "bookkeeping"), "{q}: {seen:?}");
             }
             let named = ["urn:cireg:projection"];
-            assert!(objects_in(&stores, &base, scope, "SELECT ?o WHERE { ?s ?p ?o }", &named, &[]).is_empty());
+            assert!(objects_in(&stores, &base, scope.clone(), "SELECT ?o WHERE { ?s ?p ?o }", &named, &[]).is_empty());
             assert!(objects_in(&stores, &base, scope, any_graph, &[], &named).is_empty());
         }
+    }
+
+    #[test]
+    fn a_caller_with_permits_sees_the_catalogue_and_those_studies_only() {
+        let base = PublicBase::new("https://registry.example.eu").unwrap();
+        let stores = stores(&base);
+        let s1 = "https://registry.example.eu/studies/s1";
+        let s2 = "https://registry.example.eu/studies/s2";
+        let scope = || GraphScope::WithStudiesOf(Arc::new(BTreeSet::from([s1.to_owned()])));
+        let everything = "SELECT ?o WHERE { { ?s <urn:p> ?o } UNION { GRAPH ?g { ?s <urn:p> ?o } } }";
+        assert_eq!(objects_in(&stores, &base, scope(), everything, &[], &[]), ["dataset", "provider", "study"]);
+        // the other study, however it is named, reads as empty
+        for q in [
+            format!("SELECT ?o FROM <{s2}> WHERE {{ ?s ?p ?o }}"),
+            format!("SELECT ?o FROM NAMED <{s2}> WHERE {{ GRAPH ?g {{ ?s ?p ?o }} }}"),
+            format!("SELECT ?o WHERE {{ GRAPH <{s2}> {{ ?s ?p ?o }} }}"),
+            format!("SELECT ?o FROM <{s1}> FROM <{s2}> WHERE {{ ?s <urn:p> ?o }}"),
+        ] {
+            let seen = objects_in(&stores, &base, scope(), &q, &[], &[]);
+            assert!(!seen.iter().any(|o| o == "another study"), "{q}: {seen:?}");
+        }
+        let any_graph = "SELECT ?o WHERE { GRAPH ?g { ?s <urn:p> ?o } }";
+        assert!(objects_in(&stores, &base, scope(), any_graph, &[], &[s2]).is_empty());
+        assert!(objects_in(&stores, &base, scope(), "SELECT ?o WHERE { ?s ?p ?o }", &[s2], &[]).is_empty());
+        assert_eq!(objects_in(&stores, &base, scope(), any_graph, &[], &[s1, s2]), ["study"]);
+        // nothing permitted: the catalogue only
+        let none = GraphScope::WithStudiesOf(Arc::default());
+        assert_eq!(objects_in(&stores, &base, none, everything, &[], &[]), ["dataset", "provider"]);
     }
 
     #[test]
@@ -448,9 +505,10 @@ mod tests {
         let service =
             ParsedQuery::parse("SELECT ?o WHERE { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }").unwrap();
         let request = SparqlRequest { query: service, default_graph_uris: Vec::new(), named_graph_uris: Vec::new() };
-        let refused = evaluate(&stores, &base, GraphScope::WithStudies, &request, Duration::from_secs(10), |results| {
-            write_results(results, ResultsFormat::Solutions(QueryResultsFormat::Json), Vec::new(), 10)
-        });
+        let refused =
+            evaluate(&stores, &base, &GraphScope::WithStudies, &request, Duration::from_secs(10), |results| {
+                write_results(results, ResultsFormat::Solutions(QueryResultsFormat::Json), Vec::new(), 10)
+            });
         assert!(matches!(refused, Err(QueryError::Parameter("query", ref m)) if m.contains("SERVICE is disabled")));
     }
 
@@ -473,7 +531,7 @@ mod tests {
         let limit = resident_bytes().unwrap() + 64 * 1024 * 1024;
         let limits = QueryLimits { time: Duration::from_secs(120), memory: Some(limit) };
         let started = std::time::Instant::now();
-        let outcome = evaluate(&stores, &base, GraphScope::Public, &request, limits, |results| {
+        let outcome = evaluate(&stores, &base, &GraphScope::Public, &request, limits, |results| {
             write_results(results, ResultsFormat::Solutions(QueryResultsFormat::Json), Vec::new(), 10)
         });
         assert!(matches!(outcome, Err(QueryError::Memory(l)) if l == limit), "{:?}", outcome.map(|_| ()));
@@ -493,7 +551,7 @@ mod tests {
             named_graph_uris: Vec::new(),
         };
         let started = std::time::Instant::now();
-        let outcome = evaluate(&stores, &base, GraphScope::Public, &request, Duration::from_millis(300), |results| {
+        let outcome = evaluate(&stores, &base, &GraphScope::Public, &request, Duration::from_millis(300), |results| {
             write_results(results, ResultsFormat::Solutions(QueryResultsFormat::Json), Vec::new(), 10)
         });
         assert!(matches!(outcome, Err(QueryError::Timeout(_))), "{:?}", outcome.map(|_| ()));

@@ -8,6 +8,9 @@
 //! FHIR search semantics live here (values, prefixes, precision, AND of repeated parameters, OR
 //! of comma-separated values); the HTTP layer parses the query string with [`StudyQuery::parse`]
 //! and builds the Bundle.
+//!
+//! Who sees what is part of the query ([`StudyAccess`]): a parsed query sees nothing until the
+//! HTTP layer sets the caller's access, so a forgotten check shows nothing rather than everything.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -150,8 +153,8 @@ struct Studies {
     parked: HashMap<u32, HashMap<u128, Entry>>,
     /// The dataset of each parked study, by id.
     parked_ids: HashMap<u128, u32>,
-    /// Retracted studies, by id.
-    retracted: HashSet<u128>,
+    /// Retracted studies, by id, with their (provider, dataset).
+    retracted: HashMap<u128, (u32, u32)>,
 }
 
 fn drop_position<K: Eq + Hash>(table: &mut HashMap<K, Vec<u32>>, key: &K, slot: u32) {
@@ -254,7 +257,7 @@ impl Studies {
         self.retracted.remove(&id);
         let Some((status, e)) = study else { return };
         if status != StudyStatus::Available {
-            self.retracted.insert(id);
+            self.retracted.insert(id, (e.provider, e.dataset));
         } else if self.live.contains(&e.dataset) {
             self.show(e);
         } else {
@@ -282,9 +285,20 @@ impl Studies {
         }
     }
 
-    /// Whether study `id` was shown once and is no longer (retracted, dataset withdrawn).
-    fn is_gone(&self, id: u128) -> bool {
-        self.retracted.contains(&id) || self.parked_ids.contains_key(&id)
+    /// The (provider, dataset) of study `id` if it was shown once and is no longer (retracted,
+    /// dataset withdrawn).
+    fn gone(&self, id: u128) -> Option<(u32, u32)> {
+        if let Some(&of) = self.retracted.get(&id) {
+            return Some(of);
+        }
+        let dataset = *self.parked_ids.get(&id)?;
+        let provider = self.parked.get(&dataset)?.get(&id)?.provider;
+        Some((provider, dataset))
+    }
+
+    /// Whether a study of `provider` in `dataset` may be seen with `access`.
+    fn allows(&self, access: &StudyAccess, provider: u32, dataset: u32) -> bool {
+        access.allows(self.strings.text(dataset), self.strings.text(provider))
     }
 }
 
@@ -391,18 +405,52 @@ impl StudyIndex {
     }
 
     /// The study of resource id `id`, as the store holds it now.
-    pub fn get(&self, id: &str) -> std::io::Result<StudyLookup> {
+    /// A study as a caller of `access` may see it: one of a dataset it may not read is not found,
+    /// as one that never was.
+    pub fn get(&self, id: &str, access: &StudyAccess) -> std::io::Result<StudyLookup> {
         let Some(id) = parse_id(id) else { return Ok(StudyLookup::NotFound) };
         let (shown, gone) = {
             let studies = self.read();
-            let shown = studies.by_id.get(&id).map(|slot| self.subject_of(&studies, studies.shown(*slot)));
-            (shown, studies.is_gone(id))
+            let shown = studies
+                .by_id
+                .get(&id)
+                .map(|slot| studies.shown(*slot))
+                .filter(|e| studies.allows(access, e.provider, e.dataset))
+                .map(|e| self.subject_of(&studies, e));
+            let gone = studies.gone(id).is_some_and(|(p, d)| studies.allows(access, p, d));
+            (shown, gone)
         };
         match shown {
             Some(subject) => Ok(self.load(&subject)?.map_or(StudyLookup::NotFound, StudyLookup::Found)),
             None if gone => Ok(StudyLookup::Gone),
             None => Ok(StudyLookup::NotFound),
         }
+    }
+
+    /// The named graphs of the shown studies a caller of `access` may see (a SPARQL query's
+    /// dataset), sorted.
+    pub fn study_graphs(&self, access: &StudyAccess) -> Vec<String> {
+        let studies = self.read();
+        let ids: BTreeSet<u128> = match access {
+            StudyAccess::All => studies.by_id.keys().copied().collect(),
+            StudyAccess::Only { datasets, providers } => {
+                let mut ids: BTreeSet<u128> = datasets
+                    .iter()
+                    .filter_map(|d| studies.strings.get(d))
+                    .filter_map(|d| studies.by_dataset.get(&d))
+                    .flatten()
+                    .map(|slot| studies.shown(*slot).id)
+                    .collect();
+                let providers: HashSet<u32> = providers.iter().filter_map(|p| studies.strings.get(p)).collect();
+                if !providers.is_empty() {
+                    ids.extend(
+                        studies.slots.iter().flatten().filter(|e| providers.contains(&e.provider)).map(|e| e.id),
+                    );
+                }
+                ids
+            }
+        };
+        ids.into_iter().map(|id| self.base.study(&id_text(id))).collect()
     }
 
     /// The log subject of an entry's study.
@@ -434,7 +482,7 @@ impl StudyIndex {
                 (id_text(e.id), e.version, studies.strings.text(e.dataset).to_owned())
             })
             .collect();
-        let mut gone: Vec<u128> = studies.retracted.iter().chain(studies.parked_ids.keys()).copied().collect();
+        let mut gone: Vec<u128> = studies.retracted.keys().chain(studies.parked_ids.keys()).copied().collect();
         gone.sort_unstable();
         (shown, gone.into_iter().map(id_text).collect())
     }
@@ -502,7 +550,9 @@ impl StudyIndex {
             }
         }
         let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
-        let criteria: Vec<Compiled> = query.criteria.iter().map(|c| compile(studies, c, series)).collect();
+        let access = query.access.criterion();
+        let criteria: Vec<Compiled> =
+            query.criteria.iter().chain(access.as_ref()).map(|c| compile(studies, c, series)).collect();
         let sort = query.sort;
         // each hit's entry is read once, for the test and its sort key together: a broad search
         // (a year of studies) then sorts a contiguous array instead of visiting each entry of
@@ -566,6 +616,7 @@ enum CompiledMatcher {
     /// Studies holding a series (from the store).
     AnyOf(HashSet<u128>),
     Dataset(u32),
+    Provider(u32),
     Nothing,
 }
 
@@ -595,6 +646,7 @@ impl CompiledMatcher {
             CompiledMatcher::BodySite(code) => e.body_sites.binary_search(code).is_ok(),
             CompiledMatcher::AnyOf(ids) => ids.contains(&e.id),
             CompiledMatcher::Dataset(d) => e.dataset == *d,
+            CompiledMatcher::Provider(p) => e.provider == *p,
             CompiledMatcher::Nothing => false,
         }
     }
@@ -625,6 +677,7 @@ fn compile(studies: &Studies, c: &Criterion, series: &HashMap<String, Vec<u128>>
                 CompiledMatcher::AnyOf(series.get(uid).map(|ids| ids.iter().copied().collect()).unwrap_or_default())
             }
             Matcher::Dataset(iri) => interned(iri).map_or(CompiledMatcher::Nothing, CompiledMatcher::Dataset),
+            Matcher::Provider(p) => interned(p).map_or(CompiledMatcher::Nothing, CompiledMatcher::Provider),
             Matcher::Nothing => CompiledMatcher::Nothing,
         })
         .collect();
@@ -654,6 +707,7 @@ fn lookup(studies: &Studies, c: &Compiled) -> Option<Vec<u32>> {
             CompiledMatcher::Subject { subject, .. } => {
                 out.extend(studies.by_subject.get(subject).into_iter().flatten())
             }
+            CompiledMatcher::Dataset(d) => out.extend(studies.by_dataset.get(d).into_iter().flatten()),
             CompiledMatcher::Nothing => {}
             CompiledMatcher::Started(d) => {
                 let (from, to) = d.started_range()?;
@@ -984,8 +1038,65 @@ pub enum Matcher {
     Series(String),
     /// A dataset by its IRI.
     Dataset(String),
+    /// The studies of a provider (no search parameter: a caller's access to its own studies).
+    Provider(String),
     /// A value that cannot match (e.g. a code from another system).
     Nothing,
+}
+
+/// Which studies a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StudyAccess {
+    /// Every study of the node (the all-studies role).
+    All,
+    /// The studies of these datasets (IRIs) and of these providers' datasets; none when both are
+    /// empty.
+    Only { datasets: BTreeSet<String>, providers: BTreeSet<String> },
+}
+
+impl Default for StudyAccess {
+    /// No study.
+    fn default() -> Self {
+        StudyAccess::Only { datasets: BTreeSet::new(), providers: BTreeSet::new() }
+    }
+}
+
+impl StudyAccess {
+    /// Whether a study of dataset `dataset_iri` of `provider` may be seen.
+    pub fn allows(&self, dataset_iri: &str, provider: &str) -> bool {
+        match self {
+            StudyAccess::All => true,
+            StudyAccess::Only { datasets, providers } => datasets.contains(dataset_iri) || providers.contains(provider),
+        }
+    }
+
+    /// Whether it sees no study at all.
+    pub fn is_nothing(&self) -> bool {
+        matches!(self, StudyAccess::Only { datasets, providers } if datasets.is_empty() && providers.is_empty())
+    }
+
+    /// The criterion a search ANDs with its own (none: everything).
+    fn criterion(&self) -> Option<Criterion> {
+        let StudyAccess::Only { datasets, providers } = self else { return None };
+        let any_of = datasets
+            .iter()
+            .map(|d| Matcher::Dataset(d.clone()))
+            .chain(providers.iter().map(|p| Matcher::Provider(p.clone())))
+            .collect();
+        Some(Criterion { any_of, negated: false })
+    }
+
+    /// A part of a result cache key: results for one access are never served to another.
+    fn key(&self) -> String {
+        match self {
+            StudyAccess::All => "all".to_owned(),
+            StudyAccess::Only { datasets, providers } => {
+                let datasets: Vec<&str> = datasets.iter().map(String::as_str).collect();
+                let providers: Vec<&str> = providers.iter().map(String::as_str).collect();
+                format!("only {} | {}", datasets.join(" "), providers.join(" "))
+            }
+        }
+    }
 }
 
 /// One search parameter occurrence: its comma-separated values, OR-ed (`negated` for `:not`).
@@ -1004,6 +1115,8 @@ pub struct StudyQuery {
     pub page: Page,
     /// The parameters that took effect, normalised, for the Bundle's `self` and paging links.
     pub used: Vec<(String, String)>,
+    /// Which studies the caller may see (none unless set).
+    pub access: StudyAccess,
 }
 
 impl StudyQuery {
@@ -1016,7 +1129,13 @@ impl StudyQuery {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         used.sort();
-        format!("{}|{}", self.sort.as_str(), used.join("&"))
+        format!("{}|{}|{}", self.access.key(), self.sort.as_str(), used.join("&"))
+    }
+
+    /// The query as seen by a caller of `access`.
+    pub fn with_access(mut self, access: StudyAccess) -> Self {
+        self.access = access;
+        self
     }
 }
 
@@ -1062,6 +1181,7 @@ impl StudyQuery {
             count: DEFAULT_COUNT,
             page: Page::First,
             used: Vec::new(),
+            access: StudyAccess::default(),
         };
         for (raw_name, value) in pairs {
             let (name, modifier) = match raw_name.split_once(':') {

@@ -17,7 +17,7 @@ use cireg_log::StoredEvent;
 use cireg_projector::{second_of, CatalogueHistory, ChangeJournal, Past, Projector, PublicBase};
 use cireg_views::{
     write_catalog, CatalogIndex, CatalogInfo, CatalogPage, IndexEntry, ReadModels, SearchIndex, SearchQuery,
-    StudyIndex, StudyQuery,
+    StudyAccess, StudyIndex, StudyLookup, StudyQuery,
 };
 use oxigraph::{io::RdfFormat, store::Store};
 use serde_json::{json, Value};
@@ -134,7 +134,36 @@ fn searches(base: &PublicBase) -> Vec<StudyQuery> {
     for s in 0..SUBJECTS {
         queries.push(pairs(&[("patient", &format!("SUBJ-{s}")), ("_count", "1000")]));
     }
-    queries.iter().map(|q| StudyQuery::parse(q, base, true).unwrap()).collect()
+    queries.iter().map(|q| StudyQuery::parse(q, base, true).unwrap().with_access(StudyAccess::All)).collect()
+}
+
+/// What a caller of `access` sees is exactly what a caller of every study sees, less the studies
+/// of the datasets `access` does not reach: in every search, in reads, and in the study graphs a
+/// SPARQL query of that caller may name.
+fn check_access(index: &StudyIndex, queries: &[StudyQuery], access: &StudyAccess, at: &str) {
+    let base = PublicBase::new("https://registry.example.eu/").unwrap();
+    let mut readable = std::collections::BTreeSet::new();
+    for q in queries.iter().filter(|q| q.count == 1000) {
+        let all = index.search(q).unwrap().studies;
+        let mine = index.search(&q.clone().with_access(access.clone())).unwrap();
+        let expected: Vec<&str> = all
+            .iter()
+            .filter(|s| access.allows(&s.dataset_iri, &s.projected.provider))
+            .map(|s| s.projected.id.as_str())
+            .collect();
+        let seen: Vec<&str> = mine.studies.iter().map(|s| s.projected.id.as_str()).collect();
+        assert_eq!(seen, expected, "{at}: {access:?} {:?}", q.used);
+        assert_eq!(mine.total, expected.len() as u64, "{at}: the total counts only what it may read");
+        for s in &all {
+            let found = matches!(index.get(&s.projected.id, access).unwrap(), StudyLookup::Found(_));
+            assert_eq!(found, access.allows(&s.dataset_iri, &s.projected.provider), "{at}: read {}", s.projected.id);
+            if found {
+                readable.insert(base.study(&s.projected.id));
+            }
+        }
+    }
+    let graphs: std::collections::BTreeSet<String> = index.study_graphs(access).into_iter().collect();
+    assert_eq!(graphs, readable, "{at}: the study graphs of {access:?}");
 }
 
 fn study_view(index: &StudyIndex, queries: &[StudyQuery]) -> Vec<Vec<(String, u64)>> {
@@ -203,6 +232,17 @@ fn run(seed: u64, steps: usize, journal_bound: usize) {
         assert!(from_store.entries.iter().all(|e| e.graph.is_none()));
         assert_eq!(catalog_page(&store, &base, &kept), catalog_page(&store, &base, &from_store), "{at}: catalogue");
         assert_eq!(search_view(&live.search()), search_view(&fresh.search()), "{at}: search index");
+        // random access: some datasets of the provider, or the provider itself
+        let mut datasets = std::collections::BTreeSet::new();
+        for d in 0..DATASETS {
+            if rng.below(2) == 0 {
+                datasets.insert(base.dataset(PROVIDER, &format!("dataset-{d}")));
+            }
+        }
+        let providers = if rng.below(5) == 0 { [PROVIDER.to_owned()].into() } else { Default::default() };
+        for access in [StudyAccess::Only { datasets, providers }, StudyAccess::default()] {
+            check_access(live.studies(), &queries, &access, &at);
+        }
         for (fast, general) in &started_twins {
             assert_eq!(
                 study_view(live.studies(), std::slice::from_ref(fast)),
@@ -241,7 +281,7 @@ fn run(seed: u64, steps: usize, journal_bound: usize) {
 fn started_twins(base: &PublicBase) -> Vec<(StudyQuery, StudyQuery)> {
     let parse = |q: &[(&str, &str)]| {
         let pairs: Vec<_> = q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        StudyQuery::parse(&pairs, base, true).unwrap()
+        StudyQuery::parse(&pairs, base, true).unwrap().with_access(StudyAccess::All)
     };
     let mut twins = Vec::new();
     for sort in ["started", "-started"] {
