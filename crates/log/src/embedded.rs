@@ -35,6 +35,12 @@ pub struct EmbeddedLog {
 /// An append waiting for the writer, and where its outcome goes.
 type PendingAppend = (AppendRequest, tokio::sync::oneshot::Sender<Result<Appended, LogError>>);
 
+/// redb's page cache for the log. redb's default (1 GiB) may keep that much of the pages writes
+/// touch: a bound of its own in the node's memory budget, for a log of the Atlas's size (GBs).
+/// The projector reads the log's tail, which is in this cache or the kernel's page cache anyway.
+/// (Under `cireg load` the bound changed nothing measurable: the growth is elsewhere, README.)
+pub const LOG_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Most appends one write transaction takes, and most payload bytes.
 const GROUP_MAX_EVENTS: usize = 1024;
 const GROUP_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -46,7 +52,7 @@ fn storage<E: std::fmt::Display>(e: E) -> LogError {
 impl EmbeddedLog {
     /// Opens (or creates) the log file at `path`.
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let db = Database::create(path).map_err(storage)?;
+        let db = Database::builder().set_cache_size(LOG_CACHE_BYTES).create(path).map_err(storage)?;
         let txn = db.begin_write().map_err(storage)?;
         let last = {
             txn.open_table(EVENTS).map_err(storage)?;

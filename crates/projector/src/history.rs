@@ -99,7 +99,9 @@ fn from_nquads(bytes: &[u8]) -> Result<Vec<Quad>, HistoryError> {
 impl CatalogueHistory {
     /// Opens (or creates) the history file at `path`.
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
-        let db = Database::create(path).map_err(err)?;
+        // written after every batch that changes a public graph, read by `?at=`: redb's default
+        // 1 GiB page cache would keep all it writes in memory
+        let db = Database::builder().set_cache_size(16 * 1024 * 1024).create(path).map_err(err)?;
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(CHANGES).map_err(err)?;
         txn.open_table(SNAPSHOTS).map_err(err)?;
