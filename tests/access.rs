@@ -9,7 +9,7 @@ mod support;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use cireg_auth::{DevKey, DevToken, DevVisa, CONTROLLED_ACCESS_GRANTS};
+use cireg_auth::{DevKey, DevToken, DevVisa};
 use serde_json::{json, Value};
 use support::{example, test_key, token_claims, Cireg};
 
@@ -80,16 +80,10 @@ fn keys() -> Keys {
 }
 
 fn visa(dataset: &str) -> DevVisa {
+    let committee = "https://dac.example.eu/committees/imaging";
     DevVisa {
-        issuer: DAC.into(),
-        subject: "alice".into(),
-        kind: CONTROLLED_ACCESS_GRANTS.into(),
-        value: dataset.into(),
-        source: "https://dac.example.eu/committees/imaging".into(),
         asserted_ago: Duration::from_secs(60),
-        lifetime: Duration::from_secs(3600),
-        expired_ago: None,
-        conditions: None,
+        ..DevVisa::grant(DAC, "alice", dataset, committee, Duration::from_secs(3600))
     }
 }
 

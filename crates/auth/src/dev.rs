@@ -68,6 +68,24 @@ pub struct DevVisa {
     pub conditions: Option<Value>,
 }
 
+impl DevVisa {
+    /// A `ControlledAccessGrants` visa of `issuer` granting `subject` the dataset of IRI `dataset`,
+    /// decided by `source`, asserted now and valid for `lifetime`, without conditions.
+    pub fn grant(issuer: &str, subject: &str, dataset: &str, source: &str, lifetime: Duration) -> Self {
+        DevVisa {
+            issuer: issuer.to_owned(),
+            subject: subject.to_owned(),
+            kind: crate::CONTROLLED_ACCESS_GRANTS.to_owned(),
+            value: dataset.to_owned(),
+            source: source.to_owned(),
+            asserted_ago: Duration::ZERO,
+            lifetime,
+            expired_ago: None,
+            conditions: None,
+        }
+    }
+}
+
 impl DevKey {
     /// Loads the PKCS#8 PEM P-256 key at `path` (it signs ES256), or makes a new
     /// P-256 key there (readable by its owner only). The flag says whether it was made.

@@ -225,7 +225,8 @@ impl Verifier {
     }
 }
 
-fn unix_now() -> u64 {
+/// Now, in Unix seconds: the clock tokens' `exp` and visas' grants are read against.
+pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
@@ -358,15 +359,14 @@ mod tests {
         assert_eq!(issuer.issuer, dac_iss);
         let verifier = Verifier::new(AuthConfig { visa_issuers: vec![issuer], ..config(&jwks) }).await.unwrap();
         let visa = |n: &str| DevVisa {
-            issuer: dac_iss.into(),
-            subject: "alice@example.eu".into(),
-            kind: CONTROLLED_ACCESS_GRANTS.into(),
-            value: format!("https://r.example/datasets/p/{n}"),
-            source: "https://dac.example.eu/committee".into(),
             asserted_ago: Duration::from_secs(60),
-            lifetime: Duration::from_secs(3600),
-            expired_ago: None,
-            conditions: None,
+            ..DevVisa::grant(
+                dac_iss,
+                "alice@example.eu",
+                &format!("https://r.example/datasets/p/{n}"),
+                "https://dac.example.eu/committee",
+                Duration::from_secs(3600),
+            )
         };
         let visas = vec![
             dac.mint_visa(&visa("granted")).unwrap(),

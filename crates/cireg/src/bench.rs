@@ -1299,20 +1299,23 @@ fn permit_token(key: &cireg_auth::DevKey) -> anyhow::Result<String> {
         .filter(|e| e["type"] == "eu.cancerimage.dataset.published.v1")
         .take(PERMITTED_DATASETS)
         .map(|e| {
-            let provider = e["source"].as_str().unwrap_or_default().trim_start_matches("urn:cireg:provider:");
-            let dataset = base.dataset(provider, e["subject"].as_str().unwrap_or_default());
-            key.mint_visa(&cireg_auth::DevVisa {
-                issuer: BENCH_VISA_ISSUER.into(),
-                subject: "bench-permits".into(),
-                kind: cireg_auth::CONTROLLED_ACCESS_GRANTS.into(),
-                value: dataset,
-                source: "urn:cireg:bench-committee".into(),
+            let provider = e["source"]
+                .as_str()
+                .and_then(cireg_model::ProviderId::from_source)
+                .context("a demo dataset names no provider")?;
+            let dataset = base.dataset(provider.as_str(), e["subject"].as_str().unwrap_or_default());
+            let day = std::time::Duration::from_secs(24 * 3600);
+            let visa = cireg_auth::DevVisa {
                 asserted_ago: std::time::Duration::from_secs(60),
-                lifetime: std::time::Duration::from_secs(24 * 3600),
-                expired_ago: None,
-                conditions: None,
-            })
-            .map_err(anyhow::Error::msg)
+                ..cireg_auth::DevVisa::grant(
+                    BENCH_VISA_ISSUER,
+                    "bench-permits",
+                    &dataset,
+                    "urn:cireg:bench-committee",
+                    day,
+                )
+            };
+            key.mint_visa(&visa).map_err(anyhow::Error::msg)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let token = cireg_auth::DevToken { all_studies: false, visas, ..bench_token("bench-permits") };

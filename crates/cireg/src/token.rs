@@ -103,18 +103,9 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         .visas
         .iter()
         .map(|dataset| {
-            key.mint_visa(&cireg_auth::DevVisa {
-                issuer: args.visa_issuer.clone(),
-                subject: args.subject.clone(),
-                kind: cireg_auth::CONTROLLED_ACCESS_GRANTS.into(),
-                value: dataset.clone(),
-                source: "urn:cireg:dev-access-committee".into(),
-                asserted_ago: Duration::ZERO,
-                lifetime,
-                expired_ago: None,
-                conditions: None,
-            })
-            .map_err(anyhow::Error::msg)
+            let committee = "urn:cireg:dev-access-committee";
+            let visa = cireg_auth::DevVisa::grant(&args.visa_issuer, &args.subject, dataset, committee, lifetime);
+            key.mint_visa(&visa).map_err(anyhow::Error::msg)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let token = DevToken {

@@ -36,6 +36,12 @@ impl PublicBase {
         format!("{}/datasets/{provider}/{dataset}", self.0)
     }
 
+    /// The provider of a dataset IRI minted here (the inverse of [`PublicBase::dataset`]).
+    pub fn dataset_provider<'a>(&self, iri: &'a str) -> Option<&'a str> {
+        let rest = iri.strip_prefix(self.0.as_str())?.strip_prefix("/datasets/")?;
+        rest.split_once('/').map(|(provider, _)| provider)
+    }
+
     pub fn distribution(&self, provider: &str, dataset: &str, distribution: &str) -> String {
         self.part(provider, dataset, "distribution", distribution)
     }

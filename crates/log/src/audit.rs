@@ -11,7 +11,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, consumer, stream::StorageType};
 use futures::StreamExt;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::LogError;
@@ -19,6 +19,11 @@ use crate::LogError;
 /// The JetStream stream of the audit trail.
 pub const AUDIT_STREAM: &str = "CIREG_AUDIT";
 const AUDIT_SUBJECTS: &str = "cireg.audit.>";
+
+/// The subject of the reads of `provider`'s data.
+fn provider_subject(provider: &str) -> String {
+    format!("cireg.audit.{provider}")
+}
 
 /// seq → record (JSON)
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
@@ -215,7 +220,7 @@ impl AuditTrail {
                 // one message per provider read, so that each provider's subject holds all the
                 // reads of its data; a read naming no provider (the all-studies role's) goes to
                 // `cireg.audit._node` (`_` is in no provider id)
-                let mut subjects: Vec<String> = record.providers.iter().map(|p| format!("cireg.audit.{p}")).collect();
+                let mut subjects: Vec<String> = record.providers.iter().map(|p| provider_subject(p)).collect();
                 if subjects.is_empty() {
                     subjects.push("cireg.audit._node".to_owned());
                 }
@@ -237,22 +242,11 @@ impl AuditTrail {
     pub async fn backup(&self, path: &Path) -> Result<Option<u64>, LogError> {
         let AuditTrail::Embedded(trail) = self else { return Ok(None) };
         let (db, path) = (trail.db.clone(), path.to_owned());
-        tokio::task::spawn_blocking(move || -> Result<Option<u64>, LogError> {
-            let copy = Database::create(&path).map_err(storage)?;
-            let read = db.begin_read().map_err(storage)?;
-            let from = read.open_table(RECORDS).map_err(storage)?;
-            let write = copy.begin_write().map_err(storage)?;
-            let mut n = 0;
-            {
-                let mut to = write.open_table(RECORDS).map_err(storage)?;
-                for entry in from.iter().map_err(storage)? {
-                    let (k, v) = entry.map_err(storage)?;
-                    to.insert(k.value(), v.value()).map_err(storage)?;
-                    n += 1;
-                }
-            }
-            write.commit().map_err(storage)?;
-            Ok(Some(n))
+        tokio::task::spawn_blocking(move || {
+            crate::embedded::copy_database(&db, &path, |snapshot, copy| {
+                crate::embedded::copy_table(snapshot, copy, RECORDS)?;
+                snapshot.open_table(RECORDS).map_err(storage)?.len().map_err(storage).map(Some)
+            })
         })
         .await
         .map_err(storage)?
@@ -312,7 +306,7 @@ async fn list_jetstream(
     let filter_subjects = if filter.providers.is_empty() {
         vec![AUDIT_SUBJECTS.to_owned()]
     } else {
-        filter.providers.iter().map(|p| format!("cireg.audit.{p}")).collect()
+        filter.providers.iter().map(|p| provider_subject(p)).collect()
     };
     let consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {

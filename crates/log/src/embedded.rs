@@ -319,30 +319,44 @@ impl EventLog for EmbeddedLog {
 /// Rows copied per write transaction of a backup (each commit but the last is not synced).
 const BACKUP_CHUNK: usize = 50_000;
 
-/// Copies every table of `db`, as one read transaction sees it, into a new redb file at `to`:
-/// written as `<to>.partial` and renamed when complete, so a file at `to` is always whole.
+/// Copies every table of the log, as one read transaction sees it, into a new redb file at `to`;
+/// its last sequence.
 fn copy_log(db: &Database, to: &Path) -> Result<u64, LogError> {
+    copy_database(db, to, |snapshot, copy| {
+        copy_table(snapshot, copy, EVENTS)?;
+        copy_table(snapshot, copy, BY_SUBJECT)?;
+        copy_table(snapshot, copy, IDS)?;
+        copy_table(snapshot, copy, META)?;
+        let meta = snapshot.open_table(META).map_err(storage)?;
+        Ok(meta.get("last_seq").map_err(storage)?.map(|v| v.value()).unwrap_or(0))
+    })
+}
+
+/// A copy of `db` as one read transaction sees it, written by `copy` (with [`copy_table`]) into
+/// a new redb file at `to`: as `<to>.partial`, renamed when complete, so a file at `to` is always
+/// whole.
+pub(crate) fn copy_database<T>(
+    db: &Database,
+    to: &Path,
+    copy: impl FnOnce(&redb::ReadTransaction, &Database) -> Result<T, LogError>,
+) -> Result<T, LogError> {
     if to.exists() {
         return Err(LogError::Storage(format!("{} exists already", to.display())));
     }
     let partial = to.with_extension("partial");
     let _ = std::fs::remove_file(&partial);
     let snapshot = db.begin_read().map_err(storage)?;
-    let copy = Database::create(&partial).map_err(storage)?;
-    copy_table(&snapshot, &copy, EVENTS)?;
-    copy_table(&snapshot, &copy, BY_SUBJECT)?;
-    copy_table(&snapshot, &copy, IDS)?;
-    copy_table(&snapshot, &copy, META)?;
+    let target = Database::create(&partial).map_err(storage)?;
+    let out = copy(&snapshot, &target)?;
     // the last commit, durable, makes the ones before it durable too
-    let txn = copy.begin_write().map_err(storage)?;
-    let last = txn.open_table(META).map_err(storage)?.get("last_seq").map_err(storage)?.map(|v| v.value());
-    txn.commit().map_err(storage)?;
-    drop(copy);
+    target.begin_write().map_err(storage)?.commit().map_err(storage)?;
+    drop(target);
     std::fs::rename(&partial, to).map_err(storage)?;
-    Ok(last.unwrap_or(0))
+    Ok(out)
 }
 
-fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+/// Copies one table of a snapshot into `copy`, in chunks of [`BACKUP_CHUNK`] rows.
+pub(crate) fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     snapshot: &redb::ReadTransaction,
     copy: &Database,
     table: TableDefinition<K, V>,

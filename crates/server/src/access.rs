@@ -33,7 +33,7 @@ pub(crate) async fn study_reader(state: &AppState, headers: &HeaderMap) -> Resul
             "study-level data needs a bearer token: send Authorization: Bearer <token>".to_owned(),
         ));
     };
-    let access = access_of(&caller, unix_now());
+    let access = access_of(&caller, cireg_auth::unix_now());
     if !caller.researcher && access.is_nothing() {
         let role = state.auth.as_ref().map(|a| a.config().claims.researcher_role.clone()).unwrap_or_default();
         return Err(Refusal::Forbidden(format!(
@@ -42,10 +42,6 @@ pub(crate) async fn study_reader(state: &AppState, headers: &HeaderMap) -> Resul
         )));
     }
     Ok((caller, access))
-}
-
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
 #[cfg(test)]

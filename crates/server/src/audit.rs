@@ -50,7 +50,7 @@ pub(crate) struct Read<'a> {
 /// answer instead.
 pub(crate) async fn record(state: &AppState, read: Read<'_>) -> Result<(), String> {
     let mut providers = read.providers;
-    providers.extend(read.datasets.iter().filter_map(|d| provider_of_dataset(state, d)));
+    providers.extend(read.datasets.iter().filter_map(|d| state.base.dataset_provider(d)).map(str::to_owned));
     let record = AuditRecord {
         id: String::new(),
         at: instant(OffsetDateTime::now_utc()),
@@ -65,12 +65,6 @@ pub(crate) async fn record(state: &AppState, read: Read<'_>) -> Result<(), Strin
         tracing::error!(error = %e, "the audit trail cannot be written: refusing the study-level read");
         format!("the audit trail of study-level reads cannot be written now ({e}); try again later")
     })
-}
-
-/// The provider of a dataset IRI minted here (`<base>/datasets/<provider>/<id>`).
-fn provider_of_dataset(state: &AppState, iri: &str) -> Option<String> {
-    let rest = iri.strip_prefix(state.base.as_str())?.strip_prefix("/datasets/")?;
-    rest.split_once('/').map(|(p, _)| p.to_owned())
 }
 
 /// Most records one listing returns, and how many when the caller does not say.

@@ -431,23 +431,16 @@ impl StudyIndex {
     /// dataset), sorted.
     pub fn study_graphs(&self, access: &StudyAccess) -> Vec<String> {
         let studies = self.read();
-        let ids: BTreeSet<u128> = match access {
-            StudyAccess::All => studies.by_id.keys().copied().collect(),
-            StudyAccess::Only { datasets, providers } => {
-                let mut ids: BTreeSet<u128> = datasets
-                    .iter()
-                    .filter_map(|d| studies.strings.get(d))
-                    .filter_map(|d| studies.by_dataset.get(&d))
-                    .flatten()
-                    .map(|slot| studies.shown(*slot).id)
-                    .collect();
-                let providers: HashSet<u32> = providers.iter().filter_map(|p| studies.strings.get(p)).collect();
-                if !providers.is_empty() {
-                    ids.extend(
-                        studies.slots.iter().flatten().filter(|e| providers.contains(&e.provider)).map(|e| e.id),
-                    );
-                }
-                ids
+        // the access as a search applies it: its criterion, from its lookup table where it has one
+        let ids: BTreeSet<u128> = match access.criterion().map(|c| compile(&studies, &c, &HashMap::new())) {
+            None => studies.by_id.keys().copied().collect(),
+            Some(access) => {
+                let candidates: Box<dyn Iterator<Item = &Entry>> = match lookup(&studies, &access) {
+                    Some(slots) => Box::new(slots.into_iter().map(|slot| studies.shown(slot))),
+                    None => Box::new(studies.slots.iter().flatten()),
+                };
+                // a table gives a superset: the criterion is tested on each (its matchers take no time)
+                candidates.filter(|e| access.matches(e, 0)).map(|e| e.id).collect()
             }
         };
         ids.into_iter().map(|id| self.base.study(&id_text(id))).collect()
