@@ -356,3 +356,339 @@ async fn studies_are_read_per_dataset_by_visa_provider_or_role() {
     }
     assert_eq!(reqwest::get(c.url("/api/v1/audit")).await.unwrap().status(), 401);
 }
+
+/// An RFC 3339 instant `seconds` from now.
+fn in_seconds(seconds: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// A JSON request of `token`: (status, body).
+async fn call(c: &Cireg, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = match method {
+        "GET" => client.get(c.url(path)),
+        _ => client.post(c.url(path)),
+    };
+    request = request.bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Each dataset of a request as the answer shows it: IRI → status.
+fn statuses(request: &Value) -> std::collections::BTreeMap<String, String> {
+    request["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["dataset"].as_str().unwrap().to_owned(), d["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn access_requests_are_decided_per_dataset_by_their_holders_and_grant_exactly_that() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &["--public-base", BASE]);
+    let (events, studies) = events();
+    for e in &events {
+        let (status, body) = c.post_event(e).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    c.wait_ready().await;
+    let uids_of = |datasets: &[&str]| -> BTreeSet<String> {
+        studies.iter().filter(|(d, _, _)| datasets.contains(d)).map(|(_, _, uid)| uid.clone()).collect()
+    };
+    let (a, b, cc) = (dataset_iri(P1, "a"), dataset_iri(P1, "b"), dataset_iri(P2, "c"));
+    let alice = token("alice", true, &[], Vec::new());
+    let bob = token("bob", true, &[], Vec::new());
+    let p1 = token("p1-staff", false, &[P1], Vec::new());
+    let p2 = token("p2-staff", false, &[P2], Vec::new());
+    let request = |datasets: Vec<&str>| {
+        json!({
+            "title": "Radiomics of response",
+            "purposes": ["https://w3id.org/dpv#AcademicResearch"],
+            "description": "A model of treatment response.",
+            "ethicsApproval": "EC-2026-117",
+            "datasets": datasets,
+        })
+    };
+
+    // what is refused, and where
+    let (status, p) = call(&c, "POST", "/api/v1/access-requests", &p1, Some(request(vec![&a]))).await;
+    assert_eq!(status, 403, "a provider's token is no researcher's: {p}");
+    let mut bad = request(vec![&a]);
+    bad["purposes"] = json!(["research"]);
+    let (status, p) = call(&c, "POST", "/api/v1/access-requests", &alice, Some(bad)).await;
+    assert_eq!((status, p["errors"][0]["pointer"].as_str()), (400, Some("/purposes/0")), "{p}");
+    let (status, p) =
+        call(&c, "POST", "/api/v1/access-requests", &alice, Some(request(vec![&a, "https://elsewhere.example/x"])))
+            .await;
+    assert_eq!((status, p["errors"][0]["pointer"].as_str()), (400, Some("/datasets/1")), "{p}");
+    let unknown = dataset_iri(P2, "never-published");
+    let (status, p) = call(&c, "POST", "/api/v1/access-requests", &alice, Some(request(vec![&a, &unknown]))).await;
+    assert_eq!((status, p["errors"][0]["pointer"].as_str()), (409, Some("/datasets/1")), "{p}");
+    // ... and a refused request leaves nothing standing (its part at P1 was withdrawn)
+    let (_, listed) = call(&c, "GET", "/api/v1/access-requests?status=requested", &alice, None).await;
+    assert_eq!(listed["requests"], json!([]), "{listed}");
+    // a provider may not write a researcher's events itself
+    let mut forged = example("access.requested");
+    forged["source"] = json!(format!("urn:cireg:provider:{P1}"));
+    forged["data"]["datasets"] = json!(["a"]);
+    assert_eq!(c.post_event_with(&forged, &p1).await.0, 403);
+
+    // alice asks P1 for `a` and P2 for `c` in one request
+    let (status, r) = call(&c, "POST", "/api/v1/access-requests", &alice, Some(request(vec![&a, &cc]))).await;
+    assert_eq!(status, 201, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    assert_eq!(statuses(&r), [(a.clone(), "requested".into()), (cc.clone(), "requested".into())].into());
+    assert_eq!(r["researcher"], "alice");
+    assert_eq!(fhir_uids(&c, &alice, "").await.1, 0, "nothing before a decision");
+    let path = format!("/api/v1/access-requests/{id}");
+    // each data holder sees its own part; another researcher nothing
+    let (_, seen) = call(&c, "GET", &path, &p1, None).await;
+    assert_eq!(statuses(&seen).into_keys().collect::<Vec<_>>(), std::slice::from_ref(&a));
+    let (_, listed) = call(&c, "GET", "/api/v1/access-requests?status=requested", &p2, None).await;
+    assert_eq!(listed["requests"].as_array().unwrap().len(), 1);
+    assert_eq!(statuses(&listed["requests"][0]).into_keys().collect::<Vec<_>>(), std::slice::from_ref(&cc));
+    assert_eq!(call(&c, "GET", &path, &bob, None).await.0, 404);
+    let (_, none) = call(&c, "GET", "/api/v1/access-requests", &bob, None).await;
+    assert_eq!(none["requests"], json!([]));
+
+    // a provider decides only on its own datasets
+    let approve = |dataset: &str, until: String| json!({"dataset": dataset, "decision": "approved", "until": until});
+    let decisions = format!("{path}/decisions");
+    let (status, p) = call(&c, "POST", &decisions, &p2, Some(approve(&a, in_seconds(3600)))).await;
+    assert_eq!(status, 403, "{p}");
+    let (status, p) = call(&c, "POST", &decisions, &p1, Some(approve(&cc, in_seconds(3600)))).await;
+    assert_eq!(status, 403, "{p}");
+    let (status, p) = call(&c, "POST", &decisions, &p1, Some(json!({"dataset": a, "decision": "approved"}))).await;
+    assert_eq!((status, p["errors"][0]["pointer"].as_str()), (400, Some("")), "an approval needs until: {p}");
+    let (status, p) = call(&c, "POST", &decisions, &p1, Some(approve(&a, in_seconds(-60)))).await;
+    assert_eq!((status, p["errors"][0]["pointer"].as_str()), (400, Some("/until")), "{p}");
+
+    // P1 approves `a`: alice reads its studies, and no other (FHIR and SPARQL)
+    let (status, r) = call(&c, "POST", &decisions, &p1, Some(approve(&a, in_seconds(3600)))).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(statuses(&r)[&a], "approved");
+    assert_eq!(fhir_uids(&c, &alice, "").await, (uids_of(&["a"]), 2));
+    let study_class = "https://w3id.org/cireg/imaging#ImagingStudy";
+    let all_studies = format!("SELECT ?g WHERE {{ GRAPH ?g {{ ?s a <{study_class}> }} }}");
+    let body = sparql(&c, &alice, &[("query", &all_studies)]).await;
+    assert_eq!(body.matches("/studies/").count(), 2, "{body}");
+    assert_eq!(fhir_uids(&c, &bob, "").await.1, 0, "the permit is alice's");
+    // decided once: 409, with where the request stands
+    let (status, p) = call(&c, "POST", &decisions, &p1, Some(approve(&a, in_seconds(7200)))).await;
+    assert_eq!(status, 409, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/dataset");
+    assert_eq!(statuses(&p["request"])[&a], "approved", "{p}");
+
+    // P2 asks a question, alice answers, P2 rejects
+    let ask = json!({"dataset": cc, "decision": "information-requested", "question": "Which scanners?"});
+    assert_eq!(call(&c, "POST", &decisions, &p2, Some(ask)).await.0, 200);
+    let answers = format!("{path}/answers");
+    assert_eq!(call(&c, "POST", &answers, &bob, Some(json!({"answer": "x"}))).await.0, 404);
+    let (status, r) = call(&c, "POST", &answers, &alice, Some(json!({"answer": "Siemens and GE"}))).await;
+    assert_eq!((status, statuses(&r)[&cc].as_str()), (200, "requested"), "{r}");
+    assert_eq!(call(&c, "POST", &answers, &alice, Some(json!({"answer": "again"}))).await.0, 409);
+    let reject = json!({"dataset": cc, "decision": "rejected", "reason": "Outside the consented purposes."});
+    assert_eq!(call(&c, "POST", &decisions, &p2, Some(reject)).await.0, 200);
+    let (_, r) = call(&c, "GET", &path, &alice, None).await;
+    assert_eq!(statuses(&r), [(a.clone(), "approved".into()), (cc.clone(), "rejected".into())].into());
+    let steps: Vec<&str> = r["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["steps"].as_array().unwrap())
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["requested", "approved", "requested", "information-requested", "answered", "rejected"]);
+    assert_eq!(fhir_uids(&c, &alice, "").await.0, uids_of(&["a"]), "a rejection grants nothing");
+
+    // a revocation stops access at once
+    let revocations = format!("{path}/revocations");
+    let revoke = json!({"dataset": a, "reason": "Ethics approval suspended."});
+    assert_eq!(call(&c, "POST", &revocations, &p2, Some(revoke.clone())).await.0, 403);
+    assert_eq!(call(&c, "POST", &revocations, &p1, Some(revoke.clone())).await.0, 200);
+    assert_eq!(fhir_uids(&c, &alice, "").await, (BTreeSet::new(), 0));
+    assert!(!sparql(&c, &alice, &[("query", &all_studies)]).await.contains("/studies/"));
+    assert_eq!(call(&c, "POST", &revocations, &p1, Some(revoke)).await.0, 409, "revoked once");
+
+    // an approval that runs out stops access with its time
+    let (status, r) = call(&c, "POST", "/api/v1/access-requests", &alice, Some(request(vec![&b]))).await;
+    assert_eq!(status, 201, "{r}");
+    let short = format!("/api/v1/access-requests/{}", r["id"].as_str().unwrap());
+    assert_eq!(call(&c, "POST", &format!("{short}/decisions"), &p1, Some(approve(&b, in_seconds(3)))).await.0, 200);
+    assert_eq!(fhir_uids(&c, &alice, "").await.0, uids_of(&["b"]));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(fhir_uids(&c, &alice, "").await, (BTreeSet::new(), 0));
+    let (_, expired) = call(&c, "GET", "/api/v1/access-requests?status=expired", &alice, None).await;
+    assert_eq!(expired["requests"].as_array().unwrap().len(), 1, "{expired}");
+
+    // the researcher withdraws: nothing is left open, and a second withdrawal is a conflict
+    let (status, r) = call(&c, "POST", &format!("{short}/withdrawal"), &alice, None).await;
+    assert_eq!((status, statuses(&r)[&b].as_str()), (200, "withdrawn"), "{r}");
+    assert_eq!(call(&c, "POST", &format!("{short}/withdrawal"), &alice, None).await.0, 409);
+    // parameters a listing does not know are named
+    let (status, p) = call(&c, "GET", "/api/v1/access-requests?status=pending", &alice, None).await;
+    assert_eq!((status, p["errors"][0]["pointer"].as_str()), (400, Some("status")));
+    assert_eq!(reqwest::get(c.url("/api/v1/access-requests")).await.unwrap().status(), 401);
+
+    // the page for people: the dataset page leads to it, with the dataset in the form
+    let page = reqwest::Client::new()
+        .get(c.url(&format!("/datasets/{P1}/a")))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let link = format!("/access?dataset={}", url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>());
+    assert!(page.contains(&link), "the dataset page links to {link}");
+    let form = reqwest::get(c.url(&link)).await.unwrap();
+    assert_eq!(form.status(), 200);
+    let form = form.text().await.unwrap();
+    assert!(form.contains(&format!(">{a}</textarea>")), "the form names the dataset");
+    assert!(form.contains("/api/v1/access-requests"));
+}
+
+/// A researcher with approved access requests for exactly `datasets` (of `events()`).
+async fn permitted_researcher(c: &Cireg, name: &str, datasets: &[&str]) -> String {
+    let researcher = token(name, true, &[], Vec::new());
+    if datasets.is_empty() {
+        return researcher;
+    }
+    let provider_of = |d: &str| if d == "c" { P2 } else { P1 };
+    let iris: Vec<String> = datasets.iter().map(|d| dataset_iri(provider_of(d), d)).collect();
+    let body = json!({
+        "title": "t", "purposes": ["https://w3id.org/dpv#AcademicResearch"], "description": "d",
+        "ethicsApproval": "EC-1", "datasets": iris,
+    });
+    let (status, r) = call(c, "POST", "/api/v1/access-requests", &researcher, Some(body)).await;
+    assert_eq!(status, 201, "{r}");
+    let decisions = format!("/api/v1/access-requests/{}/decisions", r["id"].as_str().unwrap());
+    for (d, iri) in datasets.iter().zip(&iris) {
+        let holder = token("holder", false, &[provider_of(d)], Vec::new());
+        let approval = json!({"dataset": iri, "decision": "approved", "until": in_seconds(3600)});
+        let (status, r) = call(c, "POST", &decisions, &holder, Some(approval)).await;
+        assert_eq!(status, 200, "{r}");
+    }
+    researcher
+}
+
+/// Property: for random permits (every subset of the datasets) and random queries (FHIR searches
+/// by each parameter, reads and histories of any study, SPARQL naming any study's graph in every
+/// way the language and the protocol allow), nothing of a study outside the permitted datasets
+/// comes back, and every permitted study can be read.
+#[tokio::test]
+async fn whatever_is_asked_only_permitted_studies_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &["--public-base", BASE]);
+    let (events, studies) = events();
+    for e in &events {
+        assert_eq!(c.post_event(e).await.0, 201);
+    }
+    c.wait_ready().await;
+    let ids = resource_ids(&c).await;
+    let names = ["a", "b", "c"];
+    let mut researchers = Vec::new();
+    for mask in 0..8usize {
+        let chosen: Vec<&str> =
+            names.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, d)| *d).collect();
+        researchers.push((chosen.clone(), permitted_researcher(&c, &format!("r{mask}"), &chosen).await));
+    }
+    let study_class = "https://w3id.org/cireg/imaging#ImagingStudy";
+    let mut rng = cireg_testkit::Rng(0x5eed_0fac_ce55);
+    for case in 0..150 {
+        let (chosen, researcher) = &researchers[rng.below(8) as usize];
+        let (dataset, pseudonym, uid) = &studies[rng.below(studies.len() as u64) as usize];
+        let id = &ids[uid];
+        let permitted = chosen.contains(dataset);
+        // the resource ids of the studies the researcher may not read
+        let forbidden: Vec<&String> =
+            studies.iter().filter(|(d, _, _)| !chosen.contains(d)).map(|(_, _, u)| &ids[u]).collect();
+        let graph = format!("{BASE}/studies/{id}");
+        let provider = if *dataset == "c" { P2 } else { P1 };
+        let at = format!("case {case}: {chosen:?} asking about {uid} of {dataset}");
+        match rng.below(4) {
+            0 => {
+                let query = [
+                    String::new(),
+                    format!("&dataset={}", dataset_iri(provider, dataset)),
+                    format!("&dataset={provider}/{dataset}"),
+                    format!("&patient={pseudonym}"),
+                    format!("&identifier=urn:oid:{uid}"),
+                    "&modality=MR".to_owned(),
+                    "&_count=0".to_owned(),
+                    "&_sort=-started".to_owned(),
+                ][rng.below(8) as usize]
+                    .clone();
+                let (seen, total) = fhir_uids(&c, researcher, &query).await;
+                let allowed: BTreeSet<String> =
+                    studies.iter().filter(|(d, _, _)| chosen.contains(d)).map(|(_, _, u)| u.clone()).collect();
+                assert!(seen.is_subset(&allowed), "{at}: search {query:?} showed {seen:?}");
+                assert!(total <= allowed.len() as u64, "{at}: search {query:?} counted {total}");
+                if query.is_empty() {
+                    assert_eq!(seen, allowed, "{at}: every permitted study is found");
+                }
+            }
+            1 => {
+                let path = [
+                    format!("/fhir/ImagingStudy/{id}"),
+                    format!("/fhir/ImagingStudy/{id}/_history"),
+                    format!("/fhir/ImagingStudy/{id}/_history/1"),
+                ][rng.below(3) as usize]
+                    .clone();
+                let status = status_of(&c, researcher, &path).await;
+                assert_eq!(status, if permitted { 200 } else { 404 }, "{at}: {path}");
+            }
+            _ => {
+                let q = |text: String| vec![("query".to_owned(), text)];
+                let params: Vec<(String, String)> = match rng.below(7) {
+                    0 => q(format!("SELECT * WHERE {{ GRAPH <{graph}> {{ ?s ?p ?o }} }}")),
+                    1 => q(format!("SELECT * FROM <{graph}> WHERE {{ ?s ?p ?o }}")),
+                    2 => q(format!("SELECT * FROM NAMED <{graph}> WHERE {{ GRAPH ?g {{ ?s ?p ?o }} }}")),
+                    3 => vec![
+                        ("query".to_owned(), "SELECT * WHERE { ?s ?p ?o }".to_owned()),
+                        ("default-graph-uri".to_owned(), graph.clone()),
+                    ],
+                    4 => vec![
+                        ("query".to_owned(), "SELECT * WHERE { GRAPH ?g { ?s ?p ?o } }".to_owned()),
+                        ("named-graph-uri".to_owned(), graph.clone()),
+                    ],
+                    5 => q(format!("SELECT ?g ?s WHERE {{ GRAPH ?g {{ ?s a <{study_class}> }} }}")),
+                    _ => q(format!("DESCRIBE <{graph}>")),
+                };
+                let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let body = if params[0].1.starts_with("DESCRIBE") {
+                    let r = reqwest::Client::new()
+                        .get(c.url("/sparql"))
+                        .query(&borrowed)
+                        .bearer_auth(researcher)
+                        .header("accept", "application/n-triples")
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200, "{at}");
+                    r.text().await.unwrap()
+                } else {
+                    sparql(&c, researcher, &borrowed).await
+                };
+                for other in &forbidden {
+                    assert!(!body.contains(other.as_str()), "{at}: {params:?} showed study {other}: {body}");
+                }
+                if permitted && rng.below(2) == 0 {
+                    // what is permitted is there, by name
+                    let ask = format!("ASK {{ GRAPH <{graph}> {{ ?s ?p ?o }} }}");
+                    assert!(sparql(&c, researcher, &[("query", &ask)]).await.contains("true"), "{at}");
+                }
+            }
+        }
+    }
+}

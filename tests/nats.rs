@@ -263,6 +263,51 @@ async fn deploy_config_runs_the_registry() {
         .unwrap();
     assert_eq!(listed["records"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["records"][0], record);
+    // each step of an access request for its datasets reaches the provider's own subject, and
+    // no other provider's; the provider decides over NATS like it publishes
+    let mut requests = provider.subscribe("cireg.events.synthetic-breast-consortium.access.>").await.unwrap();
+    provider.flush().await.unwrap();
+    let other = connect_as(&nats, "example-hospital", PASSWORDS[2].1).await;
+    let mut overheard = other.subscribe("cireg.events.synthetic-breast-consortium.access.>").await.unwrap();
+    other.flush().await.unwrap();
+    let alice = support::test_key().key.mint(&support::token_claims("alice", &[], true)).unwrap();
+    let dataset = format!("{}/datasets/synthetic-breast-consortium/breast-mri-screening-2024", c.base);
+    let created: Value = reqwest::Client::new()
+        .post(c.url("/api/v1/access-requests"))
+        .bearer_auth(&alice)
+        .json(&json!({
+            "title": "t", "purposes": ["https://w3id.org/dpv#AcademicResearch"], "description": "d",
+            "ethicsApproval": "EC-1", "datasets": [dataset],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let request_id = created["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+    let heard = tokio::time::timeout(Duration::from_secs(10), requests.next()).await.unwrap().unwrap();
+    let event: Value = serde_json::from_slice(&heard.payload).unwrap();
+    assert_eq!(
+        (event["type"].as_str(), event["subject"].as_str()),
+        (Some("eu.cancerimage.access.requested.v1"), Some(request_id.as_str()))
+    );
+    assert_eq!(event["data"]["researcher"], "alice");
+    let caught = tokio::time::timeout(Duration::from_millis(500), overheard.next()).await;
+    assert!(!matches!(caught, Ok(Some(_))), "another provider heard the request: {caught:?}");
+    let mut decision = example("access.decided");
+    decision["subject"] = json!(request_id);
+    decision["time"] =
+        json!(time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap());
+    let answer = provider
+        .request("cireg.ingest.synthetic-breast-consortium", serde_json::to_vec(&decision).unwrap().into())
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert!(answer["sequence"].as_u64().is_some(), "{answer}");
+    let r = reqwest::Client::new().get(c.url("/fhir/ImagingStudy")).bearer_auth(&alice).send().await.unwrap();
+    let bundle: Value = r.json().await.unwrap();
+    assert_eq!(bundle["total"], 1, "the approval is alice's permit: {bundle}");
     // nobody connects without a user
     let anonymous =
         async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5)).connect(nats.url()).await;

@@ -12,9 +12,10 @@ use serde_json::Value;
 use support::Cireg;
 
 /// The routes the server answers (from its router), as OpenAPI paths.
-const ROUTES: [&str; 36] = [
+const ROUTES: [&str; 43] = [
     "/",
     "/search",
+    "/access",
     "/api/v1/datasets",
     "/api/v1/datasets/{provider}/{id}",
     "/api/openapi.json",
@@ -47,6 +48,12 @@ const ROUTES: [&str; 36] = [
     "/nodes/{domain}",
     "/api/v1/nodes",
     "/api/v1/audit",
+    "/api/v1/access-requests",
+    "/api/v1/access-requests/{id}",
+    "/api/v1/access-requests/{id}/decisions",
+    "/api/v1/access-requests/{id}/revocations",
+    "/api/v1/access-requests/{id}/answers",
+    "/api/v1/access-requests/{id}/withdrawal",
     "/events",
     "/admin/backup",
 ];

@@ -507,7 +507,10 @@ pub fn aggregate_graph(
             dataset_graph(base, provider, id, *status, &dataset, Dates { issued, modified, recorded }, origin)
         }
         AggregateState::Provider { provider: p, modified, .. } => Some(provider_graph(base, provider, p, modified)),
-        AggregateState::Empty | AggregateState::Subject { .. } | AggregateState::Study { .. } => None,
+        AggregateState::Empty
+        | AggregateState::Subject { .. }
+        | AggregateState::Study { .. }
+        | AggregateState::Access { .. } => None,
     })
 }
 

@@ -1,5 +1,5 @@
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -10,7 +10,8 @@ use bytes::Bytes;
 use cireg_log::{AppendRequest, Appended, EventLog, LogError};
 use cireg_model::{
     consent_subject, dataset_subject, provider_subject, subject_studies_filter, validate_event, Aggregate,
-    AggregateKind, AggregateState, Decision, Event, EventType, Payload, Problem, ProviderId, Rejection, Related,
+    AggregateKind, AggregateState, DatasetStatus, Decision, Event, EventType, Payload, Problem, ProviderId, Rejection,
+    Related,
 };
 use serde::{Deserialize, Serialize};
 use tracing::debug;
@@ -29,6 +30,9 @@ pub enum Sender {
     /// A credential that may publish for these providers: a bearer token's provider claim over
     /// HTTP, the provider a NATS user may publish as (the subject it could publish on).
     Providers(Vec<ProviderId>),
+    /// The registry, for the researcher of this token subject: the events of an access request
+    /// that speak for the researcher ([`EventType::is_researchers`]), and only those.
+    Researcher(String),
 }
 
 /// An event that is in the log.
@@ -237,6 +241,22 @@ impl Ingest {
         let event = validate_event(bytes)
             .map_err(|rejection| IngestError::Rejected { rejection, event_id: event_id_of(bytes) })?;
         let reject = |rejection: Rejection| IngestError::Rejected { rejection, event_id: Some(event.id.clone()) };
+        match sender {
+            Sender::Providers(_) if event.event_type.is_researchers() => {
+                return Err(reject(Rejection::Forbidden(format!(
+                    "{} speaks for a researcher: the registry writes it from the researcher's own request \
+                     (POST /api/v1/access-requests), and no provider may send it",
+                    event.event_type
+                ))))
+            }
+            Sender::Researcher(subject) if event.payload.researcher() != Some(subject.as_str()) => {
+                return Err(reject(Rejection::Forbidden(format!(
+                    "a researcher sends only the events of its own access requests, not {}",
+                    event.event_type
+                ))))
+            }
+            _ => {}
+        }
         if let Sender::Providers(allowed) = sender {
             if !allowed.contains(&event.provider) {
                 let allowed: Vec<&str> = allowed.iter().map(ProviderId::as_str).collect();
@@ -336,15 +356,32 @@ impl Ingest {
             Payload::StudyRegistered(study) | Payload::StudyUpdated(study) => Some(&study.dataset),
             _ => None,
         };
-        let (provider, consent, dataset) = futures::try_join!(
+        let requested = async {
+            let mut statuses = BTreeMap::new();
+            let Payload::AccessRequested(request) = &event.payload else { return Ok(statuses) };
+            let read = futures::future::try_join_all(
+                request.datasets.iter().map(|d| self.aggregate_as_read(dataset_subject(&event.provider, d))),
+            )
+            .await?;
+            for (dataset, aggregate) in request.datasets.iter().zip(read) {
+                let status = match aggregate.state {
+                    AggregateState::Dataset { status, .. } => Some(status),
+                    _ => None,
+                };
+                statuses.insert(dataset.clone(), status);
+            }
+            Ok::<BTreeMap<String, Option<DatasetStatus>>, IngestError>(statuses)
+        };
+        let (provider, consent, dataset, requested) = futures::try_join!(
             read(event.event_type == EventType::DatasetPublished, provider_subject(&event.provider)),
             read(
                 event.event_type.aggregate_kind() == AggregateKind::Study,
                 consent_subject(&event.provider, &event.aggregate)
             ),
             read(dataset.is_some(), dataset.map(|d| dataset_subject(&event.provider, d)).unwrap_or_default()),
+            requested,
         )?;
-        let mut related = Related::default();
+        let mut related = Related { requested, ..Related::default() };
         if let Some(provider) = provider {
             related.provider_registered = matches!(provider.state, AggregateState::Provider { .. });
         }
@@ -472,6 +509,11 @@ impl Ingest {
             _ => {}
         }
         appended
+    }
+
+    /// [`Ingest::aggregate`] of an owned subject (for futures that outlive the caller's strings).
+    async fn aggregate_as_read(&self, subject: String) -> Result<Arc<Aggregate>, IngestError> {
+        self.aggregate(&subject).await
     }
 
     /// The aggregate on `subject` as the log has it now.

@@ -2,14 +2,14 @@
 //! events in log order. The ingest path asks [`Aggregate::decide`] before appending; the projector
 //! folds with [`Aggregate::apply`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    payload::merge_patch, schema::patched_dataset, AggregateKind, Deprecation, Event, Payload, Provider, Rejection,
-    Study,
+    payload::merge_patch, schema::patched_dataset, AccessRequest, AggregateKind, Deprecation, Event, Payload, Provider,
+    Rejection, Study, Verdict,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,81 @@ pub enum StudyStatus {
     Available,
     /// Retracted by its provider: gone from the views; nothing may follow.
     Retracted,
+}
+
+/// Where one dataset of an access request stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum DatasetAccess {
+    /// Waiting for the data holder's decision.
+    Requested,
+    /// The data holder asked the researcher something (at `asked`); waiting for the answer.
+    InformationRequested {
+        question: String,
+        asked: String,
+    },
+    /// The permit: the researcher reads the dataset's study-level data from `from` until `until`
+    /// (RFC 3339), under `conditions`.
+    Approved {
+        from: String,
+        until: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conditions: Option<String>,
+    },
+    Rejected {
+        reason: String,
+        decided: String,
+    },
+    /// The researcher withdrew the request (an approval given ended then).
+    Withdrawn {
+        withdrawn: String,
+    },
+    /// The data holder ended an approval before its time.
+    Revoked {
+        reason: String,
+        revoked: String,
+    },
+}
+
+impl DatasetAccess {
+    /// The state's name, as the API and the pages show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DatasetAccess::Requested => "requested",
+            DatasetAccess::InformationRequested { .. } => "information-requested",
+            DatasetAccess::Approved { .. } => "approved",
+            DatasetAccess::Rejected { .. } => "rejected",
+            DatasetAccess::Withdrawn { .. } => "withdrawn",
+            DatasetAccess::Revoked { .. } => "revoked",
+        }
+    }
+
+    /// Waiting for the data holder (a decision may come).
+    pub fn is_open(&self) -> bool {
+        matches!(self, DatasetAccess::Requested | DatasetAccess::InformationRequested { .. })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            DatasetAccess::Approved { until, .. } => format!("approved until {until}"),
+            other => other.name().to_owned(),
+        }
+    }
+}
+
+/// One step of an access request, for the people following it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessStep {
+    /// `time` of the event.
+    pub time: String,
+    /// What happened: requested, approved, rejected, information-requested, answered, withdrawn,
+    /// revoked.
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// The question, answer, reason or conditions that came with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// What an aggregate is after its events so far.
@@ -65,10 +140,21 @@ pub enum AggregateState {
         /// `time` of the latest event.
         modified: String,
     },
+    /// An access request at one data holder.
+    Access {
+        request: Box<AccessRequest>,
+        /// `time` of the request.
+        requested: String,
+        /// `time` of the latest event.
+        modified: String,
+        /// Each dataset asked for, by id.
+        datasets: BTreeMap<String, DatasetAccess>,
+        steps: Vec<AccessStep>,
+    },
 }
 
 /// What the rules of one aggregate need to know of others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Related {
     /// The sending provider has registered itself.
     pub provider_registered: bool,
@@ -76,11 +162,18 @@ pub struct Related {
     pub dataset: Option<DatasetStatus>,
     /// For study events: the subject withdrew consent.
     pub consent_withdrawn: bool,
+    /// For an access request: the status of each dataset asked for (`None`: not published).
+    pub requested: BTreeMap<String, Option<DatasetStatus>>,
 }
 
 impl Default for Related {
     fn default() -> Self {
-        Related { provider_registered: true, dataset: Some(DatasetStatus::Live), consent_withdrawn: false }
+        Related {
+            provider_registered: true,
+            dataset: Some(DatasetStatus::Live),
+            consent_withdrawn: false,
+            requested: BTreeMap::new(),
+        }
     }
 }
 
@@ -237,6 +330,19 @@ impl Aggregate {
                     _ => {}
                 }
             }
+            (state @ AggregateState::Empty, Payload::AccessRequested(request)) => {
+                *state = AggregateState::Access {
+                    datasets: request.datasets.iter().map(|d| (d.clone(), DatasetAccess::Requested)).collect(),
+                    steps: vec![AccessStep { time: time.clone(), step: "requested".into(), dataset: None, text: None }],
+                    request: request.clone(),
+                    requested: time.clone(),
+                    modified: time,
+                };
+            }
+            (AggregateState::Access { datasets, steps, modified, .. }, payload) => {
+                apply_access(datasets, steps, &time, payload);
+                *modified = time;
+            }
             _ => {}
         }
     }
@@ -277,6 +383,7 @@ impl Aggregate {
                 }
             }
             AggregateKind::Provider | AggregateKind::Dataset => self.decide_dataset(event, related)?,
+            AggregateKind::Access => self.decide_access(event, related)?,
         }
         Ok(Decision::Append { expected_last_seq: self.last_seq })
     }
@@ -404,7 +511,7 @@ impl Aggregate {
             (AggregateState::Provider { .. }, _) => {
                 return Err(Rejection::conflict(format!("{name} is a provider, not a dataset")));
             }
-            (AggregateState::Subject { .. } | AggregateState::Study { .. }, _) => {
+            (AggregateState::Subject { .. } | AggregateState::Study { .. } | AggregateState::Access { .. }, _) => {
                 return Err(Rejection::conflict(format!("{name} is not a dataset")));
             }
             // study and consent events never reach a dataset aggregate (their subjects differ)
@@ -414,6 +521,179 @@ impl Aggregate {
         }
         Ok(())
     }
+}
+
+impl Aggregate {
+    fn decide_access(&self, event: &Event, related: &Related) -> Result<(), Rejection> {
+        let (id, provider) = (&event.aggregate, &event.provider);
+        let (request, datasets) = match (&self.state, &event.payload) {
+            (AggregateState::Empty, Payload::AccessRequested(request)) => {
+                for (i, dataset) in request.datasets.iter().enumerate() {
+                    let pointer = format!("/data/datasets/{i}");
+                    match related.requested.get(dataset).copied().flatten() {
+                        Some(DatasetStatus::Live | DatasetStatus::Deprecated) => {}
+                        Some(DatasetStatus::Withdrawn) => {
+                            return Err(Rejection::conflict_at(
+                                pointer,
+                                format!("dataset {dataset} of provider {provider} was withdrawn"),
+                            ))
+                        }
+                        None => {
+                            return Err(Rejection::conflict_at(
+                                pointer,
+                                format!("provider {provider} has published no dataset {dataset}"),
+                            ))
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            (AggregateState::Empty, _) => {
+                return Err(Rejection::conflict(format!("provider {provider} has no access request {id}")))
+            }
+            (AggregateState::Access { request, datasets, .. }, _) => (request, datasets),
+            _ => return Err(Rejection::conflict(format!("{id} is not an access request"))),
+        };
+        // each refusal names where the request stands
+        let states = || {
+            let each: Vec<String> = datasets.iter().map(|(d, a)| format!("{d}: {}", a.describe())).collect();
+            format!("access request {id} at provider {provider} stands at {}", each.join("; "))
+        };
+        let dataset_of = |dataset: &str| {
+            datasets.get(dataset).ok_or_else(|| {
+                Rejection::conflict_at("/data/dataset", format!("dataset {dataset} is not part of it: {}", states()))
+            })
+        };
+        if let Some(researcher) = event.payload.researcher() {
+            if researcher != request.researcher {
+                return Err(Rejection::Forbidden(format!(
+                    "access request {id} is another researcher's: only its requester answers or withdraws it"
+                )));
+            }
+        }
+        match &event.payload {
+            Payload::AccessRequested(_) => Err(Rejection::conflict(format!(
+                "access request {id} already exists: {}; choose another request id",
+                states()
+            ))),
+            Payload::AccessDecided(decision) => {
+                if !dataset_of(&decision.dataset)?.is_open() {
+                    return Err(Rejection::conflict_at(
+                        "/data/dataset",
+                        format!(
+                            "dataset {} has been decided, and only a dataset waiting for a decision can be: {}",
+                            decision.dataset,
+                            states()
+                        ),
+                    ));
+                }
+                if decision.decision == Verdict::Approved {
+                    let until = decision.until.as_deref().unwrap_or_default();
+                    if !is_after(until, &event.time) {
+                        return Err(Rejection::invalid(
+                            "/data/until",
+                            format!("an approval ends after it is given ({}); {until} does not", event.time),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Payload::AccessAnswered(_) => {
+                if datasets.values().any(|a| matches!(a, DatasetAccess::InformationRequested { .. })) {
+                    Ok(())
+                } else {
+                    Err(Rejection::conflict(format!("no question is open: {}", states())))
+                }
+            }
+            Payload::AccessWithdrawn(_) => {
+                if datasets.values().any(|a| a.is_open() || matches!(a, DatasetAccess::Approved { .. })) {
+                    Ok(())
+                } else {
+                    Err(Rejection::conflict(format!("nothing is left to withdraw: {}", states())))
+                }
+            }
+            Payload::AccessRevoked(revocation) => match dataset_of(&revocation.dataset)? {
+                DatasetAccess::Approved { .. } => Ok(()),
+                _ => Err(Rejection::conflict_at(
+                    "/data/dataset",
+                    format!("only an approved dataset can be revoked: {}", states()),
+                )),
+            },
+            _ => Err(Rejection::conflict(format!("{} is not an event of an access request", event.event_type))),
+        }
+    }
+}
+
+/// Folds one event of an access request (checked by `decide_access` when it was appended).
+fn apply_access(
+    datasets: &mut BTreeMap<String, DatasetAccess>,
+    steps: &mut Vec<AccessStep>,
+    time: &str,
+    payload: &Payload,
+) {
+    let step = |name: &str, dataset: Option<&String>, text: Option<&String>| AccessStep {
+        time: time.to_owned(),
+        step: name.to_owned(),
+        dataset: dataset.cloned(),
+        text: text.cloned(),
+    };
+    match payload {
+        Payload::AccessDecided(d) => {
+            let (new, text) = match d.decision {
+                Verdict::Approved => (
+                    DatasetAccess::Approved {
+                        from: time.to_owned(),
+                        until: d.until.clone().unwrap_or_default(),
+                        conditions: d.conditions.clone(),
+                    },
+                    d.conditions.as_ref(),
+                ),
+                Verdict::Rejected => (
+                    DatasetAccess::Rejected { reason: d.reason.clone().unwrap_or_default(), decided: time.to_owned() },
+                    d.reason.as_ref(),
+                ),
+                Verdict::InformationRequested => (
+                    DatasetAccess::InformationRequested {
+                        question: d.question.clone().unwrap_or_default(),
+                        asked: time.to_owned(),
+                    },
+                    d.question.as_ref(),
+                ),
+            };
+            steps.push(step(new.name(), Some(&d.dataset), text));
+            datasets.insert(d.dataset.clone(), new);
+        }
+        Payload::AccessAnswered(a) => {
+            for access in datasets.values_mut() {
+                if matches!(access, DatasetAccess::InformationRequested { .. }) {
+                    *access = DatasetAccess::Requested;
+                }
+            }
+            steps.push(step("answered", None, Some(&a.answer)));
+        }
+        Payload::AccessWithdrawn(w) => {
+            for access in datasets.values_mut() {
+                if access.is_open() || matches!(access, DatasetAccess::Approved { .. }) {
+                    *access = DatasetAccess::Withdrawn { withdrawn: time.to_owned() };
+                }
+            }
+            steps.push(step("withdrawn", None, w.reason.as_ref()));
+        }
+        Payload::AccessRevoked(r) => {
+            datasets.insert(
+                r.dataset.clone(),
+                DatasetAccess::Revoked { reason: r.reason.clone(), revoked: time.to_owned() },
+            );
+            steps.push(step("revoked", Some(&r.dataset), Some(&r.reason)));
+        }
+        _ => {}
+    }
+}
+
+/// Whether RFC 3339 instant `a` is after `b` (false when either does not parse).
+fn is_after(a: &str, b: &str) -> bool {
+    let parse = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok();
+    matches!((parse(a), parse(b)), (Some(a), Some(b)) if a > b)
 }
 
 /// What the schema cannot say about a study: its series are distinct and add up.
@@ -655,5 +935,152 @@ mod study_tests {
         let mut again = example("subject.consent.withdrawn");
         again["id"] = json!("again");
         assert!(agg.decide(&event(again), &Related::default()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod access_tests {
+    use super::*;
+    use crate::validate_event;
+    use serde_json::json;
+
+    fn example(t: &str) -> Value {
+        let path = format!("{}/../../schemas/examples/eu.cancerimage.access.{t}.v1.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn event(mut v: Value, id: &str, data: Value) -> Event {
+        v["id"] = json!(id);
+        // a null removes the member
+        if let (Value::Object(fields), Some(Value::Object(d))) = (data, v.get_mut("data")) {
+            for (k, x) in fields {
+                if x.is_null() {
+                    d.remove(&k);
+                } else {
+                    d.insert(k, x);
+                }
+            }
+        }
+        validate_event(&serde_json::to_vec(&v).unwrap()).unwrap()
+    }
+
+    fn published(datasets: &[&str]) -> Related {
+        Related {
+            requested: datasets.iter().map(|d| (d.to_string(), Some(DatasetStatus::Live))).collect(),
+            ..Related::default()
+        }
+    }
+
+    fn status(agg: &Aggregate, dataset: &str) -> &'static str {
+        let AggregateState::Access { datasets, .. } = &agg.state else { panic!("{:?}", agg.state) };
+        datasets[dataset].name()
+    }
+
+    fn conflict_pointer(r: Result<Decision, Rejection>) -> Option<String> {
+        match r {
+            Err(Rejection::Conflict { pointer, .. }) => pointer,
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    const DS: &str = "breast-mri-screening-2024";
+
+    #[test]
+    fn a_request_names_published_datasets_only() {
+        let both = json!({"datasets": [DS, "other"]});
+        let request = event(example("requested"), "r1", both);
+        let agg = Aggregate::default();
+        assert_eq!(conflict_pointer(agg.decide(&request, &published(&[DS]))).as_deref(), Some("/data/datasets/1"));
+        let withdrawn = Related {
+            requested: [
+                (DS.to_owned(), Some(DatasetStatus::Live)),
+                ("other".to_owned(), Some(DatasetStatus::Withdrawn)),
+            ]
+            .into(),
+            ..Related::default()
+        };
+        assert_eq!(conflict_pointer(agg.decide(&request, &withdrawn)).as_deref(), Some("/data/datasets/1"));
+        assert!(agg.decide(&request, &published(&[DS, "other"])).is_ok());
+        let decide_first = event(example("decided"), "d1", json!({}));
+        assert!(agg.decide(&decide_first, &Related::default()).is_err(), "no request yet");
+    }
+
+    #[test]
+    fn decisions_follow_the_lifecycle() {
+        let mut agg = Aggregate::default();
+        let request = event(example("requested"), "r1", json!({"datasets": [DS, "other"]}));
+        agg.apply(1, &request);
+        assert_eq!((status(&agg, DS), status(&agg, "other")), ("requested", "requested"));
+        let again = event(example("requested"), "r2", json!({}));
+        assert!(conflict_pointer(agg.decide(&again, &published(&[DS]))).is_none(), "a request exists once");
+
+        // a question, an answer, then an approval
+        let ask = event(
+            example("decided"),
+            "d1",
+            json!({"decision": "information-requested", "question": "Which scanner?", "until": null, "conditions": null}),
+        );
+        assert!(agg.decide(&ask, &Related::default()).is_ok());
+        agg.apply(2, &ask);
+        assert_eq!(status(&agg, DS), "information-requested");
+        let answer = event(example("answered"), "a1", json!({}));
+        agg.apply(3, &answer);
+        assert_eq!(status(&agg, DS), "requested");
+        let no_question = event(example("answered"), "a2", json!({}));
+        assert!(conflict_pointer(agg.decide(&no_question, &Related::default())).is_none(), "nothing was asked");
+
+        let approve = event(example("decided"), "d2", json!({}));
+        assert!(agg.decide(&approve, &Related::default()).is_ok());
+        agg.apply(4, &approve);
+        let AggregateState::Access { datasets, steps, .. } = &agg.state else { panic!() };
+        assert!(matches!(&datasets[DS], DatasetAccess::Approved { from, until, .. }
+            if from == "2026-11-12T14:30:00Z" && until == "2027-12-31T23:59:59Z"));
+        assert_eq!(
+            steps.iter().map(|s| s.step.as_str()).collect::<Vec<_>>(),
+            ["requested", "information-requested", "answered", "approved"]
+        );
+
+        // decided once: 409 naming where the request stands
+        let twice = event(example("decided"), "d3", json!({}));
+        let Err(Rejection::Conflict { detail, pointer }) = agg.decide(&twice, &Related::default()) else { panic!() };
+        assert_eq!(pointer.as_deref(), Some("/data/dataset"));
+        assert!(
+            detail.contains("approved until 2027-12-31T23:59:59Z") && detail.contains("other: requested"),
+            "{detail}"
+        );
+        let unknown = event(example("decided"), "d4", json!({"dataset": "not-asked"}));
+        assert_eq!(conflict_pointer(agg.decide(&unknown, &Related::default())).as_deref(), Some("/data/dataset"));
+
+        // an approval must end after it is given
+        let past = event(example("decided"), "d5", json!({"dataset": "other", "until": "2026-11-01T00:00:00Z"}));
+        let Err(Rejection::Invalid(v)) = agg.decide(&past, &Related::default()) else { panic!() };
+        assert_eq!(v[0].pointer, "/data/until");
+
+        // revocation: only of an approved dataset
+        let revoke_other = event(example("revoked"), "v1", json!({"dataset": "other"}));
+        assert!(agg.decide(&revoke_other, &Related::default()).is_err());
+        let revoke = event(example("revoked"), "v2", json!({}));
+        assert!(agg.decide(&revoke, &Related::default()).is_ok());
+        agg.apply(5, &revoke);
+        assert_eq!(status(&agg, DS), "revoked");
+
+        // withdrawal ends what is open; then nothing is left
+        let withdraw = event(example("withdrawn"), "w1", json!({}));
+        agg.apply(6, &withdraw);
+        assert_eq!((status(&agg, DS), status(&agg, "other")), ("revoked", "withdrawn"));
+        let again = event(example("withdrawn"), "w2", json!({}));
+        assert!(agg.decide(&again, &Related::default()).is_err());
+    }
+
+    #[test]
+    fn only_the_requester_answers_or_withdraws() {
+        let mut agg = Aggregate::default();
+        agg.apply(1, &event(example("requested"), "r1", json!({})));
+        let other = event(example("withdrawn"), "w1", json!({"researcher": "mallory"}));
+        assert!(matches!(agg.decide(&other, &Related::default()), Err(Rejection::Forbidden(_))));
+        let own = event(example("withdrawn"), "w2", json!({}));
+        assert!(agg.decide(&own, &Related::default()).is_ok());
+        agg.apply(2, &own);
+        assert_eq!(status(&agg, DS), "withdrawn");
     }
 }

@@ -58,6 +58,11 @@ pub enum EventType {
     StudyUpdated,
     StudyRetracted,
     ConsentWithdrawn,
+    AccessRequested,
+    AccessDecided,
+    AccessAnswered,
+    AccessWithdrawn,
+    AccessRevoked,
 }
 
 /// What kind of aggregate an event type belongs to.
@@ -69,10 +74,13 @@ pub enum AggregateKind {
     Subject,
     /// One imaging study of a subject.
     Study,
+    /// One access request at one data holder (a request for datasets of several providers is
+    /// one aggregate per provider, under the same request id).
+    Access,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 16] = [
         EventType::ProviderRegistered,
         EventType::DatasetPublished,
         EventType::DatasetUpdated,
@@ -84,6 +92,11 @@ impl EventType {
         EventType::StudyUpdated,
         EventType::StudyRetracted,
         EventType::ConsentWithdrawn,
+        EventType::AccessRequested,
+        EventType::AccessDecided,
+        EventType::AccessAnswered,
+        EventType::AccessWithdrawn,
+        EventType::AccessRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +112,11 @@ impl EventType {
             EventType::StudyUpdated => "eu.cancerimage.study.updated.v1",
             EventType::StudyRetracted => "eu.cancerimage.study.retracted.v1",
             EventType::ConsentWithdrawn => "eu.cancerimage.subject.consent.withdrawn.v1",
+            EventType::AccessRequested => "eu.cancerimage.access.requested.v1",
+            EventType::AccessDecided => "eu.cancerimage.access.decided.v1",
+            EventType::AccessAnswered => "eu.cancerimage.access.answered.v1",
+            EventType::AccessWithdrawn => "eu.cancerimage.access.withdrawn.v1",
+            EventType::AccessRevoked => "eu.cancerimage.access.revoked.v1",
         }
     }
 
@@ -118,7 +136,19 @@ impl EventType {
             | EventType::DatasetWithdrawn => AggregateKind::Dataset,
             EventType::StudyRegistered | EventType::StudyUpdated | EventType::StudyRetracted => AggregateKind::Study,
             EventType::ConsentWithdrawn => AggregateKind::Subject,
+            EventType::AccessRequested
+            | EventType::AccessDecided
+            | EventType::AccessAnswered
+            | EventType::AccessWithdrawn
+            | EventType::AccessRevoked => AggregateKind::Access,
         }
+    }
+
+    /// Whether events of this type speak for a researcher (an access request, an answer, a
+    /// withdrawal): the registry writes them from a researcher's verified token, and no provider
+    /// may send them.
+    pub fn is_researchers(self) -> bool {
+        matches!(self, EventType::AccessRequested | EventType::AccessAnswered | EventType::AccessWithdrawn)
     }
 }
 
@@ -150,6 +180,13 @@ pub fn consent_subject(provider: &ProviderId, pseudonym: &str) -> String {
 /// that [`subject_studies_filter`] erases all of a subject's studies at once.
 pub fn study_subject(provider: &ProviderId, pseudonym: &str, study_uid: &str) -> String {
     format!("{}.study.{}", consent_subject(provider, pseudonym), study_uid.replace('.', "_"))
+}
+
+/// The log subject of an access request at a data holder: `cireg.events.<provider>.access.<request-id>`.
+/// Under the provider's prefix, so its systems (and only they) may follow the requests for its
+/// datasets.
+pub fn access_subject(provider: &ProviderId, request: &str) -> String {
+    format!("{SUBJECT_PREFIX}.{provider}.access.{request}")
 }
 
 /// The log filter matching every study of a pseudonymous subject (and not the consent record).
@@ -231,6 +268,7 @@ impl Event {
             (AggregateKind::Provider, _) => provider_subject(p),
             (AggregateKind::Dataset, _) => dataset_subject(p, &self.aggregate),
             (AggregateKind::Subject, _) => consent_subject(p, &self.aggregate),
+            (AggregateKind::Access, _) => access_subject(p, &self.aggregate),
             (AggregateKind::Study, payload) => {
                 study_subject(p, &self.aggregate, payload.study_uid().unwrap_or_default())
             }

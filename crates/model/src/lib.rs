@@ -12,15 +12,18 @@ mod problem;
 mod schema;
 pub mod vocab;
 
-pub use aggregate::{Aggregate, AggregateState, DatasetStatus, Decision, Related, StudyStatus};
+pub use aggregate::{
+    AccessStep, Aggregate, AggregateState, DatasetAccess, DatasetStatus, Decision, Related, StudyStatus,
+};
 pub use envelope::{
-    consent_subject, dataset_subject, provider_subject, study_subject, subject_studies_filter, AggregateKind, Event,
-    EventType, ProviderId, SUBJECT_PREFIX,
+    access_subject, consent_subject, dataset_subject, provider_subject, study_subject, subject_studies_filter,
+    AggregateKind, Event, EventType, ProviderId, SUBJECT_PREFIX,
 };
 pub use error::{ProfileViolation, Rejection, Violation};
 pub use payload::{
-    english, AgeRange, Agent, Coding, Contact, Dataset, Deprecation, Distribution, DistributionRemoval, LangMap,
-    Payload, Period, Provider, Series, SeriesInstance, SnomedCode, Study, StudyRetraction, Withdrawal,
+    english, AccessAnswer, AccessDecision, AccessRequest, AccessRevocation, AccessWithdrawal, AgeRange, Agent, Coding,
+    Contact, Dataset, Deprecation, Distribution, DistributionRemoval, LangMap, Payload, Period, Provider, Series,
+    SeriesInstance, SnomedCode, Study, StudyRetraction, Verdict, Withdrawal,
 };
 pub use problem::Problem;
 pub use schema::{schema_files, validate_dataset_document, validate_event, SchemaFile};

@@ -295,6 +295,65 @@ pub struct StudyRetraction {
     pub study_instance_uid: String,
 }
 
+/// A researcher's request for access to some datasets of one data holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequest {
+    /// The subject of the researcher's token.
+    pub researcher: String,
+    pub title: String,
+    /// DPV purpose IRIs.
+    pub purposes: Vec<String>,
+    pub description: String,
+    pub ethics_approval: String,
+    /// Ids of the data holder's datasets.
+    pub datasets: Vec<String>,
+}
+
+/// What a data holder decides on one dataset of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Approved,
+    Rejected,
+    InformationRequested,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessDecision {
+    pub dataset: String,
+    pub decision: Verdict,
+    /// Approved: the end of the permit (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessAnswer {
+    pub researcher: String,
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessWithdrawal {
+    pub researcher: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRevocation {
+    pub dataset: String,
+    pub reason: String,
+}
+
 /// The typed `data` of an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -312,6 +371,11 @@ pub enum Payload {
     StudyRetracted(StudyRetraction),
     /// Carries nothing but the pseudonym (the event's `subject`).
     ConsentWithdrawn,
+    AccessRequested(Box<AccessRequest>),
+    AccessDecided(AccessDecision),
+    AccessAnswered(AccessAnswer),
+    AccessWithdrawn(AccessWithdrawal),
+    AccessRevoked(AccessRevocation),
 }
 
 impl Payload {
@@ -334,7 +398,22 @@ impl Payload {
             EventType::StudyUpdated => Payload::StudyUpdated(Box::new(typed(data)?)),
             EventType::StudyRetracted => Payload::StudyRetracted(typed(data)?),
             EventType::ConsentWithdrawn => Payload::ConsentWithdrawn,
+            EventType::AccessRequested => Payload::AccessRequested(Box::new(typed(data)?)),
+            EventType::AccessDecided => Payload::AccessDecided(typed(data)?),
+            EventType::AccessAnswered => Payload::AccessAnswered(typed(data)?),
+            EventType::AccessWithdrawn => Payload::AccessWithdrawn(typed(data)?),
+            EventType::AccessRevoked => Payload::AccessRevoked(typed(data)?),
         })
+    }
+
+    /// The researcher a researcher's event (see [`EventType::is_researchers`]) speaks for.
+    pub fn researcher(&self) -> Option<&str> {
+        match self {
+            Payload::AccessRequested(r) => Some(&r.researcher),
+            Payload::AccessAnswered(a) => Some(&a.researcher),
+            Payload::AccessWithdrawn(w) => Some(&w.researcher),
+            _ => None,
+        }
     }
 
     /// The Study Instance UID a study event is about.

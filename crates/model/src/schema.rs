@@ -25,7 +25,7 @@ macro_rules! schema_file {
     };
 }
 
-static FILES: [SchemaFile; 13] = [
+static FILES: [SchemaFile; 18] = [
     schema_file!("defs.v1"),
     schema_file!("cloudevent.v1"),
     schema_file!("eu.cancerimage.provider.registered.v1"),
@@ -39,6 +39,11 @@ static FILES: [SchemaFile; 13] = [
     schema_file!("eu.cancerimage.study.updated.v1"),
     schema_file!("eu.cancerimage.study.retracted.v1"),
     schema_file!("eu.cancerimage.subject.consent.withdrawn.v1"),
+    schema_file!("eu.cancerimage.access.requested.v1"),
+    schema_file!("eu.cancerimage.access.decided.v1"),
+    schema_file!("eu.cancerimage.access.answered.v1"),
+    schema_file!("eu.cancerimage.access.withdrawn.v1"),
+    schema_file!("eu.cancerimage.access.revoked.v1"),
 ];
 
 /// Every schema file, for serving under `/schemas/` and for tests.

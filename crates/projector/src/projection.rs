@@ -483,7 +483,10 @@ impl Projector {
             AggregateState::Study { status: StudyStatus::Available, subject: pseudonym, study, .. } => {
                 return Ok(Some(study_graph(&self.base, provider, pseudonym, study).1));
             }
-            AggregateState::Study { .. } | AggregateState::Subject { .. } => return Ok(None),
+            // an access request is bookkeeping only: no graph, never in SPARQL
+            AggregateState::Study { .. } | AggregateState::Subject { .. } | AggregateState::Access { .. } => {
+                return Ok(None)
+            }
             _ => {}
         }
         let recorded = recorded.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
@@ -1142,6 +1145,51 @@ pub fn projected_studies(store: &Store) -> Result<Vec<ProjectedStudy>, Projectio
 /// retracted or not, if the store holds it (an erased study it does not).
 pub fn projected_study(store: &Store, subject: &str) -> Result<Option<ProjectedStudy>, ProjectionError> {
     Ok(stored_state(store, subject)?.and_then(|stored| study_of(subject, stored)))
+}
+
+/// An access request at one data holder as the projection holds it, for the permit read model.
+#[derive(Debug, Clone)]
+pub struct ProjectedAccess {
+    pub provider: String,
+    /// The request id (shared by the request's parts at each data holder).
+    pub id: String,
+    /// Number of events folded (what `expectedversion` names).
+    pub version: u64,
+    /// The [`AggregateState::Access`] state.
+    pub state: AggregateState,
+}
+
+/// Every access request part in the store.
+pub fn projected_access_requests(store: &Store) -> Result<Vec<ProjectedAccess>, ProjectionError> {
+    let mut out = Vec::new();
+    for_each_stored_state(store, is_access_subject, |subject, stored| {
+        out.extend(access_of(subject, stored));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The access request part of log subject `subject` (`cireg.events.<provider>.access.<id>`).
+pub fn projected_access(store: &Store, subject: &str) -> Result<Option<ProjectedAccess>, ProjectionError> {
+    Ok(stored_state(store, subject)?.and_then(|stored| access_of(subject, stored)))
+}
+
+fn access_of(subject: &str, stored: StoredState) -> Option<ProjectedAccess> {
+    if !matches!(stored.state, AggregateState::Access { .. }) {
+        return None;
+    }
+    let (provider, _, id) = split_subject(subject);
+    Some(ProjectedAccess {
+        provider: provider.to_owned(),
+        id: id.to_owned(),
+        version: stored.version,
+        state: stored.state,
+    })
+}
+
+/// Whether a log subject is an access request's.
+pub fn is_access_subject(subject: &str) -> bool {
+    split_subject(subject).1 == "access"
 }
 
 /// Whether a log subject is a study's.

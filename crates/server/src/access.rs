@@ -1,24 +1,40 @@
 //! Who reads which study-level data. Studies are pseudonymised personal data, served per dataset:
-//! a caller reads the studies of the datasets it holds a valid grant for (a GA4GH Passport visa
-//! of a trusted issuer), those of the providers its token may publish for (a provider's own
-//! studies), or every study with the all-studies role. A grant is checked against the clock on
-//! every request, so an expired one stops access at once.
+//! a caller reads the studies of the datasets it holds a valid permit for (an approved access
+//! request, `requests.rs`) or a valid grant for (a GA4GH Passport visa of a trusted issuer), those
+//! of the providers its token may publish for (a provider's own studies), or every study with the
+//! all-studies role. Permits and grants are checked against the clock on every request, so an
+//! expired one stops access at once; a revoked permit stops once the read models have the
+//! revocation (the revocation's own answer waits for that).
 
 use std::collections::BTreeSet;
 
 use axum::http::HeaderMap;
 use cireg_auth::Caller;
-use cireg_views::StudyAccess;
+use cireg_views::{AccessBook, StudyAccess};
 
 use crate::{auth::Refusal, AppState};
 
-/// What study-level data `caller` may read now.
-pub(crate) fn access_of(caller: &Caller, now: u64) -> StudyAccess {
+/// What study-level data `caller` may read now, as the state's access book has its permits.
+pub(crate) fn access_now(state: &AppState, caller: &Caller) -> StudyAccess {
+    access_of(caller, &state.read_models.access(), &state.base, cireg_auth::unix_now())
+}
+
+/// What study-level data `caller` may read at unix second `now`, with the permits of `book`.
+pub(crate) fn access_of(
+    caller: &Caller,
+    book: &AccessBook,
+    base: &cireg_projector::PublicBase,
+    now: u64,
+) -> StudyAccess {
     if caller.all_studies {
         return StudyAccess::All;
     }
-    let datasets: BTreeSet<String> =
+    let mut datasets: BTreeSet<String> =
         caller.grants.iter().filter(|g| g.valid_at(now)).map(|g| g.dataset.clone()).collect();
+    if !caller.subject.is_empty() {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        datasets.extend(book.permits(&caller.subject, now).into_iter().map(|p| base.dataset(&p.provider, &p.dataset)));
+    }
     let providers: BTreeSet<String> = caller.providers.iter().map(|p| p.as_str().to_owned()).collect();
     StudyAccess::Only { datasets, providers }
 }
@@ -33,7 +49,7 @@ pub(crate) async fn study_reader(state: &AppState, headers: &HeaderMap) -> Resul
             "study-level data needs a bearer token: send Authorization: Bearer <token>".to_owned(),
         ));
     };
-    let access = access_of(&caller, cireg_auth::unix_now());
+    let access = access_now(state, &caller);
     if !caller.researcher && access.is_nothing() {
         let role = state.auth.as_ref().map(|a| a.config().claims.researcher_role.clone()).unwrap_or_default();
         return Err(Refusal::Forbidden(format!(
@@ -78,12 +94,13 @@ mod tests {
             providers: vec![ProviderId::parse("hospital-a").unwrap()],
             ..caller()
         };
-        let StudyAccess::Only { datasets, providers } = access_of(&c, 160) else { panic!("not all") };
+        let (book, base) = (AccessBook::default(), cireg_projector::PublicBase::new("http://x.test").unwrap());
+        let StudyAccess::Only { datasets, providers } = access_of(&c, &book, &base, 160) else { panic!("not all") };
         assert_eq!(datasets, BTreeSet::from(["d1".to_owned(), "d2".to_owned()]));
         assert_eq!(providers, BTreeSet::from(["hospital-a".to_owned()]));
-        let StudyAccess::Only { datasets, .. } = access_of(&c, 200) else { panic!("not all") };
+        let StudyAccess::Only { datasets, .. } = access_of(&c, &book, &base, 200) else { panic!("not all") };
         assert_eq!(datasets, BTreeSet::from(["d2".to_owned()]), "d1 expired at 200");
-        assert!(access_of(&caller(), 160).is_nothing());
-        assert_eq!(access_of(&Caller { all_studies: true, ..caller() }, 0), StudyAccess::All);
+        assert!(access_of(&caller(), &book, &base, 160).is_nothing());
+        assert_eq!(access_of(&Caller { all_studies: true, ..caller() }, &book, &base, 0), StudyAccess::All);
     }
 }

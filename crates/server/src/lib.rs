@@ -16,6 +16,7 @@ mod negotiate;
 mod pages;
 mod problem;
 mod read;
+mod requests;
 mod search;
 mod state;
 mod stream;

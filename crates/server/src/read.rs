@@ -66,7 +66,7 @@ fn update_refused() -> Response {
 #[allow(clippy::result_large_err)]
 async fn sparql_scope(state: &AppState, headers: &HeaderMap, client: ClientAddr) -> Result<SparqlCaller, Response> {
     let caller = crate::auth::caller(state, headers).await.map_err(|refusal| refusal.problem(true))?;
-    let access = caller.as_ref().map(|c| crate::access::access_of(c, cireg_auth::unix_now()));
+    let access = caller.as_ref().map(|c| crate::access::access_now(state, c));
     let scope = match &access {
         None => GraphScope::Public,
         Some(StudyAccess::All) => GraphScope::WithStudies,

@@ -1,7 +1,9 @@
 //! The pages people use: the landing page with the figures that matter and charts, the faceted
-//! search, and the dataset page. Server-rendered HTML; the only script submits the search form
-//! when a filter changes (without it, the Apply button does). No frameworks, no external assets:
-//! hospital networks often have no internet.
+//! search, the dataset page and the access requests page. Server-rendered HTML; the search page's
+//! script submits the search form when a filter changes (without it, the Apply button does); the
+//! access page's script calls the access-request API with the person's own bearer token (a page
+//! cannot send one otherwise). No frameworks, no external assets: hospital networks often have no
+//! internet.
 
 use std::collections::BTreeMap;
 
@@ -53,7 +55,7 @@ fn page(state: &AppState, title: &str, body: &str) -> Response {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title><style>{STYLE}</style></head>
 <body><a class="skip" href="#main">Skip to content</a>
-<header class="top"><a href="/">{site}</a><nav aria-label="Main"><a href="/search">Search datasets</a><a href="/catalog">Catalogue (DCAT-AP)</a><a href="/sparql?query=SELECT%20*%20WHERE%20%7B%20%3Fs%20%3Fp%20%3Fo%20%7D%20LIMIT%2010">SPARQL</a><a href="/api/openapi.json">API</a></nav></header>
+<header class="top"><a href="/">{site}</a><nav aria-label="Main"><a href="/search">Search datasets</a><a href="/catalog">Catalogue (DCAT-AP)</a><a href="/access">Access requests</a><a href="/sparql?query=SELECT%20*%20WHERE%20%7B%20%3Fs%20%3Fp%20%3Fo%20%7D%20LIMIT%2010">SPARQL</a><a href="/api/openapi.json">API</a></nav></header>
 <main id="main">{body}</main></body></html>
 "##,
         title = escape(title),
@@ -425,20 +427,21 @@ pub fn dataset_page(state: &AppState, d: &SearchDoc) -> Response {
         r#"<p><a href="/search">← Search</a></p><h1>{title}</h1>{warn}{deprecated}
 <p>{description}</p>
 <dl class="facts">{facts}</dl>
-<h2>Requesting access</h2><p>Ask the provider through:</p><ul>{access}</ul>
+<h2>Requesting access</h2><p>Researchers <a href="/access?dataset={iri_q}">request access to this dataset's imaging studies here</a> (the provider decides; the request and each decision are recorded). The provider's own access paths:</p><ul>{access}</ul>
 {parties}
 {distributions}
 <h2>Metadata</h2><ul>
 <li>DCAT-AP: <code>{iri}</code> as <a href="{path}?format=ttl">Turtle</a>, <a href="{path}?format=jsonld">JSON-LD</a>, <a href="{path}?format=rdf">RDF/XML</a>, <a href="{path}?format=nt">N-Triples</a> (or ask the IRI with an <code>Accept</code> header)</li>
 <li><a href="{describe}">SPARQL description</a> (DESCRIBE)</li>
 <li><a href="/api/v1/datasets/{p}/{i}">As JSON (search API)</a></li>
-<li>Imaging studies (FHIR ImagingStudy, pseudonymised): for researchers granted access to this dataset (a GA4GH Passport visa naming <code>{iri}</code>, from a visa issuer this node trusts) and for its provider, with a bearer token, at <code>/fhir/ImagingStudy?dataset={p}/{i}</code>; every read is recorded</li></ul>"#,
+<li>Imaging studies (FHIR ImagingStudy, pseudonymised): for researchers granted access to this dataset (an approved access request, or a GA4GH Passport visa naming <code>{iri}</code> from a visa issuer this node trusts) and for its provider, with a bearer token, at <code>/fhir/ImagingStudy?dataset={p}/{i}</code>; every read is recorded</li></ul>"#,
         title = escape(&d.title),
         description = escape(&d.description),
         parties = parties(&d.document),
         distributions = distributions(&d.document),
         path = escape(&path),
         iri = escape(iri),
+        iri_q = escape(&url_encode(iri)),
         describe = escape(&describe),
         p = escape(&url_encode(&d.provider)),
         i = escape(&url_encode(&d.id)),
@@ -603,4 +606,74 @@ fn distributions(d: &cireg_model::Dataset) -> String {
         }
     }
     out
+}
+
+/// `GET /access`: the access requests page. The datasets of `?dataset=` (repeatable) fill the
+/// request form. Everything else happens in the browser with the person's bearer token, which
+/// stays in this tab (sessionStorage) and goes only to this node's API.
+pub async fn access_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let datasets: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "dataset")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let body = format!(
+        r#"<h1>Access to imaging studies</h1>
+<p>Study-level data (pseudonymised imaging studies) is served per dataset to researchers whose request its provider approved, for the time approved. Each step is recorded; each provider sees the requests for its own datasets.</p>
+<section aria-labelledby="who"><h2 id="who">Your token</h2>
+<p><label for="token">Bearer token from your identity provider</label><br><input id="token" type="password" autocomplete="off" size="60"> <button id="use" type="button">Use</button></p>
+<p id="status" role="status"></p></section>
+<section aria-labelledby="new"><h2 id="new">Request access</h2>
+<form id="request"><dl class="facts">
+<dt><label for="title">Project title</label></dt><dd><input id="title" name="title" required size="60"></dd>
+<dt><label for="purpose">Purpose</label></dt><dd><select id="purpose" name="purpose"><option value="https://w3id.org/dpv#AcademicResearch">Academic research</option><option value="https://w3id.org/dpv#ResearchAndDevelopment">Research and development</option><option value="https://w3id.org/dpv#CommercialResearch">Commercial research</option><option value="https://w3id.org/dpv#NonCommercialResearch">Non-commercial research</option></select></dd>
+<dt><label for="description">Project description</label></dt><dd><textarea id="description" name="description" rows="4" cols="60" required></textarea></dd>
+<dt><label for="ethics">Ethics approval reference</label></dt><dd><input id="ethics" name="ethics" required size="40"></dd>
+<dt><label for="datasets">Datasets (one IRI per line)</label></dt><dd><textarea id="datasets" name="datasets" rows="3" cols="60" required>{datasets}</textarea></dd>
+</dl><button type="submit">Send the request</button></form></section>
+<section aria-labelledby="mine"><h2 id="mine">Requests</h2><p>Yours as a researcher; as a provider, those for your datasets.</p><div id="requests"></div></section>
+<script>
+// the token stays in this tab; every text from the API is set as text, never as markup
+const $ = (id) => document.getElementById(id);
+const say = (t) => {{ $("status").textContent = t; }};
+$("token").value = sessionStorage.getItem("cireg-token") || "";
+async function api(method, path, body) {{
+  const r = await fetch(path, {{ method, headers: Object.assign({{ "Authorization": "Bearer " + $("token").value.trim() }}, body ? {{ "Content-Type": "application/json" }} : {{}}), body: body ? JSON.stringify(body) : undefined }});
+  const data = await r.json().catch(() => ({{}}));
+  if (!r.ok) throw new Error((data.detail || data.title || r.status) + (data.errors && data.errors.length ? " (at " + data.errors.map(e => e.pointer || "the body").join(", ") + ")" : ""));
+  return data;
+}}
+function cell(row, text) {{ const td = document.createElement("td"); td.textContent = text; row.appendChild(td); return td; }}
+async function load() {{
+  sessionStorage.setItem("cireg-token", $("token").value.trim());
+  try {{
+    const data = await api("GET", "/api/v1/access-requests");
+    const table = document.createElement("table");
+    const head = table.insertRow();
+    ["Request", "Title", "Researcher", "Dataset", "Status", "Until / reason / question"].forEach((h) => {{ const th = document.createElement("th"); th.textContent = h; head.appendChild(th); }});
+    for (const req of data.requests) {{
+      for (const d of req.datasets) {{
+        const row = table.insertRow();
+        [req.id, req.title, req.researcher, d.dataset, d.status, d.until || d.reason || d.question || ""].forEach((t) => cell(row, t));
+      }}
+    }}
+    $("requests").replaceChildren(data.requests.length ? table : document.createTextNode("No requests."));
+    say("Signed in: " + data.requests.length + " request(s).");
+  }} catch (e) {{ say("Cannot list requests: " + e.message); }}
+}}
+$("use").addEventListener("click", load);
+$("request").addEventListener("submit", async (ev) => {{
+  ev.preventDefault();
+  try {{
+    const made = await api("POST", "/api/v1/access-requests", {{
+      title: $("title").value, purposes: [$("purpose").value], description: $("description").value,
+      ethicsApproval: $("ethics").value, datasets: $("datasets").value.split(/\s+/).filter(Boolean) }});
+    say("Request " + made.id + " sent.");
+    load();
+  }} catch (e) {{ say("The request was not sent: " + e.message); }}
+}});
+if ($("token").value) load();
+</script>"#,
+        datasets = escape(&datasets.join("\n")),
+    );
+    page(&state, "Access requests", &body)
 }

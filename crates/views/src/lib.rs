@@ -8,6 +8,7 @@
 //! - `live.rs`: all read models kept up to date from the projector's change journal.
 //! - `summary.rs`: counts for the landing page and metrics.
 
+mod access;
 mod catalog;
 mod eucaim;
 mod feed;
@@ -18,6 +19,7 @@ mod sparql;
 mod studies;
 mod summary;
 
+pub use access::{AccessBook, AccessPart, Permit};
 pub use catalog::{
     graph_about, parse_instant, resource_triples, write_catalog, write_resource, CatalogIndex, CatalogPage, IndexEntry,
     NodeStatus, PageLinks,

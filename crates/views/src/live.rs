@@ -15,7 +15,8 @@ use std::{
 
 use cireg_dcat::PublicBase;
 use cireg_projector::{
-    is_dataset_subject, projected_dataset, projected_datasets, subject_parts, ChangeJournal, Changes, ProjectedDataset,
+    is_access_subject, is_dataset_subject, projected_access, projected_dataset, projected_datasets, subject_parts,
+    ChangeJournal, Changes, ProjectedDataset,
 };
 use oxigraph::{
     model::{NamedNode, Triple},
@@ -23,7 +24,7 @@ use oxigraph::{
 };
 use tokio::sync::watch;
 
-use crate::{catalog::graph_triples, CatalogIndex, IndexEntry, SearchDoc, SearchIndex, StudyIndex};
+use crate::{catalog::graph_triples, AccessBook, CatalogIndex, IndexEntry, SearchDoc, SearchIndex, StudyIndex};
 
 /// Most dataset-graph triples the catalogue keeps in memory (about 250 bytes each, so some 50 MiB):
 /// a catalogue of thousands of rich datasets reads the rest from the store.
@@ -76,6 +77,8 @@ pub struct ReadModels {
     studies: StudyIndex,
     catalog: RwLock<Arc<CatalogIndex>>,
     search: RwLock<Arc<SearchIndex>>,
+    /// Access requests and the permits they grant.
+    access: RwLock<Arc<AccessBook>>,
     parts: Mutex<DatasetParts>,
     /// How far the models are, for readers to wait on.
     progress: watch::Sender<Progress>,
@@ -105,6 +108,7 @@ impl ReadModels {
             journal,
             catalog: RwLock::default(),
             search: RwLock::default(),
+            access: RwLock::default(),
             parts: Mutex::default(),
             progress: watch::Sender::new(Progress::default()),
         }
@@ -116,12 +120,14 @@ impl ReadModels {
     pub fn rebuild(&self, committed: u64) -> std::io::Result<()> {
         let taken = self.journal.take();
         let studies = StudyIndex::build(&self.store, &self.base)?;
+        let access = AccessBook::build(&self.store)?;
         let mut parts = DatasetParts::default();
         for d in projected_datasets(&self.store).map_err(std::io::Error::other)? {
             let iri = self.base.dataset(&d.provider, &d.id);
             parts.set(&self.store, &self.base, iri, Some(d))?;
         }
         self.studies.replace_with(studies);
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(access);
         self.publish(&parts);
         *self.parts.lock().unwrap_or_else(|e| e.into_inner()) = parts;
         self.progress.send_replace(Progress { checkpoint: taken.checkpoint.max(committed), ready: true });
@@ -157,6 +163,15 @@ impl ReadModels {
             return Ok(0);
         }
         self.studies.apply(&changes.subjects)?;
+        let requests: Vec<&String> = changes.subjects.iter().filter(|s| is_access_subject(s)).collect();
+        if !requests.is_empty() {
+            let mut book = AccessBook::clone(&read(&self.access));
+            for subject in requests {
+                let (provider, _, id) = subject_parts(subject);
+                book.set(provider, id, projected_access(&self.store, subject).map_err(std::io::Error::other)?);
+            }
+            *self.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(book);
+        }
         let datasets: Vec<&String> = changes.subjects.iter().filter(|s| is_dataset_subject(s)).collect();
         if !datasets.is_empty() {
             let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
@@ -206,5 +221,10 @@ impl ReadModels {
 
     pub fn search(&self) -> Arc<SearchIndex> {
         read(&self.search)
+    }
+
+    /// Access requests and permits, as of [`ReadModels::checkpoint`].
+    pub fn access(&self) -> Arc<AccessBook> {
+        read(&self.access)
     }
 }

@@ -3,6 +3,10 @@
 //! deprecated, withdrawn; studies registered, updated, moved, retracted; consent withdrawn)
 //! folded by a real projector into a real Oxigraph store, in random batches.
 //!
+//! Access requests (requested, decided, answered, withdrawn, revoked) come in the same sequences:
+//! the followed access book equals one built from scratch, and the studies a researcher's permits
+//! reach are exactly those of the approved datasets.
+//!
 //! The same sequences check the catalogue's kept history: the public graphs it gives for each
 //! second equal those of a projector that replays only the events appended by then.
 //!
@@ -16,8 +20,8 @@ use bytes::Bytes;
 use cireg_log::StoredEvent;
 use cireg_projector::{second_of, CatalogueHistory, ChangeJournal, Past, Projector, PublicBase};
 use cireg_views::{
-    write_catalog, CatalogIndex, CatalogInfo, CatalogPage, IndexEntry, ReadModels, SearchIndex, SearchQuery,
-    StudyAccess, StudyIndex, StudyLookup, StudyQuery,
+    write_catalog, AccessBook, CatalogIndex, CatalogInfo, CatalogPage, IndexEntry, ReadModels, SearchIndex,
+    SearchQuery, StudyAccess, StudyIndex, StudyLookup, StudyQuery,
 };
 use oxigraph::{io::RdfFormat, store::Store};
 use serde_json::{json, Value};
@@ -28,6 +32,9 @@ const PROVIDER: &str = "synthetic-breast-consortium";
 const DATASETS: u64 = 3;
 const SUBJECTS: u64 = 4;
 const STUDIES: u64 = 6;
+/// The instant permits are checked at (unix seconds, 2027-01-01): after every decision of the
+/// examples, before every approval's end.
+const PERMITS_AT: i64 = 1_798_761_600;
 
 fn example(name: &str) -> Value {
     let path = format!("{}/../../schemas/examples/eu.cancerimage.{name}.v1.json", env!("CARGO_MANIFEST_DIR"));
@@ -83,6 +90,54 @@ impl Events {
             }
             3 => self.envelope(example("dataset.deprecated"), "dataset.deprecated", &id),
             _ => self.envelope(example("dataset.withdrawn"), "dataset.withdrawn", &id),
+        }
+    }
+
+    /// A step of one of a few access requests, for datasets of the provider.
+    fn access_event(&mut self, rng: &mut Rng) -> StoredEvent {
+        let request = format!("req-{}", rng.below(3));
+        let dataset = format!("dataset-{}", rng.below(DATASETS));
+        let researcher = ["alice", "bob"][rng.below(2) as usize];
+        match rng.below(6) {
+            0 => {
+                let mut r = example("access.requested");
+                r["data"]["researcher"] = json!(researcher);
+                let mut datasets = vec![dataset];
+                if rng.below(2) == 0 {
+                    datasets
+                        .push(format!("dataset-{}", (rng.below(DATASETS - 1) + 1 + datasets.len() as u64) % DATASETS));
+                    datasets.dedup();
+                }
+                r["data"]["datasets"] = json!(datasets);
+                self.envelope(r, "access.requested", &request)
+            }
+            1 | 2 => {
+                let mut d = example("access.decided");
+                d["data"]["dataset"] = json!(dataset);
+                match rng.below(3) {
+                    0 => {}
+                    1 => d["data"] = json!({"dataset": dataset, "decision": "rejected", "reason": "no"}),
+                    _ => {
+                        d["data"] = json!({"dataset": dataset, "decision": "information-requested", "question": "why?"})
+                    }
+                }
+                self.envelope(d, "access.decided", &request)
+            }
+            3 => {
+                let mut r = example("access.revoked");
+                r["data"]["dataset"] = json!(dataset);
+                self.envelope(r, "access.revoked", &request)
+            }
+            4 => {
+                let mut a = example("access.answered");
+                a["data"]["researcher"] = json!(researcher);
+                self.envelope(a, "access.answered", &request)
+            }
+            _ => {
+                let mut w = example("access.withdrawn");
+                w["data"]["researcher"] = json!(researcher);
+                self.envelope(w, "access.withdrawn", &request)
+            }
         }
     }
 
@@ -213,7 +268,11 @@ fn run(seed: u64, steps: usize, journal_bound: usize) {
     let mut log: Vec<StoredEvent> = Vec::new();
     for step in 0..steps {
         let batch: Vec<StoredEvent> = (0..1 + rng.below(5))
-            .map(|_| if rng.below(3) == 0 { events.dataset_event(&mut rng) } else { events.study_event(&mut rng) })
+            .map(|_| match rng.below(6) {
+                0 | 1 => events.dataset_event(&mut rng),
+                2 => events.access_event(&mut rng),
+                _ => events.study_event(&mut rng),
+            })
             .collect();
         let checkpoint = projector.apply_batch(&batch).unwrap();
         log.extend(batch);
@@ -242,6 +301,29 @@ fn run(seed: u64, steps: usize, journal_bound: usize) {
         let providers = if rng.below(5) == 0 { [PROVIDER.to_owned()].into() } else { Default::default() };
         for access in [StudyAccess::Only { datasets, providers }, StudyAccess::default()] {
             check_access(live.studies(), &queries, &access, &at);
+        }
+        // the access book: followed equals built, and a permit reaches its dataset's studies
+        let (book, built) = (live.access(), fresh.access());
+        let parts = |b: &AccessBook| b.requests().map(|(id, p)| (id.clone(), p.clone())).collect::<Vec<_>>();
+        assert_eq!(parts(&book), parts(&built), "{at}: access requests");
+        for researcher in ["alice", "bob"] {
+            let permits = book.permits(researcher, PERMITS_AT);
+            assert_eq!(permits, built.permits(researcher, PERMITS_AT), "{at}: permits of {researcher}");
+            // exactly the approved datasets of the researcher's requests (no other ends in 2027)
+            let mut expected = std::collections::BTreeSet::new();
+            for (_, request) in book.of_researcher(researcher) {
+                for part in request.values() {
+                    for (d, a) in &part.datasets {
+                        if matches!(a, cireg_model::DatasetAccess::Approved { .. }) {
+                            expected.insert(d.clone());
+                        }
+                    }
+                }
+            }
+            let granted: std::collections::BTreeSet<String> = permits.iter().map(|p| p.dataset.clone()).collect();
+            assert_eq!(granted, expected, "{at}: {researcher}'s permits");
+            let datasets = permits.iter().map(|p| base.dataset(&p.provider, &p.dataset)).collect();
+            check_access(live.studies(), &queries, &StudyAccess::Only { datasets, providers: Default::default() }, &at);
         }
         for (fast, general) in &started_twins {
             assert_eq!(
@@ -314,16 +396,30 @@ fn the_random_sequences_reach_every_kind_of_state() {
     // the generator is only worth something if its sequences show, hide and erase studies and
     // make datasets come and go: count what the comparisons above saw
     let base = PublicBase::new("https://registry.example.eu/").unwrap();
-    let (mut shown, mut gone, mut datasets_gone) = (0, 0, 0);
+    let (mut shown, mut gone, mut datasets_gone, mut permits, mut ended) = (0, 0, 0, 0, 0);
     for seed in 1..=24u64 {
         let projector = Projector::new(Store::new().unwrap(), base.clone()).unwrap();
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut events = Events::new();
         for _ in 0..40 {
             let batch: Vec<StoredEvent> = (0..1 + rng.below(5))
-                .map(|_| if rng.below(3) == 0 { events.dataset_event(&mut rng) } else { events.study_event(&mut rng) })
+                .map(|_| match rng.below(6) {
+                    0 | 1 => events.dataset_event(&mut rng),
+                    2 => events.access_event(&mut rng),
+                    _ => events.study_event(&mut rng),
+                })
                 .collect();
             projector.apply_batch(&batch).unwrap();
+            let book = AccessBook::build(projector.store()).unwrap();
+            permits += usize::from(["alice", "bob"].iter().any(|r| !book.permits(r, PERMITS_AT).is_empty()));
+            ended += usize::from(book.requests().any(|(_, parts)| {
+                parts.values().flat_map(|p| p.datasets.values()).any(|a| {
+                    matches!(
+                        a,
+                        cireg_model::DatasetAccess::Revoked { .. } | cireg_model::DatasetAccess::Withdrawn { .. }
+                    )
+                })
+            }));
             let index = StudyIndex::build(projector.store(), &base).unwrap();
             let (s, g) = index.fingerprint();
             shown += usize::from(!s.is_empty());
@@ -333,8 +429,9 @@ fn the_random_sequences_reach_every_kind_of_state() {
         }
     }
     assert!(
-        shown > 100 && gone > 100 && datasets_gone > 100,
-        "shown {shown}, gone {gone}, datasets gone {datasets_gone}"
+        shown > 100 && gone > 100 && datasets_gone > 100 && permits > 100 && ended > 100,
+        "shown {shown}, gone {gone}, datasets gone {datasets_gone}, permits held {permits}, \
+         requests ended {ended} (of 960 steps)"
     );
 }
 
