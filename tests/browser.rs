@@ -1,5 +1,6 @@
 //! Black-box, in a real browser: headless Chromium driven through chromedriver (W3C WebDriver)
-//! searches the demo catalogue, filters, goes back, opens a dataset, and takes screenshots.
+//! searches the demo catalogue, filters, goes back, opens a dataset, requests access to it, and
+//! takes screenshots.
 //! Needs Debian's `chromium` and `chromium-driver`, which `scripts/ensure-deps.sh` installs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -126,6 +127,19 @@ impl Driver {
         }
     }
 
+    /// Waits until the text of `css` satisfies `f`.
+    async fn wait_text(&self, css: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.text(css).await;
+            if f(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{css} stayed at {text:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
@@ -147,7 +161,7 @@ async fn api_total(c: &Cireg, query: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn a_person_searches_filters_and_opens_a_dataset() {
+async fn a_person_searches_filters_opens_a_dataset_and_requests_access() {
     let dir = tempfile::tempdir().unwrap();
     let c = Cireg::start(&dir.path().join("data"), &["--demo"]);
     c.wait_ready().await;
@@ -188,6 +202,33 @@ async fn a_person_searches_filters_and_opens_a_dataset() {
     assert_eq!(browser.text("h1").await, title);
     assert!(browser.text("main").await.contains("Requesting access"));
     browser.screenshot("dataset").await;
+
+    // from there, a researcher requests access to it with the page's form and sees it requested
+    browser.click(r#"a[href^="/access?dataset="]"#).await;
+    browser.wait_url(|u| u.contains("/access?dataset=")).await;
+    let token = support::test_key().key.mint(&support::token_claims("dr-browser", &[], true)).unwrap();
+    browser.type_into("#token", &token).await;
+    browser.click("#use").await;
+    browser.wait_text("#status", |t| t.contains("0 request")).await;
+    browser.type_into("#title", "Radiomics of response").await;
+    browser.type_into("#description", "A model of treatment response.").await;
+    browser.type_into("#ethics", "EC-2026-117").await;
+    browser.click("#request button[type=submit]").await;
+    browser.wait_text("#status", |t| t.contains("1 request")).await;
+    let table = browser.text("#requests").await;
+    assert!(table.contains("Radiomics of response") && table.contains("requested"), "{table}");
+    let listed: Value = reqwest::Client::new()
+        .get(c.url("/api/v1/access-requests"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["requests"][0]["title"], "Radiomics of response", "{listed}");
+    assert_eq!(listed["requests"][0]["datasets"].as_array().unwrap().len(), 1);
+    browser.screenshot("access").await;
 
     // readable on a phone
     browser.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": 390, "height": 844}))).await;

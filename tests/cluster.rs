@@ -171,7 +171,14 @@ async fn the_log_survives_its_stream_leader_killed_mid_ingest() {
     let before = seen.lock().unwrap().acked.len();
     cluster.by_name(&leader).expect("the leader is one of the three").stop();
     eprintln!("killed {leader}, the event stream's leader, after {before} acknowledged events");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // events go on being acknowledged once the two left elect a new leader: a few seconds, more
+    // on a loaded machine (a full test run beside a release build took longer than the 6 s once
+    // waited here), so wait for the first acknowledgement, up to 30 s, and then some more
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().acked.len() == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let during = seen.lock().unwrap().acked.len();
     cluster.by_name(&leader).unwrap().restart();
     tokio::time::sleep(Duration::from_secs(3)).await;
