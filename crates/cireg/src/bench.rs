@@ -1384,6 +1384,21 @@ async fn measure_serve(
             let times = timed(200, &path, Some(permits)).await?;
             println!("{label:<44} {:>12.2} {:>10.2}", percentile(&times, 0.5), percentile(&times, 0.99));
         }
+        // SPARQL over the study graphs: the all-studies token queries the store's union, the
+        // researcher's permits list the permitted datasets' study graphs (100,000 of them)
+        let count_mr = "SELECT (COUNT(?s) AS ?n) WHERE { ?s a <https://w3id.org/cireg/imaging#ImagingStudy> ; \
+                        <https://w3id.org/cireg/imaging#modalityInStudy> <http://dicom.nema.org/resources/ontology/DCM/MR> }";
+        let path = format!("/sparql?query={}", url::form_urlencoded::byte_serialize(count_mr.as_bytes()).collect::<String>());
+        println!("{:<44} {:>12} {:>10}", "SPARQL: MR studies counted", "p50 ms", "max ms");
+        for (label, who) in [("all studies (the store's union)", token), ("visas (their study graphs listed)", permits)] {
+            match timed(5, &|_| path.clone(), Some(who)).await {
+                Ok(times) => {
+                    let max = times.iter().copied().fold(0.0, f64::max);
+                    println!("{label:<44} {:>12.1} {:>10.1}", percentile(&times, 0.5), max * 1000.0)
+                }
+                Err(e) => println!("{label:<44} failed: {e}"),
+            }
+        }
         let times = timed(100, &|_| "/catalog.ttl?page=1&page_size=100".to_owned(), None).await?;
         println!(
             "{:<44} {:>12.2} {:>10.2}",

@@ -46,7 +46,9 @@ type InternalTupleEvaluator<'a, T> =
 /// Wrapper on top of [`QueryableDataset`]
 struct EvalDataset<'a, D: QueryableDataset<'a>> {
     dataset: Rc<D>,
-    specification: EncodedDatasetSpec<D::InternalTerm>,
+    // cireg patch: shared, not copied with every clone of the dataset (a caller's dataset may
+    // list many thousands of graphs)
+    specification: Rc<EncodedDatasetSpec<D::InternalTerm>>,
     cancellation_token: CancellationToken,
     _lifetime: PhantomData<&'a ()>,
 }
@@ -57,7 +59,9 @@ impl<'a, D: QueryableDataset<'a>> EvalDataset<'a, D> {
         specification: QueryDatasetSpecification,
         cancellation_token: CancellationToken,
     ) -> Result<Self, QueryEvaluationError> {
-        let specification = EncodedDatasetSpec {
+        let mut specification = EncodedDatasetSpec {
+            default_set: None,
+            named_set: None,
             default: specification
                 .default
                 .map(|graph_names| {
@@ -89,9 +93,17 @@ impl<'a, D: QueryableDataset<'a>> EvalDataset<'a, D> {
                 .transpose()
                 .map_err(|e| QueryEvaluationError::Dataset(Box::new(e)))?,
         };
+        // cireg patch: the listed graphs as sets, for membership (see `by_union`)
+        specification.default_set = specification.default.as_ref().and_then(|graphs| {
+            graphs.iter().cloned().collect::<Option<FxHashSet<_>>>()
+        });
+        specification.named_set = specification
+            .named
+            .as_ref()
+            .map(|graphs| graphs.iter().cloned().collect::<FxHashSet<_>>());
         Ok(Self {
             dataset: Rc::new(dataset),
-            specification,
+            specification: Rc::new(specification),
             cancellation_token,
             _lifetime: PhantomData,
         })
@@ -122,6 +134,40 @@ impl<'a, D: QueryableDataset<'a>> EvalDataset<'a, D> {
             })
     }
 
+    /// cireg patch: whether a pattern over `listed` graphs is read with one lookup over the union of
+    /// the named graphs, keeping the quads of the listed ones, rather than with one lookup per
+    /// graph. Released Oxigraph reads each listed graph in turn, which a caller whose dataset
+    /// lists thousands of graphs (its permitted studies') paid for every pattern of every join.
+    /// A bound subject or object makes the union lookup as selective as a graph's; a predicate
+    /// alone does when the list is long; a pattern that binds nothing reads graph by graph.
+    fn by_union(
+        subject: Option<&D::InternalTerm>,
+        predicate: Option<&D::InternalTerm>,
+        object: Option<&D::InternalTerm>,
+        listed: usize,
+    ) -> bool {
+        listed > 1 && (subject.is_some() || object.is_some() || (predicate.is_some() && listed > 64))
+    }
+
+    /// cireg patch: the quads of the union of the named graphs that are in `graphs`.
+    fn union_of(
+        &self,
+        subject: Option<&D::InternalTerm>,
+        predicate: Option<&D::InternalTerm>,
+        object: Option<&D::InternalTerm>,
+        keep: impl Fn(&EncodedDatasetSpec<D::InternalTerm>, &D::InternalTerm) -> bool + 'a,
+    ) -> Box<dyn Iterator<Item = Result<InternalQuad<D::InternalTerm>, QueryEvaluationError>> + 'a>
+    {
+        let specification = Rc::clone(&self.specification);
+        Box::new(
+            self.underlying_internal_quads_for_pattern(subject, predicate, object, None)
+                .filter(move |q| match q {
+                    Ok(q) => q.graph_name.as_ref().is_some_and(|g| keep(&specification, g)),
+                    Err(_) => true,
+                }),
+        )
+    }
+
     fn internal_quads_for_pattern(
         &self,
         subject: Option<&D::InternalTerm>,
@@ -134,9 +180,10 @@ impl<'a, D: QueryableDataset<'a>> EvalDataset<'a, D> {
             // A graph (named or default), has been specified, we only query it
             if let Some(graph_name) = graph_name {
                 // We query a specific named graph of data (possibly including the global default graph)
+                // cireg patch: membership in a set, not a search of the list
                 if self
                     .specification
-                    .named
+                    .named_set
                     .as_ref()
                     .is_none_or(|d| d.contains(graph_name))
                 {
@@ -161,6 +208,20 @@ impl<'a, D: QueryableDataset<'a>> EvalDataset<'a, D> {
                             object,
                             Some(default_graph_graphs[0].as_ref()),
                         )
+                        .map(|quad| {
+                            let mut quad = quad?;
+                            quad.graph_name = None;
+                            Ok(quad)
+                        }),
+                    )
+                } else if self.specification.default_set.is_some()
+                    && Self::by_union(subject, predicate, object, default_graph_graphs.len())
+                {
+                    // cireg patch: one lookup over the union, the listed graphs' quads kept
+                    Box::new(
+                        self.union_of(subject, predicate, object, |spec, g| {
+                            spec.default_set.as_ref().is_some_and(|set| set.contains(g))
+                        })
                         .map(|quad| {
                             let mut quad = quad?;
                             quad.graph_name = None;
@@ -200,6 +261,12 @@ impl<'a, D: QueryableDataset<'a>> EvalDataset<'a, D> {
                 )
             }
         } else if let Some(named_graphs) = &self.specification.named {
+            if Self::by_union(subject, predicate, object, named_graphs.len()) {
+                // cireg patch: one lookup over the union, the listed graphs' quads kept
+                return self.union_of(subject, predicate, object, |spec, g| {
+                    spec.named_set.as_ref().is_some_and(|set| set.contains(g))
+                });
+            }
             // The list of possible named graphs has been set, we only query these named graphs
             let iters = named_graphs
                 .iter()
@@ -247,7 +314,8 @@ impl<'a, D: QueryableDataset<'a>> EvalDataset<'a, D> {
         &self,
         graph_name: &D::InternalTerm,
     ) -> Result<bool, QueryEvaluationError> {
-        if let Some(named_graphs) = &self.specification.named {
+        // cireg patch: membership in a set, not a search of the list
+        if let Some(named_graphs) = &self.specification.named_set {
             Ok(named_graphs.contains(graph_name))
         } else {
             self.dataset
@@ -313,6 +381,9 @@ impl<'a, D: QueryableDataset<'a>> Clone for EvalDataset<'a, D> {
 struct EncodedDatasetSpec<T> {
     default: Option<Vec<Option<T>>>,
     named: Option<Vec<T>>,
+    // cireg patch: the same as sets (`default_set` only when the list holds no default graph)
+    default_set: Option<FxHashSet<T>>,
+    named_set: Option<FxHashSet<T>>,
 }
 
 pub struct InternalTuple<T> {
