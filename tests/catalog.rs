@@ -344,7 +344,7 @@ async fn the_shacl_gate_refuses_a_dataset_that_breaks_the_profile() {
     bad["data"].as_object_mut().unwrap().remove("healthCategories");
     let (status, body) = c.post_event(&bad).await;
     assert_eq!(status, 422, "{body}");
-    assert_eq!(body["type"], json!("urn:cireg:problem:profile-violation"));
+    assert_eq!(body["type"], json!(format!("{}/problems/profile-violation", c.base)));
     let results = body["shaclResults"].as_array().unwrap();
     assert!(
         results.iter().any(|r| r["path"].as_str().is_some_and(|p| p.ends_with("#healthCategory"))

@@ -170,7 +170,7 @@ async fn replays_of_the_past_are_bounded_per_node_and_per_caller() {
     let r = at(late).await;
     assert_eq!(r.status(), 422);
     let p: Value = r.json().await.unwrap();
-    assert_eq!(p["type"], json!("urn:cireg:problem:history-too-long"));
+    assert_eq!(p["type"], json!(format!("{}/problems/history-too-long", c.base)));
     assert_eq!(p["errors"][0]["pointer"], json!("at"));
 
     // a flood from one caller: its share replays, the rest are told to come back; nothing fails

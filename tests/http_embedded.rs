@@ -208,7 +208,7 @@ async fn concurrent_updates_one_wins_one_conflicts() {
     statuses.sort();
     assert_eq!(statuses, vec![201, 409], "{ba} {bb}");
     let loser = if sa == 409 { &ba } else { &bb };
-    assert_eq!(loser["type"], json!("urn:cireg:problem:conflict"));
+    assert_eq!(loser["type"], json!(format!("{}/problems/conflict", c.base)));
     c.wait_ready().await;
     let versions = c.select("SELECT ?v WHERE { ?d <http://www.w3.org/ns/dcat#version> ?v }", "v").await;
     assert_eq!(versions.len(), 1);
@@ -230,6 +230,34 @@ async fn batch_is_taken_in_order_with_an_outcome_each() {
     assert_eq!(results[1]["status"], json!(201));
     assert_eq!(results[2]["status"], json!(400));
     assert_eq!(results[2]["problem"]["errors"][0]["pointer"], json!("/2/data/accessRights"));
+    assert_eq!(results[2]["problem"]["type"], json!(format!("{}/problems/invalid-event", c.base)));
+}
+
+/// Every problem's `type` is a page under the public base that says what it means and how to
+/// fix it; `/problems` lists them all.
+#[tokio::test]
+async fn problem_types_dereference_to_their_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cireg::start(&dir.path().join("data"), &[]);
+    let mut bad = example("provider.registered");
+    bad["data"]["country"] = json!(12);
+    let (status, problem) = c.post_event(&bad).await;
+    assert_eq!(status, 400, "{problem}");
+    let kind = format!("{}/problems/invalid-event", c.base);
+    assert_eq!(problem["type"], json!(kind));
+    // the base is where the node listens here, so the type is fetched as it stands
+    let page = reqwest::get(kind.as_str()).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("The event is not valid") && page.contains("How to fix it"), "{page}");
+    let index = reqwest::get(c.url("/problems")).await.unwrap().text().await.unwrap();
+    for kind in ["invalid-event", "conflict", "profile-violation", "rate-limited", "query-timeout"] {
+        assert!(index.contains(&format!("{}/problems/{kind}", c.base)), "{kind} not listed");
+    }
+    let missing = reqwest::get(c.url("/problems/no-such-kind")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let missing: Value = missing.json().await.unwrap();
+    assert_eq!(missing["type"], json!(format!("{}/problems/not-found", c.base)));
 }
 
 /// A batch's study events overlap (different subjects), but each subject's events keep their
@@ -366,7 +394,7 @@ async fn sparql_protocol_formats_and_limits() {
     assert_eq!(r.status(), 503);
     assert!(start.elapsed() < std::time::Duration::from_secs(60));
     let p: Value = r.json().await.unwrap();
-    assert_eq!(p["type"], json!("urn:cireg:problem:query-timeout"));
+    assert_eq!(p["type"], json!(format!("{}/problems/query-timeout", c.base)));
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use serde_json::Value;
 use support::Cireg;
 
 /// The routes the server answers (from its router), as OpenAPI paths.
-const ROUTES: [&str; 43] = [
+const ROUTES: [&str; 45] = [
     "/",
     "/search",
     "/access",
@@ -34,6 +34,8 @@ const ROUTES: [&str; 43] = [
     "/catalog.nt",
     "/feed",
     "/feed/{seq}",
+    "/problems",
+    "/problems/{kind}",
     "/schemas",
     "/schemas/{file}",
     "/healthz",

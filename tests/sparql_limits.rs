@@ -60,7 +60,7 @@ async fn pathological_queries_stop_at_their_limit_and_leave_room_for_others() {
     // one pathological query: a 503 problem at its limit, and the CPU goes back to idle
     let (status, _, body) = ask(&attacker, &c, &in_memory_query()).await;
     assert_eq!(status, 503, "{body}");
-    assert_eq!(body["type"], "urn:cireg:problem:query-timeout");
+    assert_eq!(body["type"], format!("{}/problems/query-timeout", c.base));
     let idle = cpu_in(&c, Duration::from_secs(2)).await;
     assert!(idle < 0.5, "{idle} CPU-seconds in the 2 s after the answer: the evaluation went on");
 

@@ -1,11 +1,4 @@
-//! Who is calling: verifies bearer tokens (JWTs signed RS256 or ES256, as OIDC identity providers
-//! such as LS-AAI issue them) against configured keys, issuer and audience, and reads from their
-//! claims which providers the caller may publish for, whether it is a researcher, whether it may
-//! read every study, whether it operates the node (backups), and which datasets the visas of its
-//! GA4GH Passport grant it access to. Also mints development tokens and visas from a local key
-//! (`cireg token`).
-//!
-//! Nothing here logs or returns a token: errors say what was wrong with it, never what it was.
+#![doc = include_str!("../README.md")]
 
 mod dev;
 mod keys;

@@ -405,7 +405,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         bench_studies(args.studies, args.search_studies, args.concurrency).await?;
     }
     bench_sparql(&args).await?;
-    // the clients above keep their connection until here
+    // the clients above keep their connection until here; closed first, so stopping the server
+    // is not a lost connection (a client would log its reconnection attempts)
+    close_nats(&client).await;
     drop(server);
     println!();
     println!("(ingest is compared with raw publish, projection with raw bulk load of the same quads; one run on a shared machine: repeat before trusting a difference under ~20%)");
@@ -765,6 +767,8 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     );
     let nats = cireg_testkit::NatsServer::start();
     let client = async_nats::connect(nats.url()).await?;
+    // closed before the server stops (the name `client` is taken by HTTP clients below)
+    let nats_client = client.clone();
     let tmp = tempfile::tempdir()?;
     let raw_publish = raw_publish(&client, &studies, concurrency).await?;
     let (lookup_api, lookup_direct) = raw_lookups(&client, n, concurrency).await?;
@@ -1067,8 +1071,22 @@ async fn bench_studies(n: usize, search_at: usize, concurrency: usize) -> anyhow
     // the store is free once every handle on it is gone: then `cireg serve` opens it
     drop((projector, store, models));
     measure_serve(&data, search_at, &jwks, &token, &permits).await?;
+    close_nats(&nats_client).await;
     drop(nats);
     Ok(())
+}
+
+/// Closes the connection of `client` (and of every clone of it) before the bench stops its own
+/// nats-server: drained, then waited for (at most 5 s) until its connection task has ended (a
+/// flush fails once nothing reads the client's commands).
+async fn close_nats(client: &async_nats::Client) {
+    if client.drain().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while client.flush().await.is_ok() && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Appends `setup` and `n` generated study events to a new embedded log at `path`, `concurrency`

@@ -1,5 +1,7 @@
-//! `cireg`: the cancer imaging metadata registry. This binary only parses arguments and starts
-//! things; the work is in the library crates.
+#![doc = include_str!("../README.md")]
+// the doc comments of the arguments are the command's --help text, written for a terminal
+// (`http://<listen address>`, bare URLs), not for rustdoc
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 mod bench;
 mod connect;
@@ -11,7 +13,8 @@ mod token;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "cireg", version, about = "Metadata registry of a federated European cancer imaging infrastructure")]
@@ -83,6 +86,18 @@ enum Command {
     /// Mint a signed bearer token from a local key, for development and the demo (made on first
     /// use; --jwks writes its public key for `serve --jwks`).
     Token(token::TokenArgs),
+    /// Print a shell completion script (e.g. `cireg completions bash > /etc/bash_completion.d/cireg`).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (roff): `cireg.1` and one page per command (`cireg-serve.1`, ...),
+    /// or print `cireg.1` alone without --out-dir (e.g. `cireg man | man -l -`).
+    Man {
+        /// Directory to write the pages to (made if missing).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -111,6 +126,11 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::bench(args).await,
             Command::Load(args) => load::load(args).await,
             Command::Token(args) => token::token(args),
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "cireg", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Man { out_dir } => write_man(out_dir),
         }
     });
     match result {
@@ -120,6 +140,20 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The manual pages, generated from the same definition the arguments are parsed with.
+fn write_man(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let cmd = Cli::command();
+    match out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("making {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir).with_context(|| format!("writing the pages to {}", dir.display()))?;
+            println!("cireg man: pages written to {}", dir.display());
+        }
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+    }
+    Ok(())
 }
 
 fn write_demo(out: Option<PathBuf>) -> anyhow::Result<()> {

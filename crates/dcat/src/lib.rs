@@ -1,11 +1,4 @@
-//! How registry documents become DCAT-AP 3 / HealthDCAT-AP / EUCAIM RDF. Both the SHACL gate in
-//! `ingest` (before an event is appended) and the projector (after) use this one mapping, so what
-//! is validated is exactly what is stored.
-//!
-//! - `iris.rs`: the IRIs the registry mints, from the configured public base.
-//! - `ns.rs`: the namespaces it writes.
-//! - `mapping.rs`: dataset, provider and catalogue as triples.
-//! - `labels.rs`: labels of the vocabulary concepts it links to.
+#![doc = include_str!("../README.md")]
 
 mod iris;
 mod labels;

@@ -1,9 +1,4 @@
-//! FHIR resources of cireg's study-level views, built with fhir-sdk's types: `ImagingStudy`,
-//! searchset and history `Bundle`s, `OperationOutcome` and the server's `CapabilityStatement`, in
-//! FHIR R5 and in R4B (which for these resources is wire-compatible with R4).
-//!
-//! This crate is the only one that depends on the generated FHIR types (a heavy build): it turns
-//! cireg's study documents into JSON and knows nothing of HTTP, the log or the store.
+#![doc = include_str!("../README.md")]
 
 mod r4b;
 mod r5;

@@ -1,8 +1,4 @@
-//! The way in: every event is validated (JSON Schema, then the aggregate's lifecycle rules, then
-//! the application profile's SHACL shapes on the dataset it would leave) before it is appended to
-//! the log, and every sender gets a precise answer.
-//!
-//! [`Ingest::submit`] is the one path; HTTP (`cireg-server`) and NATS ([`nats`]) call it.
+#![doc = include_str!("../README.md")]
 
 mod gate;
 mod limit;

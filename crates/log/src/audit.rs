@@ -41,7 +41,7 @@ pub struct AuditRecord {
     pub reader: String,
     /// What was asked: `fhir-search`, `fhir-read`, `fhir-history`, `sparql`.
     pub kind: String,
-    /// The request: a FHIR path and query, or a SPARQL query (cut at [`REQUEST_MAX`] bytes).
+    /// The request: a FHIR path and query, or a SPARQL query (cut at `REQUEST_MAX` bytes).
     pub request: String,
     /// The IRIs of the datasets whose studies were read (for SPARQL: those the reader may read,
     /// since a solution does not say which graph it came from).

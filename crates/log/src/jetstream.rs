@@ -67,7 +67,7 @@ pub fn national_subject(subject: &str) -> Option<(&str, String)> {
     Some((domain, format!("{}.{rest}", EVENTS_SUBJECTS.trim_end_matches(".>"))))
 }
 
-/// Where a national node publishes the facts it computes ([`FACTS_STREAM`]).
+/// Where a national node publishes the facts it computes (`FACTS_STREAM`).
 #[derive(Clone)]
 pub struct FactsPublisher {
     context: jetstream::Context,

@@ -1,12 +1,4 @@
-//! The event log, the system of record: one trait, [`EventLog`], and two backends with the same
-//! semantics.
-//!
-//! - [`JetStreamLog`]: NATS JetStream, for real deployments. One subject per aggregate; the event
-//!   id travels as `Nats-Msg-Id` so a re-send is answered with the original sequence; optimistic
-//!   concurrency with `Nats-Expected-Last-Subject-Sequence`.
-//! - [`EmbeddedLog`]: a redb file, so `cireg serve` runs with nothing else installed.
-//!
-//! The log stores bytes; what an event means is `cireg-model`'s business.
+#![doc = include_str!("../README.md")]
 
 mod audit;
 mod embedded;

@@ -1,8 +1,4 @@
-//! What an event is: the CloudEvents envelope providers send, the typed payloads, the JSON Schemas
-//! that validate them, and the lifecycle rules of each aggregate (provider, dataset).
-//!
-//! Nothing here does I/O. The ingest path calls [`validate_event`] and then [`DatasetAggregate::decide`];
-//! the projector calls [`Event::parse_stored`] and the `fold`/`apply` functions.
+#![doc = include_str!("../README.md")]
 
 mod aggregate;
 mod envelope;

@@ -1,12 +1,4 @@
-//! Folds the event log into Oxigraph: one named graph per dataset and per provider, each replaced
-//! whole when its aggregate changes, and the last applied log sequence written in the same
-//! transaction, so a crash at any point neither loses nor doubles an event.
-//!
-//! Where a dataset (or provider) becomes triples is `cireg_dcat`, shared with the SHACL gate.
-//! - `projection.rs`: the bookkeeping graph (checkpoint, aggregate states) and the batch fold.
-//! - `runner.rs`: following the log live, and rebuilding from sequence 1.
-//! - `journal.rs`: which aggregates each committed batch changed, for the read models.
-//! - `history.rs`: what each batch changed in the public graphs, for the catalogue at an instant.
+#![doc = include_str!("../README.md")]
 
 mod history;
 mod journal;

@@ -6,7 +6,10 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -16,7 +19,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// The evaluation slots and each caller's share of them.
 pub struct Admission {
     slots: Arc<Semaphore>,
+    total: usize,
     per_caller: usize,
+    /// Refusals since the start, for `/metrics`: over a caller's share, and no slot in time.
+    refused_over_share: AtomicU64,
+    refused_busy: AtomicU64,
     /// Slots held or waited for, per caller key.
     running: Mutex<HashMap<String, usize>>,
 }
@@ -60,7 +67,10 @@ impl Admission {
         let slots = slots.max(1);
         Arc::new(Admission {
             slots: Arc::new(Semaphore::new(slots)),
+            total: slots,
             per_caller: per_caller.clamp(1, slots),
+            refused_over_share: AtomicU64::new(0),
+            refused_busy: AtomicU64::new(0),
             running: Mutex::default(),
         })
     }
@@ -83,6 +93,7 @@ impl Admission {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             let n = running.entry(caller.0.clone()).or_default();
             if *n >= self.per_caller {
+                self.refused_over_share.fetch_add(1, Ordering::Relaxed);
                 return Err(NotAdmitted::OverShare { share: self.per_caller });
             }
             *n += 1;
@@ -90,9 +101,31 @@ impl Admission {
         };
         match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Admitted { _permit: permit, _share: share }),
-            _ => Err(NotAdmitted::Busy),
+            _ => {
+                self.refused_busy.fetch_add(1, Ordering::Relaxed);
+                Err(NotAdmitted::Busy)
+            }
         }
     }
+
+    /// The slots, how many are taken now, and the refusals so far (over a share, busy).
+    pub fn usage(&self) -> SlotUsage {
+        SlotUsage {
+            slots: self.total,
+            busy: self.total.saturating_sub(self.slots.available_permits()),
+            refused_over_share: self.refused_over_share.load(Ordering::Relaxed),
+            refused_busy: self.refused_busy.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A reading of [`Admission::usage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotUsage {
+    pub slots: usize,
+    pub busy: usize,
+    pub refused_over_share: u64,
+    pub refused_busy: u64,
 }
 
 /// Whom a request's share is counted for: the token's subject when it has one, else the client's
@@ -186,6 +219,7 @@ mod tests {
         let admission = Admission::new(2, 1);
         let (a, b) = (CallerKey::address(Some([127, 0, 0, 1].into())), CallerKey::subject("alice"));
         let first = admission.admit(&a, Duration::from_millis(10)).await.unwrap();
+        assert_eq!(admission.usage().busy, 1);
         // over its share: refused at once, whatever slots are free
         assert_eq!(
             admission.admit(&a, Duration::from_millis(10)).await.err(),
@@ -195,6 +229,8 @@ mod tests {
         let second = admission.admit(&b, Duration::from_millis(10)).await.unwrap();
         let c = CallerKey::subject("carol");
         assert_eq!(admission.admit(&c, Duration::from_millis(10)).await.err(), Some(NotAdmitted::Busy));
+        let usage = admission.usage();
+        assert_eq!((usage.slots, usage.busy, usage.refused_over_share, usage.refused_busy), (2, 2, 1, 1));
         // a refused caller holds nothing afterwards
         assert!(admission.running.lock().unwrap().get(&c.0).is_none());
         drop(first);

@@ -51,18 +51,83 @@ pub async fn post_events(
         caller.subject
     };
     let sender = Sender::Providers(caller.providers);
-    match content_type(&headers).as_str() {
+    let media = content_type(&headers);
+    // binary mode (CloudEvents HTTP binding): the attributes in ce-* headers, the data the body
+    if headers.contains_key("ce-specversion") && !media.starts_with("application/cloudevents") {
+        return match binary_event(&headers, &media, &body) {
+            Ok(event) => single(&state, &sender, &key, &event).await,
+            Err(problem) => *problem,
+        };
+    }
+    match media.as_str() {
         "application/cloudevents+json" | "application/json" => single(&state, &sender, &key, &body).await,
         "application/cloudevents-batch+json" => batch(&state, &sender, &key, &body).await,
         other => {
-            let detail = if headers.contains_key("ce-id") || headers.contains_key("ce-type") {
-                "binary-mode CloudEvents (ce-* headers) are not accepted: send the event in structured mode as application/cloudevents+json".to_owned()
-            } else {
-                format!("Content-Type {other:?} is not accepted: use application/cloudevents+json (one event) or application/cloudevents-batch+json (an array)")
-            };
+            let detail = format!("Content-Type {other:?} is not accepted: use application/cloudevents+json (one event), application/cloudevents-batch+json (an array), or binary mode (ce-* headers) with a JSON body");
             problem(415, "unsupported-media-type", "Unsupported media type", detail).into_response()
         }
     }
+}
+
+/// The structured event a binary-mode request carries: every `ce-<attribute>` header as the
+/// attribute (percent-decoded, as the HTTP binding encodes them), `Content-Type` as
+/// `datacontenttype`, and the body, which must be JSON, as `data`. The event is then checked like
+/// any other; a header that cannot be read is named in the problem.
+fn binary_event(headers: &HeaderMap, media: &str, body: &[u8]) -> Result<Vec<u8>, Box<Response>> {
+    let refuse = |status: u16, pointer: String, detail: String| {
+        let mut p = cireg_model::Problem::new(status, "invalid-event", "The event is not valid", Some(detail.clone()));
+        p.errors.push(cireg_model::Violation { pointer, detail });
+        Box::new(ProblemResponse(p).into_response())
+    };
+    if media != "application/json" && !media.ends_with("+json") {
+        let detail = format!(
+            "binary mode: the data of cireg's events is JSON, so Content-Type must be application/json, not {media:?} (or send the event in structured mode as application/cloudevents+json)"
+        );
+        let mut p = cireg_model::Problem::new(415, "unsupported-media-type", "Unsupported media type", Some(detail));
+        p.errors.push(cireg_model::Violation { pointer: "/datacontenttype".into(), detail: "not JSON".into() });
+        return Err(Box::new(ProblemResponse(p).into_response()));
+    }
+    let mut event = serde_json::Map::new();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else { continue };
+        let value = value.to_str().ok().and_then(percent_decoded).ok_or_else(|| {
+            refuse(400, format!("/{attribute}"), format!("header {name}: not percent-encoded UTF-8 text"))
+        })?;
+        event.insert(attribute.to_owned(), Value::String(value));
+    }
+    event.insert("datacontenttype".into(), Value::String(media.to_owned()));
+    let data: Value = serde_json::from_slice(body).map_err(|e| {
+        refuse(
+            400,
+            "/data".into(),
+            format!(
+                "binary mode: the body is the event's data and is not JSON (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    event.insert("data".into(), data);
+    serde_json::to_vec(&Value::Object(event)).map_err(|e| refuse(400, String::new(), e.to_string()))
+}
+
+/// `%XX` sequences decoded (CloudEvents' HTTP binding percent-encodes header values); `None` when
+/// one is malformed or the result is not UTF-8.
+fn percent_decoded(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 async fn single(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Response {

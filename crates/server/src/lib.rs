@@ -1,6 +1,4 @@
-//! The HTTP surface (axum): ingest, SPARQL, catalogue, FHIR study views, schemas, health, metrics
-//! and a landing page. Handlers translate HTTP to calls into `cireg-ingest`, `cireg-views` and
-//! `cireg-fhir`, and say who may call what (`auth`: bearer tokens checked by `cireg-auth`).
+#![doc = include_str!("../README.md")]
 
 mod access;
 mod admin;
@@ -12,9 +10,11 @@ mod events;
 mod fhir;
 mod limits;
 mod listen;
+mod metrics;
 mod negotiate;
 mod pages;
 mod problem;
+mod problems;
 mod read;
 mod requests;
 mod search;
@@ -23,7 +23,7 @@ mod stream;
 mod web;
 
 pub use admin::Backups;
-pub use admission::Admission;
+pub use admission::{Admission, SlotUsage};
 pub use limits::RequestLimits;
 pub use listen::ConnectionLimits;
 pub use state::{router, serve, AppState};

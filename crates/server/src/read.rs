@@ -392,7 +392,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text exposition format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(
+    State(state): State<AppState>,
+    axum::Extension(http): axum::Extension<std::sync::Arc<crate::metrics::HttpMetrics>>,
+) -> Response {
     use std::fmt::Write;
     let s = state.ingest.stats();
     let applied = *state.applied.borrow();
@@ -475,6 +478,27 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     counter("cireg_catalog_datasets", "Live datasets in the catalogue.", "gauge", summary.datasets);
     counter("cireg_catalog_providers", "Registered providers.", "gauge", summary.providers);
+    let slots = state.admission.usage();
+    counter(
+        "cireg_evaluation_slots",
+        "Slots for expensive evaluations (SPARQL queries, catalogue replays at an instant).",
+        "gauge",
+        slots.slots as u64,
+    );
+    counter("cireg_evaluation_slots_busy", "Evaluation slots taken now.", "gauge", slots.busy as u64);
+    counter(
+        "cireg_evaluation_refused_over_share_total",
+        "Evaluations refused because their caller already ran its share of the slots (429).",
+        "counter",
+        slots.refused_over_share,
+    );
+    counter(
+        "cireg_evaluation_refused_busy_total",
+        "Evaluations refused because no slot became free in time (503).",
+        "counter",
+        slots.refused_busy,
+    );
+    http.write(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 

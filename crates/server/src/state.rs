@@ -166,6 +166,7 @@ const READ_BODY_LIMIT: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     use axum::middleware::from_fn_with_state;
     let limits = state.limits;
+    let http_metrics = std::sync::Arc::new(crate::metrics::HttpMetrics::default());
     // writing: no CORS (browsers of other origins cannot publish), a large body for batches,
     // read whole (within the body time limit) only once the token was checked
     let write = Router::new()
@@ -185,6 +186,9 @@ pub fn router(state: AppState) -> Router {
         .merge(write)
         .merge(admin)
         .fallback(not_found)
+        .layer(from_fn_with_state(std::sync::Arc::<str>::from(state.base.as_str()), crate::problems::dereferenceable))
+        .layer(from_fn_with_state(http_metrics.clone(), crate::metrics::record))
+        .layer(axum::Extension(http_metrics))
         .layer(DefaultBodyLimit::max(READ_BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -231,6 +235,8 @@ fn read_routes() -> Router<AppState> {
         .route("/catalog.rdf", get(crate::catalog::catalog_rdf))
         .route("/catalog.nt", get(crate::catalog::catalog_nt))
         .route("/feed", get(crate::catalog::feed))
+        .route("/problems", get(crate::problems::index))
+        .route("/problems/{kind}", get(crate::problems::page))
         .route("/schemas", get(crate::read::schema_index))
         .route("/schemas/{file}", get(crate::read::schema_file))
         .route("/healthz", get(crate::read::healthz))

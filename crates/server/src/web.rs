@@ -48,6 +48,11 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}dl.f
 .pager{display:flex;gap:1rem;margin:1rem 0}
 "#;
 
+/// A page of the site's frame around `body` (HTML the caller escaped).
+pub(crate) fn plain_page(state: &AppState, title: &str, body: &str) -> Response {
+    page(state, title, body)
+}
+
 fn page(state: &AppState, title: &str, body: &str) -> Response {
     let site = escape(&state.catalog.title);
     Html(format!(

@@ -1,13 +1,4 @@
-//! The SHACL gate. The official DCAT-AP 3.0.1 and HealthDCAT-AP Release 8 shapes, and the
-//! registry's own shapes for the EUCAIM additions, are compiled once per access level (the
-//! HealthDCAT-AP validator has one shape set per level) and run on a dataset's graph before the
-//! event that produces it is appended.
-//!
-//! The engine is the rudof project's `shacl` crate. Which files make a level follows the official
-//! validator's `config.properties`, with two differences written down in `shapes/README.md`: the
-//! EU controlled-vocabulary membership shapes (`mdr-vocabularies.shape.ttl`) are left out, since
-//! they only mean something with the EU vocabularies loaded; and the DCAT-AP shapes are loaded with
-//! the HealthDCAT-AP ones, which refer to shapes only the DCAT-AP files define.
+#![doc = include_str!("../README.md")]
 
 use std::collections::HashMap;
 use std::fmt;

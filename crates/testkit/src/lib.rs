@@ -1,9 +1,4 @@
-//! Test harness: a real `nats-server` with JetStream, on a free loopback port, storing into its
-//! own temp dir, which a test can stop and start again.
-//!
-//! The binary is `$NATS_SERVER_BIN`, else `nats-server` on `PATH`, else `/usr/sbin/nats-server`
-//! (Debian's package). A missing binary fails the test with a message that says how to install
-//! it; tests never skip silently.
+#![doc = include_str!("../README.md")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod process;

@@ -12,7 +12,7 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / clock_ticks_per_second()
 }
 
-/// The kernel's clock ticks per second (the unit of /proc/<pid>/stat's CPU times).
+/// The kernel's clock ticks per second (the unit of `/proc/<pid>/stat`'s CPU times).
 pub fn clock_ticks_per_second() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {

@@ -1,12 +1,4 @@
-//! Read models over the store: what the world sees. Nothing here writes.
-//!
-//! - `catalog.rs`: the DCAT-AP catalogue document, its paging index, and single resources.
-//! - `search.rs`: faceted search over the live datasets (web page, JSON API, EUCAIM mediator).
-//! - `feed.rs`: the change feed (LDES / ActivityStreams) over the log's dataset events.
-//! - `sparql.rs`: SPARQL evaluation over the graphs a caller may see, with a time limit.
-//! - `studies.rs`: the study index and FHIR search semantics behind the ImagingStudy API.
-//! - `live.rs`: all read models kept up to date from the projector's change journal.
-//! - `summary.rs`: counts for the landing page and metrics.
+#![doc = include_str!("../README.md")]
 
 mod access;
 mod catalog;
