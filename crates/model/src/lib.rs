@@ -21,5 +21,5 @@ pub use payload::{
     Contact, Dataset, Deprecation, Distribution, DistributionRemoval, LangMap, Payload, Period, Provider, Series,
     SeriesInstance, SnomedCode, Study, StudyRetraction, Verdict, Withdrawal,
 };
-pub use problem::Problem;
+pub use problem::{Problem, PROBLEM_BASE};
 pub use schema::{schema_files, validate_dataset_document, validate_event, SchemaFile};

@@ -22,7 +22,8 @@ pub struct Problem {
     pub shacl_results: Vec<ProfileViolation>,
 }
 
-const PROBLEM_BASE: &str = "urn:cireg:problem:";
+/// What a problem's `type` starts with inside the registry (HTTP answers turn it into a page URL).
+pub const PROBLEM_BASE: &str = "urn:cireg:problem:";
 
 impl Problem {
     pub fn new(status: u16, kind: &str, title: impl Into<String>, detail: Option<String>) -> Self {

@@ -314,19 +314,16 @@ async fn store_at(
     if log.last_seq().await.map_err(|e| unavailable(e.to_string()))? > cap {
         let beyond = log.read_range(cap + 1, 1).await.map_err(|e| unavailable(e.to_string()))?;
         if beyond.first().is_some_and(|e| e.appended_at_nanos <= limit) {
-            let mut p = cireg_model::Problem::new(
+            return Err(problem(
                 422,
                 "history-too-long",
                 "The catalogue at that instant is too costly to rebuild",
-                Some(format!(
+                format!(
                     "the log held more than {cap} events at that instant, and this node replays at most {cap} for ?at=: ask for an earlier instant, or harvest the feed (/feed) and keep your own history"
-                )),
-            );
-            p.errors.push(cireg_model::Violation {
-                pointer: "at".to_owned(),
-                detail: format!("more than {cap} events before it"),
-            });
-            return Err(crate::problem::ProblemResponse(p).into_response());
+                ),
+            )
+            .at("at", format!("more than {cap} events before it"))
+            .into_response());
         }
     }
     let store = Store::new().map_err(|e| internal(e.to_string()))?;

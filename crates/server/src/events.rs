@@ -75,17 +75,19 @@ pub async fn post_events(
 /// any other; a header that cannot be read is named in the problem.
 fn binary_event(headers: &HeaderMap, media: &str, body: &[u8]) -> Result<Vec<u8>, Box<Response>> {
     let refuse = |status: u16, pointer: String, detail: String| {
-        let mut p = cireg_model::Problem::new(status, "invalid-event", "The event is not valid", Some(detail.clone()));
-        p.errors.push(cireg_model::Violation { pointer, detail });
-        Box::new(ProblemResponse(p).into_response())
+        Box::new(
+            problem(status, "invalid-event", "The event is not valid", detail.clone())
+                .at(pointer, detail)
+                .into_response(),
+        )
     };
     if media != "application/json" && !media.ends_with("+json") {
         let detail = format!(
             "binary mode: the data of cireg's events is JSON, so Content-Type must be application/json, not {media:?} (or send the event in structured mode as application/cloudevents+json)"
         );
-        let mut p = cireg_model::Problem::new(415, "unsupported-media-type", "Unsupported media type", Some(detail));
-        p.errors.push(cireg_model::Violation { pointer: "/datacontenttype".into(), detail: "not JSON".into() });
-        return Err(Box::new(ProblemResponse(p).into_response()));
+        let refusal =
+            problem(415, "unsupported-media-type", "Unsupported media type", detail).at("/datacontenttype", "not JSON");
+        return Err(Box::new(refusal.into_response()));
     }
     let mut event = serde_json::Map::new();
     for (name, value) in headers {
@@ -174,24 +176,15 @@ async fn batch(state: &AppState, sender: &Sender, key: &str, body: &[u8]) -> Res
     let events: Vec<Value> = match serde_json::from_slice(body) {
         Ok(Value::Array(events)) => events,
         Ok(_) => {
-            let mut p = cireg_model::Problem::new(
-                400,
-                "invalid-event",
-                "The batch is not valid",
-                Some("a batch is a JSON array of events".into()),
-            );
-            p.errors.push(cireg_model::Violation { pointer: String::new(), detail: "expected an array".into() });
-            return ProblemResponse(p).into_response();
+            return problem(400, "invalid-event", "The batch is not valid", "a batch is a JSON array of events")
+                .at("", "expected an array")
+                .into_response();
         }
         Err(e) => {
-            let mut p = cireg_model::Problem::new(
-                400,
-                "invalid-event",
-                "The batch is not valid",
-                Some(format!("not JSON (line {}, column {}): {e}", e.line(), e.column())),
-            );
-            p.errors.push(cireg_model::Violation { pointer: String::new(), detail: e.to_string() });
-            return ProblemResponse(p).into_response();
+            let detail = format!("not JSON (line {}, column {}): {e}", e.line(), e.column());
+            return problem(400, "invalid-event", "The batch is not valid", detail)
+                .at("", e.to_string())
+                .into_response();
         }
     };
     if events.is_empty() {

@@ -20,6 +20,12 @@ pub fn problem(status: u16, kind: &str, title: &str, detail: impl Into<String>) 
 }
 
 impl ProblemResponse {
+    /// The problem, naming where it is: a parameter's name or a JSON pointer into the body.
+    pub fn at(mut self, pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        self.0.errors.push(cireg_model::Violation { pointer: pointer.into(), detail: detail.into() });
+        self
+    }
+
     /// The response, telling the client to try again in `seconds` (`Retry-After`; at least 1).
     pub fn retry_after(self, seconds: u64) -> Response {
         let mut response = self.into_response();
@@ -31,10 +37,7 @@ impl ProblemResponse {
 /// A 400 naming the parameter that is wrong.
 pub fn bad_parameter(name: &str, detail: impl Into<String>) -> ProblemResponse {
     let detail = detail.into();
-    let mut p =
-        Problem::new(400, "bad-parameter", "A request parameter is not valid", Some(format!("{name}: {detail}")));
-    p.errors.push(cireg_model::Violation { pointer: name.to_owned(), detail });
-    ProblemResponse(p)
+    problem(400, "bad-parameter", "A request parameter is not valid", format!("{name}: {detail}")).at(name, detail)
 }
 
 /// A request body that could not be read (too large, broken connection) as problem details.

@@ -15,9 +15,6 @@ use serde_json::Value;
 
 use crate::{problem::problem, web::escape, AppState};
 
-/// What the registry itself calls a problem type.
-const URN: &str = "urn:cireg:problem:";
-
 /// One problem type: its kind (the last segment of its URL), the statuses it comes with, its
 /// title, what it means and what to do.
 pub struct ProblemType {
@@ -190,7 +187,7 @@ fn with_urls(value: &mut Value, base: &str) {
             for (key, v) in map.iter_mut() {
                 match v {
                     Value::String(s) if key == "type" => {
-                        if let Some(kind) = s.strip_prefix(URN) {
+                        if let Some(kind) = s.strip_prefix(cireg_model::PROBLEM_BASE) {
                             *s = format!("{base}/problems/{kind}");
                         }
                     }

@@ -23,7 +23,7 @@ use axum::{
 };
 use cireg_auth::Caller;
 use cireg_ingest::{IngestError, Sender};
-use cireg_model::{DatasetAccess, Problem, ProviderId, Rejection, Violation};
+use cireg_model::{DatasetAccess, Problem, ProviderId, Rejection};
 use cireg_views::{AccessBook, AccessPart};
 use serde_json::{json, Map, Value};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
@@ -78,9 +78,9 @@ type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 /// A JSON object body, or the 400 that says why not.
 fn object_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
     let invalid = |pointer: &str, detail: String| {
-        let mut p = Problem::new(400, "invalid-body", "The request body is not valid", Some(detail.clone()));
-        p.errors.push(Violation { pointer: pointer.to_owned(), detail });
-        ProblemResponse(p).into_response()
+        problem(400, "invalid-body", "The request body is not valid", detail.clone())
+            .at(pointer, detail)
+            .into_response()
     };
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => Ok(o),
@@ -91,10 +91,9 @@ fn object_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
 
 fn body_error(pointer: &str, detail: impl Into<String>) -> Response {
     let detail = detail.into();
-    let mut p =
-        Problem::new(400, "invalid-body", "The request body is not valid", Some(format!("{pointer}: {detail}")));
-    p.errors.push(Violation { pointer: pointer.to_owned(), detail });
-    ProblemResponse(p).into_response()
+    problem(400, "invalid-body", "The request body is not valid", format!("{pointer}: {detail}"))
+        .at(pointer, detail)
+        .into_response()
 }
 
 /// Whether the caller sees a part: its researcher, its data holder, or an operator.

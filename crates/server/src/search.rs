@@ -145,14 +145,14 @@ pub async fn eucaim(
     let query = match cireg_views::EucaimQuery::parse(&value) {
         Ok(q) => q,
         Err(e) => {
-            let mut p = cireg_model::Problem::new(
+            return problem(
                 400,
                 "bad-query",
                 "The query is not a valid EUCAIM AST",
-                Some(format!("{}: {}", e.pointer, e.detail)),
-            );
-            p.errors.push(cireg_model::Violation { pointer: e.pointer, detail: e.detail });
-            return crate::problem::ProblemResponse(p).into_response();
+                format!("{}: {}", e.pointer, e.detail),
+            )
+            .at(e.pointer, e.detail)
+            .into_response();
         }
     };
     match index(&state).await {
